@@ -1,0 +1,387 @@
+"""One YAML file, validated up front; environment variables override any field.
+
+A bad config must end in one sentence naming the field and the problem, so every pydantic
+error is turned into a `ConfigError` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+
+from daemon.errors import ConfigError
+from daemon.logs import register_secret
+
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+CONFIG_PATH_ENV = "OPENING_BELL_CONFIG"
+ENV_PREFIX = "OPENING_BELL__"
+
+KNOWN_BROKERS = ("gs", "shahr", "bbi", "karamad", "tejarat", "ebb", "hbc", "rabin", "ayandeh", "farabi", "ideal", "ib")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleSettings(_Strict):
+    warmup: time = time(8, 20)
+    open: time = time(8, 45)
+    arm_before_s: PositiveFloat = 60.0
+    window_s: PositiveFloat = 30.0
+    trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"])
+    holidays: list[str] = Field(default_factory=list)
+    holidays_file: Path | None = None
+    official_holidays: bool = True
+
+    @field_validator("holidays")
+    @classmethod
+    def _dates(cls, value: list[str]) -> list[str]:
+        for day in value:
+            if not _DATE.match(str(day)):
+                raise ValueError(f"{day!r} is not a date; write YYYY-MM-DD (Gregorian) or 1404-01-01 style (Jalali)")
+        return value
+
+    @model_validator(mode="after")
+    def _warmup_before_open(self) -> ScheduleSettings:
+        if self.warmup >= self.open:
+            raise ValueError("warmup must come before open")
+        return self
+
+
+class CacheTTL(_Strict):
+    tokens: PositiveFloat = 3600
+    market: PositiveFloat = 300
+    buying_power: PositiveFloat = 60
+    order_params: PositiveFloat = 30
+    holdings: PositiveFloat = 60
+
+
+class CacheSettings(_Strict):
+    backend: Literal["file"] = "file"
+    dir: Path = Path(".cache")
+    ttl: CacheTTL = CacheTTL()
+
+
+class BrokerSettings(_Strict):
+    identity_url: str | None = None
+    trading_url: str | None = None
+    backoffice_url: str | None = None
+    market_data_url: str | None = None
+
+    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value.rstrip("/") if value else value
+
+
+class BrokerEndpoints(BaseModel):
+    """A broker's resolved base URLs: configured ones, else the Ephoenix pattern."""
+
+    model_config = ConfigDict(frozen=True)
+    code: str
+    identity_url: str
+    trading_url: str
+    backoffice_url: str
+    market_data_url: str
+
+
+class CaptchaSettings(_Strict):
+    solver: Literal["ocr", "command", "http", "manual"] = "ocr"
+    command: list[str] | None = None
+    url: str | None = None
+    timeout_s: PositiveFloat = 10.0
+    max_attempts: PositiveInt = 5
+    spacing_s: float = Field(default=1.0, ge=0)
+    cooldown_s: float = Field(default=420.0, ge=0)
+
+    @model_validator(mode="after")
+    def _solver_needs(self) -> CaptchaSettings:
+        if self.solver == "command" and not self.command:
+            raise ValueError("solver 'command' needs captcha.command, the program and its arguments as a list")
+        if self.solver == "http" and not self.url:
+            raise ValueError("solver 'http' needs captcha.url, the OCR service's address")
+        return self
+
+
+class FeeSettings(_Strict):
+    buy: float = Field(default=0.003712, ge=0, lt=1)
+    sell: float = Field(default=0.0088, ge=0, lt=1)
+
+
+class OrderSettings(_Strict):
+    isin: str
+    side: Literal["buy", "sell"] = "buy"
+    price: Literal["max", "min"] | PositiveInt = "max"
+    volume: Literal["auto"] | PositiveInt = "auto"
+    share: float | None = Field(default=None, gt=0, le=1)
+
+    @field_validator("isin")
+    @classmethod
+    def _isin(cls, value: str) -> str:
+        if not _ISIN.match(value):
+            raise ValueError(f"{value!r} is not an ISIN like IRO1FOLD0001")
+        return value
+
+
+class AccountSettings(_Strict):
+    name: str = Field(min_length=1)
+    broker: str = Field(min_length=1)
+    username: str = Field(min_length=1)
+    password_env: str | None = None
+    password_file: Path | None = None
+    password: str | None = Field(default=None, repr=False)
+    priority: int = 0
+    enabled: bool = True
+    orders: list[OrderSettings] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> AccountSettings:
+        given = [n for n in ("password_env", "password_file", "password") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of password_env, password_file or password")
+        shares = [o.share for o in self.orders if o.share is not None]
+        if sum(shares) > 1.0 + 1e-9:
+            raise ValueError("the orders' shares add up to more than 1")
+        return self
+
+    def resolve_password(self) -> str:
+        """The account's password, read now from its source (never stored in the config object)."""
+        if self.password is not None:
+            return self.password
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if not value:
+                raise ConfigError(
+                    f"account {self.name!r}: environment variable {self.password_env} is not set; export it or change password_env."
+                )
+            register_secret(value)
+            return value
+        path = _expand_credentials(self.password_file)  # type: ignore[arg-type]
+        try:
+            value = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"account {self.name!r}: password_file {path} cannot be read ({exc.strerror}).") from None
+        if not value:
+            raise ConfigError(f"account {self.name!r}: password_file {path} is empty.")
+        register_secret(value)
+        return value
+
+
+def _expand_credentials(path: Path) -> Path:
+    """Let password_file say `$CREDENTIALS_DIRECTORY/name`, as systemd's LoadCredential= provides."""
+    return Path(os.path.expandvars(str(path))).expanduser()
+
+
+class Config(_Strict):
+    timezone: str = "Asia/Tehran"
+    state_dir: Path = Path(".state")
+    schedule: ScheduleSettings = ScheduleSettings()
+    cache: CacheSettings = CacheSettings()
+    market_data_url: str = "https://marketdatagw.ephoenix.ir"
+    brokers: dict[str, BrokerSettings] = Field(default_factory=dict)
+    captcha: CaptchaSettings = CaptchaSettings()
+    fees: FeeSettings = FeeSettings()
+    accounts: list[AccountSettings] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a time zone name like Asia/Tehran") from None
+        return value
+
+    @model_validator(mode="after")
+    def _accounts_consistent(self) -> Config:
+        seen: set[str] = set()
+        for account in self.accounts:
+            if account.name in seen:
+                raise ValueError(f"account name {account.name!r} is used twice; names must be unique")
+            seen.add(account.name)
+            if account.broker not in self.brokers and account.broker not in KNOWN_BROKERS:
+                raise ValueError(
+                    f"account {account.name!r} uses broker {account.broker!r}, which is neither a known Ephoenix broker "
+                    "nor listed under brokers"
+                )
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def broker(self, code: str) -> BrokerEndpoints:
+        given = self.brokers.get(code, BrokerSettings())
+        return BrokerEndpoints(
+            code=code,
+            identity_url=given.identity_url or f"https://identity-{code}.ephoenix.ir",
+            trading_url=given.trading_url or f"https://api-{code}.ephoenix.ir",
+            backoffice_url=given.backoffice_url or f"https://backofficeexternal-{code}.ephoenix.ir",
+            market_data_url=given.market_data_url or self.market_data_url.rstrip("/"),
+        )
+
+    def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:
+        """Enabled accounts, or exactly the named ones; an unknown name is an error, not an empty run."""
+        if not names:
+            return [a for a in self.accounts if a.enabled]
+        by_name = {a.name: a for a in self.accounts}
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ConfigError(f"no account named {', '.join(map(repr, unknown))} in the config; check --accounts.")
+        return [by_name[n] for n in names]
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> tuple[Path, bool]:
+    """The config path and whether the user named it (a named file must exist; the default may be absent)."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit), True
+    if environ.get(CONFIG_PATH_ENV):
+        return Path(environ[CONFIG_PATH_ENV]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def load_config(
+    explicit: str | os.PathLike[str] | None = None,
+    environ: dict[str, str] | None = None,
+    require_file: bool = False,
+) -> Config:
+    environ = dict(os.environ if environ is None else environ)
+    path, named = resolve_config_path(explicit, environ)
+    raw: Any = {}
+    if path.exists() or named or require_file:
+        raw = _read_yaml(path)
+    data = apply_env_overrides(raw, environ)
+    config = validate_config(data, source=str(path))
+    if any(a.password is not None for a in config.accounts):
+        _refuse_readable_secrets(path)
+        for account in config.accounts:
+            register_secret(account.password)
+    return config
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; copy config.yaml.example to {path} or pass --config.") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}).") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax there.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of settings at the top level.")
+    return data
+
+
+def _refuse_readable_secrets(path: Path) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"config file {path} holds a literal password and is readable by group or others; run chmod 600 {path}."
+        )
+
+
+def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """OPENING_BELL__CACHE__DIR=/x sets cache.dir; numeric parts index lists (ACCOUNTS__0__PASSWORD)."""
+    result = _deep_copy(data)
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if any(not p for p in parts):
+            raise ConfigError(f"environment variable {name} has an empty part between '__'; remove the doubled separator.")
+        try:
+            value = yaml.safe_load(environ[name]) if environ[name] else ""
+        except yaml.YAMLError:
+            value = environ[name]
+        if parts[-1] in {"password", "username"}:
+            value = environ[name]
+        _set_path(result, parts, value, name)
+    return result
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def _set_path(node: Any, parts: list[str], value: Any, env_name: str) -> None:
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"environment variable {env_name} names list item {part!r}, which the config does not have.")
+            if last:
+                node[int(part)] = value
+                return
+            node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ConfigError(f"environment variable {env_name} goes below a setting that is not a section.")
+        if last:
+            node[part] = value
+            return
+        node = node.setdefault(part, {})
+
+
+def validate_config(data: Any, source: str = "config") -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """The first error as one sentence: the field path, then what is wrong with it."""
+    error = exc.errors(include_url=False)[0]
+    path = _format_loc(error["loc"])
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, ") :]
+    message = message.replace("Extra inputs are not permitted", "is not a known setting (check the spelling)")
+    message = message.replace("Field required", "is required")
+    extra = len(exc.errors()) - 1
+    more = f" ({extra} more problem{'s' if extra > 1 else ''} after this one)" if extra else ""
+    sentence = f"{path}: {message}" if path else message
+    return sentence.rstrip(".") + more + "."
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif str(part).startswith(("function-", "literal[", "int", "constrained-int")):
+            continue
+        else:
+            out += f".{part}" if out else str(part)
+    return out
