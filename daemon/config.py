@@ -45,6 +45,22 @@ class ScheduleSettings(_Strict):
     holidays_file: Path | None = None
     official_holidays: bool = True
 
+    @field_validator("warmup", "open", mode="before")
+    @classmethod
+    def _yaml_sexagesimal(cls, value: Any) -> Any:
+        """YAML 1.1 reads an unquoted 08:45:00 as the number 31500; take it as seconds after midnight."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 86400:
+            micro = round(value * 1_000_000)
+            return time(micro // 3_600_000_000, micro // 60_000_000 % 60, micro // 1_000_000 % 60, micro % 1_000_000)
+        return value
+
+    @field_validator("warmup", "open")
+    @classmethod
+    def _local_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("give a plain time of day like 08:45:00; the zone is the top-level timezone setting")
+        return value
+
     @field_validator("holidays")
     @classmethod
     def _dates(cls, value: list[str]) -> list[str]:

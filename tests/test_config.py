@@ -1,0 +1,198 @@
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from daemon.cli import main
+from daemon.config import Config, apply_env_overrides, load_config, validate_config
+from daemon.errors import ConfigError
+from tests.conftest import REPO_ROOT, run_daemon
+
+ACCOUNT = {
+    "name": "ali",
+    "broker": "gs",
+    "username": "0012345678",
+    "password_env": "ALI_PW",
+    "orders": [{"isin": "IRO1FOLD0001"}],
+}
+
+
+def write_config(path: Path, data: dict, mode: int = 0o600) -> Path:
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    path.chmod(mode)
+    return path
+
+
+def test_defaults_without_a_file():
+    config = load_config()
+    assert config.timezone == "Asia/Tehran"
+    assert str(config.schedule.open) == "08:45:00"
+    assert config.cache.ttl.tokens == 3600 and config.cache.ttl.order_params == 30
+    assert config.schedule.trading_days == ["sat", "sun", "mon", "tue", "wed"]
+
+
+def test_example_config_is_valid():
+    data = yaml.safe_load((REPO_ROOT / "config.yaml.example").read_text())
+    config = validate_config(data)
+    assert config == Config()
+
+
+def test_named_config_must_exist():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config("missing.yaml")
+
+
+def test_env_var_names_the_config(tmp_path):
+    path = write_config(tmp_path / "other.yaml", {"cache": {"dir": "/tmp/x"}})
+    config = load_config(environ={"OPENING_BELL_CONFIG": str(path)})
+    assert config.cache.dir == Path("/tmp/x")
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001", "side": "hold"}]}]}, "accounts[0].orders[0].side"),
+        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "nope"}]}]}, "accounts[0].orders[0].isin"),
+        ({"cache": {"ttl": {"tokns": 5}}}, "cache.ttl.tokns: is not a known setting"),
+        ({"cache": {"ttl": {"tokens": -1}}}, "cache.ttl.tokens"),
+        ({"timezone": "Mars/Olympus"}, "timezone"),
+        ({"schedule": {"warmup": "09:00", "open": "08:45"}}, "warmup must come before open"),
+        ({"accounts": [{**ACCOUNT, "password": "x"}]}, "exactly one of password_env"),
+        ({"accounts": [{**ACCOUNT, "broker": "nobroker"}]}, "'nobroker'"),
+        ({"accounts": [ACCOUNT, ACCOUNT]}, "used twice"),
+        ({"captcha": {"solver": "command"}}, "captcha.command"),
+        ({"brokers": {"gs": {"trading_url": "ftp://x"}}}, "brokers.gs.trading_url"),
+    ],
+)
+def test_bad_config_is_one_sentence_naming_the_field(data, expected):
+    with pytest.raises(ConfigError) as caught:
+        validate_config(data, source="config.yaml")
+    message = str(caught.value)
+    assert expected in message
+    assert message.startswith("config.yaml: ") and message.endswith(".")
+    assert "\n" not in message
+
+
+def test_bad_config_exits_2_without_traceback(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"schedule": {"open": "25:00"}})
+    result = run_daemon("--config", str(path), "cache", "stats")
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "schedule.open" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("cache:\n  dir: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
+        load_config(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(path)
+
+
+def test_env_overrides_any_field(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
+    config = load_config(
+        path,
+        environ={
+            "OPENING_BELL__CACHE__DIR": "/var/cache/ob",
+            "OPENING_BELL__CACHE__TTL__MARKET": "120",
+            "OPENING_BELL__SCHEDULE__OPEN": "08:45:00.250",
+            "OPENING_BELL__ACCOUNTS__0__USERNAME": "0099",
+            "OPENING_BELL__SCHEDULE__TRADING_DAYS": "[sat, sun]",
+        },
+    )
+    assert config.cache.dir == Path("/var/cache/ob")
+    assert config.cache.ttl.market == 120
+    assert config.schedule.open.microsecond == 250_000
+    assert config.accounts[0].username == "0099"
+    assert config.schedule.trading_days == ["sat", "sun"]
+
+
+def test_env_override_of_missing_list_item_is_clear():
+    with pytest.raises(ConfigError, match="OPENING_BELL__ACCOUNTS__3__USERNAME"):
+        apply_env_overrides({"accounts": []}, {"OPENING_BELL__ACCOUNTS__3__USERNAME": "x"})
+
+
+def test_env_override_is_validated():
+    with pytest.raises(ConfigError, match="cache.ttl.market"):
+        load_config(environ={"OPENING_BELL__CACHE__TTL__MARKET": "soon"})
+
+
+def test_literal_password_in_readable_file_is_refused(tmp_path):
+    account = {k: v for k, v in ACCOUNT.items() if k != "password_env"} | {"password": "hunter2-secret"}
+    path = write_config(tmp_path / "c.yaml", {"accounts": [account]}, mode=0o644)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert f"chmod 600 {path}" in str(caught.value)
+    assert "hunter2-secret" not in str(caught.value)
+    path.chmod(0o600)
+    assert load_config(path).accounts[0].resolve_password() == "hunter2-secret"
+
+
+def test_password_sources(tmp_path, monkeypatch):
+    secret_file = tmp_path / "creds" / "ali"
+    secret_file.parent.mkdir()
+    secret_file.write_text("from-file-pw\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(secret_file.parent))
+    monkeypatch.setenv("ALI_PW", "from-env-pw")
+    by_env = validate_config({"accounts": [ACCOUNT]}).accounts[0]
+    assert by_env.resolve_password() == "from-env-pw"
+    by_file = validate_config(
+        {"accounts": [{**{k: v for k, v in ACCOUNT.items() if k != "password_env"}, "password_file": "$CREDENTIALS_DIRECTORY/ali"}]}
+    ).accounts[0]
+    assert by_file.resolve_password() == "from-file-pw"
+
+
+def test_missing_password_source_is_a_config_error(monkeypatch):
+    monkeypatch.delenv("ALI_PW", raising=False)
+    account = validate_config({"accounts": [ACCOUNT]}).accounts[0]
+    with pytest.raises(ConfigError, match="ALI_PW is not set"):
+        account.resolve_password()
+
+
+def test_password_never_in_repr():
+    account = {k: v for k, v in ACCOUNT.items() if k != "password_env"} | {"password": "hunter2-secret"}
+    config = validate_config({"accounts": [account]})
+    assert "hunter2-secret" not in repr(config)
+
+
+def test_broker_urls_default_to_the_pattern_and_can_be_overridden():
+    config = validate_config({"brokers": {"ib": {"identity_url": "https://identity.ibtrader.ir/", "trading_url": "https://api.ibtrader.ir"}}})
+    gs = config.broker("gs")
+    assert gs.identity_url == "https://identity-gs.ephoenix.ir"
+    assert gs.trading_url == "https://api-gs.ephoenix.ir"
+    assert gs.market_data_url == "https://marketdatagw.ephoenix.ir"
+    ib = config.broker("ib")
+    assert ib.identity_url == "https://identity.ibtrader.ir"
+    assert ib.backoffice_url == "https://backofficeexternal-ib.ephoenix.ir"
+
+
+def test_select_accounts(monkeypatch):
+    config = validate_config({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "enabled": False}]})
+    assert [a.name for a in config.select_accounts()] == ["ali"]
+    assert [a.name for a in config.select_accounts(["sara"])] == ["sara"]
+    with pytest.raises(ConfigError, match="'nobody'"):
+        config.select_accounts(["nobody"])
+
+
+def test_bad_cli_argument_exits_2(capsys):
+    with pytest.raises(SystemExit) as caught:
+        main(["no-such-command"])
+    assert caught.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_unquoted_yaml_times_are_times_of_day(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("schedule:\n  warmup: 08:20\n  open: 08:45:00.5\n")
+    config = load_config(path)
+    assert str(config.schedule.warmup) == "08:20:00"
+    assert str(config.schedule.open) == "08:45:00.500000"
