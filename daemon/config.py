@@ -9,14 +9,15 @@ from __future__ import annotations
 import os
 import re
 import stat
-from datetime import time
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
+from daemon.dates import parse_day
 from daemon.errors import ConfigError
 from daemon.logs import register_secret
 
@@ -27,7 +28,6 @@ ENV_PREFIX = "OPENING_BELL__"
 KNOWN_BROKERS = ("gs", "shahr", "bbi", "karamad", "tejarat", "ebb", "hbc", "rabin", "ayandeh", "farabi", "ideal", "ib")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
 
 
@@ -35,23 +35,33 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+ConfiguredDay = Annotated[date, BeforeValidator(parse_day)]
+
+
 class ScheduleSettings(_Strict):
     warmup: time = time(8, 20)
     open: time = time(8, 45)
     arm_before_s: PositiveFloat = 60.0
     window_s: PositiveFloat = 30.0
-    trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"])
-    holidays: list[str] = Field(default_factory=list)
+    trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"], min_length=1)
+    holidays: list[ConfiguredDay] = Field(default_factory=list)
     holidays_file: Path | None = None
     official_holidays: bool = True
+    open_days: list[ConfiguredDay] = Field(default_factory=list)
 
     @field_validator("warmup", "open", mode="before")
     @classmethod
     def _yaml_sexagesimal(cls, value: Any) -> Any:
-        """YAML 1.1 reads an unquoted 08:45:00 as the number 31500; take it as seconds after midnight."""
+        """YAML 1.1 reads an unquoted 08:45:00 as the number 31500; take it as seconds after midnight.
+
+        (`load_config` keeps such values strings; this is for data parsed elsewhere.) A one-digit hour
+        gets its zero: pydantic wants 08:20, people write 8:20.
+        """
         if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 86400:
             micro = round(value * 1_000_000)
             return time(micro // 3_600_000_000, micro // 60_000_000 % 60, micro // 1_000_000 % 60, micro % 1_000_000)
+        if isinstance(value, str) and re.match(r"^\d:", value.strip()):
+            return "0" + value.strip()
         return value
 
     @field_validator("warmup", "open")
@@ -61,18 +71,23 @@ class ScheduleSettings(_Strict):
             raise ValueError("give a plain time of day like 08:45:00; the zone is the top-level timezone setting")
         return value
 
-    @field_validator("holidays")
-    @classmethod
-    def _dates(cls, value: list[str]) -> list[str]:
-        for day in value:
-            if not _DATE.match(str(day)):
-                raise ValueError(f"{day!r} is not a date; write YYYY-MM-DD (Gregorian) or 1404-01-01 style (Jalali)")
-        return value
-
     @model_validator(mode="after")
-    def _warmup_before_open(self) -> ScheduleSettings:
+    def _order_of_the_day(self) -> ScheduleSettings:
         if self.warmup >= self.open:
             raise ValueError("warmup must come before open")
+        start = datetime.combine(date.min, self.warmup)
+        open_at = datetime.combine(date.min, self.open)
+        if open_at - timedelta(seconds=self.arm_before_s) <= start:
+            raise ValueError(f"arm_before_s: arming {self.arm_before_s:g} s before the open would come before warmup; shorten it")
+        if (open_at + timedelta(seconds=self.window_s)).date() != date.min:
+            raise ValueError(f"window_s: a window of {self.window_s:g} s after the open would run past midnight; shorten it")
+        for day in self.open_days:
+            if WEEKDAYS[day.weekday()] not in self.trading_days:
+                raise ValueError(
+                    f"open_days: {day} is a {day:%A}, which is not in trading_days; open_days only reopens official holidays"
+                )
+            if day in self.holidays:
+                raise ValueError(f"open_days: {day} is also in holidays; keep it in one of the two lists")
         return self
 
 
@@ -261,6 +276,32 @@ class Config(_Strict):
         return [by_name[n] for n in names]
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML 1.1 without two surprises: `9:30` read as the number 570 (base 60) and `2026-03-21` read as a date.
+
+    Both stay strings for pydantic to parse, so `warmup: 9:30` means 09:30 and a Jalali `1404-06-31`
+    (not a Gregorian date) is not a crash in the YAML parser.
+    """
+
+    yaml_implicit_resolvers = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "float", "timestamp")]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+
+ConfigLoader.add_implicit_resolver(  # PyYAML's int, less its base-60 form
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+ConfigLoader.add_implicit_resolver(  # PyYAML's float, less its base-60 form
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."),
+)
+
+
 def resolve_config_path(explicit: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> tuple[Path, bool]:
     """The config path and whether the user named it (a named file must exist; the default may be absent)."""
     environ = os.environ if environ is None else environ
@@ -300,7 +341,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text.") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -333,7 +374,7 @@ def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[s
         if any(not p for p in parts):
             raise ConfigError(f"environment variable {name} has an empty part between '__'; remove the doubled separator.")
         try:
-            value = yaml.safe_load(environ[name]) if environ[name] else ""
+            value = yaml.load(environ[name], Loader=ConfigLoader) if environ[name] else ""  # noqa: S506
         except yaml.YAMLError:
             value = environ[name]
         if parts[-1] in {"password", "username"}:
