@@ -298,7 +298,7 @@ class Cache:
         return removed
 
     async def list(self, type: str) -> builtins.list[EntryInfo]:
-        """Every entry of a type as stored (not the memory layer), valid or not, by key."""
+        """Every entry of a type as stored (not the memory layer), valid or not, in file-name order."""
         ctype = resolve_type(type)
         now = self._clock.now()
         infos = []
@@ -320,7 +320,7 @@ class Cache:
         """Per type: entries, valid, expired, bytes, soonest expiry (of the valid ones) and hits/misses across runs."""
         counts = await self._persisted_counts()
         out: dict[str, dict[str, Any]] = {}
-        for name, ctype in TYPES.items():
+        for name in TYPES:
             infos = await self.list(name)
             hits = counts.get(name, {}).get("hits", 0) + self._unflushed[name][0]
             misses = counts.get(name, {}).get("misses", 0) + self._unflushed[name][1]
@@ -420,11 +420,15 @@ class Cache:
     async def _lookup(self, ctype: CacheType, key: str, identity: dict[str, str] | None) -> Entry | None:
         """Memory first (no I/O), then the backend; counts the hit or miss."""
         now = self._clock.now()
+
+        def usable(entry: Entry | None) -> bool:
+            return entry is not None and entry.expires_at > now and same_identity(entry.identity, identity)
+
         entry = self._memory.get((ctype.name, key))
-        if entry is None or entry.expires_at <= now or not same_identity(entry.identity, identity):
+        if not usable(entry):
             found = await self._read(ctype, file_name(ctype, key))
             entry = found[0] if found else None
-            if entry is None or entry.expires_at <= now or not same_identity(entry.identity, identity):
+            if not usable(entry):
                 self._unflushed[ctype.name][1] += 1
                 return None
             self._memory[(ctype.name, key)] = entry
