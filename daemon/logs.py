@@ -101,3 +101,8 @@ def get_logger(name: str | None = None, **context: Any) -> Any:
 def secrets_in(text: str, secrets: Iterable[str]) -> list[str]:
     """Which of `secrets` appear in `text`; for tests that scan captured output."""
     return [s for s in secrets if s and s in text]
+
+
+def redact(value: Any) -> Any:
+    """`value` with secret-named fields and known secrets replaced by `***`; for data shown to people."""
+    return _redact(value)

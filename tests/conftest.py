@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import structlog
 
 from daemon.clock import FakeClock
 
@@ -24,6 +25,13 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     return workdir
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> object:
+    """A CLI test points structlog at its captured stderr, which is closed afterwards: start each test afresh."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -1,0 +1,502 @@
+"""Data prepared before the open (tokens, price limits, buying power, order parameters, holdings), kept fresh.
+
+Entries live in a backend (`daemon.cache_store`; files in `.cache/` by default, in the earlier tool's
+file names so its files are read) behind an in-memory layer, so a hit during the fire window costs no
+disk I/O. Nothing here raises on a bad file or a failing disk: a bad entry is a miss that is logged and
+moved aside, a failed write keeps the value in memory. Time comes from the injected clock only.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, tzinfo
+from typing import Any
+from urllib.parse import quote, unquote
+
+import orjson
+
+from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
+from daemon.clock import Clock, SystemClock
+from daemon.config import CacheSettings, Config
+from daemon.errors import UserError
+from daemon.logs import get_logger, register_secret
+
+log = get_logger("cache")
+
+SUFFIX = ".json"
+STATS_NAME = "stats.json"
+IDENTITY_FIELDS = ("username", "broker_code", "isin")
+_MAX_NAME_BYTES = 255
+
+
+@dataclass(frozen=True)
+class CacheType:
+    name: str
+    prefix: str
+    identity: tuple[str, ...]
+    required: tuple[str, ...] = ()
+    """Fields the entry's data must hold as non-empty text; without them the entry is wrongly shaped."""
+
+
+TYPES: dict[str, CacheType] = {
+    t.name: t
+    for t in (
+        CacheType("tokens", "token_", ("username", "broker_code"), required=("token",)),
+        CacheType("market", "market_data_", ("isin",)),
+        CacheType("buying_power", "buying_power_", ("username", "broker_code")),
+        CacheType("order_params", "order_params_", ("username", "broker_code", "isin")),
+        CacheType("holdings", "holdings_", ("username", "broker_code", "isin")),
+    )
+}
+ALIASES = {"buying": "buying_power", "bp": "buying_power", "orders": "order_params", "params": "order_params"}
+
+
+class UnknownCacheType(UserError):
+    pass
+
+
+class CacheKeyError(UserError):
+    pass
+
+
+class CorruptEntry(Exception):
+    """An entry's bytes are not an entry (not JSON, wrong shape, bad time); the message says which."""
+
+
+def resolve_type(name: str) -> CacheType:
+    """A cache type by its name or one of its aliases."""
+    found = TYPES.get(ALIASES.get(name, name))
+    if found is None:
+        names = ", ".join([*TYPES, *ALIASES])
+        raise UnknownCacheType(f"{name!r} is not a cache type; use one of {names}.")
+    return found
+
+
+def file_name(ctype: CacheType, key: str) -> str:
+    """The entry's file name: the earlier tool's for plain keys; anything else percent-encoded, so no key leaves the directory."""
+    if not key:
+        raise CacheKeyError(f"a {ctype.name} cache key cannot be empty.")
+    name = f"{ctype.prefix}{quote(key, safe='')}{SUFFIX}"
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise CacheKeyError(f"the {ctype.name} cache key {key[:40]!r}... is too long for a file name; shorten it.")
+    return name
+
+
+def key_from_name(ctype: CacheType, name: str) -> str:
+    return unquote(name[len(ctype.prefix) : -len(SUFFIX)])
+
+
+def identity_key(ctype: CacheType, *values: str) -> tuple[str, dict[str, str]]:
+    """The key (`{username}_{broker}`, ...) and the identity stored beside the data to tell colliding keys apart."""
+    identity = {name: str(value) for name, value in zip(ctype.identity, values, strict=True)}
+    return "_".join(identity.values()), identity
+
+
+@dataclass(frozen=True)
+class Entry:
+    data: dict[str, Any]
+    expires_at: datetime
+    created_at: datetime | None = None
+    identity: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EntryInfo:
+    """What `list` and `show` report about one entry (`data` only from `show`)."""
+
+    type: str
+    key: str
+    created_at: datetime | None
+    expires_at: datetime
+    valid: bool
+    bytes: int
+    identity: dict[str, str]
+    data: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type,
+            "key": self.key,
+            "created_at": self.created_at.isoformat() if self.created_at else None,
+            "expires_at": self.expires_at.isoformat(),
+            "valid": self.valid,
+            "bytes": self.bytes,
+            "identity": self.identity,
+        }
+        if self.data is not None:
+            out["data"] = self.data
+        return out
+
+
+def parse_time(value: Any, local_tz: tzinfo | None, what: str = "time") -> datetime:
+    """An ISO 8601 time; a naive one (the earlier tool's) is local time: `local_tz`, else this machine's zone."""
+    if not isinstance(value, str):
+        raise CorruptEntry(f"{what} is not text")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise CorruptEntry(f"{what} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=local_tz) if local_tz is not None else when.astimezone()
+    return when
+
+
+def decode_entry(raw: bytes, ctype: CacheType, local_tz: tzinfo | None = None) -> Entry:
+    """Both forms: the documented `{"data": {...}, "expires_at", ...}` and the earlier tool's flat one."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise CorruptEntry("not JSON (truncated?)") from None
+    if not isinstance(obj, dict):
+        raise CorruptEntry("not a JSON object")
+    if "expires_at" not in obj:
+        raise CorruptEntry("no expires_at")
+    expires_at = parse_time(obj["expires_at"], local_tz, "expires_at")
+    created_at = parse_time(obj["created_at"], local_tz, "created_at") if obj.get("created_at") is not None else None
+    identity: dict[str, str] = {}
+    for name in IDENTITY_FIELDS:
+        if name in obj:
+            value = obj[name]
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise CorruptEntry(f"{name} is not text")
+            identity[name] = str(value)
+    if isinstance(obj.get("data"), dict):
+        data = obj["data"]
+    else:
+        data = {k: v for k, v in obj.items() if k not in ("created_at", "expires_at")}
+    for name in ctype.required:
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise CorruptEntry(f"no {name}")
+    return Entry(data=data, expires_at=expires_at, created_at=created_at, identity=identity)
+
+
+def encode_entry(entry: Entry) -> bytes:
+    body: dict[str, Any] = {"data": entry.data, "expires_at": entry.expires_at.isoformat()}
+    if entry.created_at is not None:
+        body["created_at"] = entry.created_at.isoformat()
+    body.update(entry.identity)
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2)
+
+
+def same_identity(stored: dict[str, str], wanted: dict[str, str] | None) -> bool:
+    """Whether an entry belongs to `wanted`: every field it stores must match.
+
+    An entry that stores no identity (the earlier tool's buying power, say) is trusted only when the key
+    cannot collide, i.e. no part of it holds `_` (`a_b` + `c` and `a` + `b_c` share a file name).
+    """
+    if not wanted:
+        return True
+    if any(name in stored and stored[name] != value for name, value in wanted.items()):
+        return False
+    return all(name in stored for name in wanted) or not any("_" in value for value in wanted.values())
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("expires_at must be timezone-aware (take it from the clock)")
+    return when
+
+
+class Cache:
+    """The five cache types over one backend, an in-memory layer in front, and hit/miss counters."""
+
+    def __init__(
+        self,
+        settings: CacheSettings,
+        clock: Clock,
+        *,
+        backend: CacheBackend | None = None,
+        local_tz: tzinfo | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._backend = backend or FileBackend(settings.dir)
+        self._local_tz = local_tz
+        self._memory: dict[tuple[str, str], Entry] = {}
+        self._unflushed = {name: [0, 0] for name in TYPES}  # hits, misses since the last flush
+        self._failing: set[str] = set()
+        self._corrupt_reported: set[str] = set()
+
+    @classmethod
+    def from_config(cls, config: Config, clock: Clock | None = None, **kwargs: Any) -> Cache:
+        return cls(config.cache, clock or SystemClock(), **kwargs)
+
+    @property
+    def location(self) -> str:
+        return self._backend.location
+
+    async def __aenter__(self) -> Cache:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self.flush()
+
+    # --- the generic API -------------------------------------------------------------------------
+
+    async def get(self, type: str, key: str, *, identity: dict[str, str] | None = None) -> dict[str, Any] | None:
+        """The entry's data while it is valid (and belongs to `identity`, when given), else None."""
+        entry = await self._lookup(resolve_type(type), key, identity)
+        return dict(entry.data) if entry else None
+
+    async def set(
+        self,
+        type: str,
+        key: str,
+        data: dict[str, Any],
+        *,
+        expires_at: datetime | None = None,
+        identity: dict[str, str] | None = None,
+    ) -> None:
+        """Store `data` for the type's TTL; `expires_at` can only shorten that (a token's own expiry caps it)."""
+        ctype = resolve_type(type)
+        name = file_name(ctype, key)
+        unknown = set(identity or ()) - set(IDENTITY_FIELDS)
+        if unknown:
+            raise ValueError(f"identity fields must be among {IDENTITY_FIELDS}, not {sorted(unknown)}")
+        now = self._clock.now()
+        expiry = now + timedelta(seconds=getattr(self.settings.ttl, ctype.name))
+        if expires_at is not None:
+            expiry = min(expiry, _aware(expires_at))
+        entry = Entry(dict(data), expiry, now, {k: str(v) for k, v in (identity or {}).items()})
+        payload = encode_entry(entry)
+        self._memory[(ctype.name, key)] = entry
+        try:
+            await self._backend.write(name, payload)
+        except OSError as exc:
+            self._failed("cache_write_failed", "the value is kept in memory only", exc)
+        else:
+            self._recovered("cache_write_failed")
+
+    async def delete(self, type: str, key: str) -> bool:
+        ctype = resolve_type(type)
+        in_memory = self._memory.pop((ctype.name, key), None) is not None
+        return await self._backend.delete(file_name(ctype, key)) or in_memory
+
+    async def clear(self, type: str | None = None) -> int:
+        """Remove every entry (of one type); the number of entries removed."""
+        removed = 0
+        for ctype in self._types(type):
+            self._forget(lambda k, _e, t=ctype.name: k[0] == t)
+            for name in await self._backend.names(ctype.prefix, SUFFIX):
+                removed += await self._backend.delete(name)
+        return removed
+
+    async def clean_expired(self) -> int:
+        """Remove expired entries (corrupt ones are moved aside); the number removed."""
+        now = self._clock.now()
+        self._forget(lambda _k, e: e.expires_at <= now)
+        removed = 0
+        for ctype in TYPES.values():
+            for name in await self._backend.names(ctype.prefix, SUFFIX):
+                found = await self._read(ctype, name)
+                if found is not None and found[0].expires_at <= now:
+                    removed += await self._backend.delete(name)
+        return removed
+
+    async def list(self, type: str) -> builtins.list[EntryInfo]:
+        """Every entry of a type as stored (not the memory layer), valid or not, in file-name order."""
+        ctype = resolve_type(type)
+        now = self._clock.now()
+        infos = []
+        for name in await self._backend.names(ctype.prefix, SUFFIX):
+            found = await self._read(ctype, name)
+            if found is not None:
+                infos.append(self._info(ctype, key_from_name(ctype, name), *found, now))
+        return infos
+
+    async def show(self, type: str, key: str) -> EntryInfo | None:
+        """One stored entry with its data, valid or not; None when there is none (or it was corrupt)."""
+        ctype = resolve_type(type)
+        found = await self._read(ctype, file_name(ctype, key))
+        if found is None:
+            return None
+        return replace(self._info(ctype, key, *found, self._clock.now()), data=found[0].data)
+
+    async def stats(self) -> dict[str, dict[str, Any]]:
+        """Per type: entries, valid, expired, bytes, soonest expiry (of the valid ones) and hits/misses across runs."""
+        counts = await self._persisted_counts()
+        out: dict[str, dict[str, Any]] = {}
+        for name in TYPES:
+            infos = await self.list(name)
+            hits = counts.get(name, {}).get("hits", 0) + self._unflushed[name][0]
+            misses = counts.get(name, {}).get("misses", 0) + self._unflushed[name][1]
+            valid = [i for i in infos if i.valid]
+            out[name] = {
+                "entries": len(infos),
+                "valid": len(valid),
+                "expired": len(infos) - len(valid),
+                "hits": hits,
+                "misses": misses,
+                "hit_rate": hits / (hits + misses) if hits + misses else None,
+                "bytes": sum(i.bytes for i in infos),
+                "soonest_expiry": min((i.expires_at for i in valid), default=None),
+            }
+        return out
+
+    async def flush(self) -> None:
+        """Add this run's hits and misses to the stored counters (so runs add up); nothing to do, nothing written."""
+        snapshot = {name: tuple(c) for name, c in self._unflushed.items() if any(c)}
+        if not snapshot:
+            return
+
+        def add(current: bytes | None) -> bytes:
+            counts = _decode_counts(current)
+            for name, (hits, misses) in snapshot.items():
+                row = counts.setdefault(name, {"hits": 0, "misses": 0})
+                row["hits"] = row.get("hits", 0) + hits
+                row["misses"] = row.get("misses", 0) + misses
+            return orjson.dumps({"types": counts}, option=orjson.OPT_INDENT_2)
+
+        try:
+            await self._backend.update(STATS_NAME, add)
+        except OSError as exc:
+            self._failed("cache_stats_flush_failed", "the counters are kept for the next flush", exc)
+            return
+        self._recovered("cache_stats_flush_failed")
+        for name, (hits, misses) in snapshot.items():
+            self._unflushed[name][0] -= hits
+            self._unflushed[name][1] -= misses
+
+    # --- typed helpers the client uses --------------------------------------------------------------
+
+    async def get_token(self, username: str, broker: str) -> dict[str, Any] | None:
+        """The login token with `token`, `username`, `broker_code` and `expires_at` (ISO text), or None."""
+        ctype = TYPES["tokens"]
+        key, identity = identity_key(ctype, username, broker)
+        entry = await self._lookup(ctype, key, identity)
+        if entry is None:
+            return None
+        register_secret(entry.data["token"])
+        return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data}
+
+    async def save_token(self, username: str, broker: str, token: str, expires_at: datetime, **extra: Any) -> None:
+        """Keep a token until the TTL or its own expiry, whichever is sooner; the token is never logged."""
+        register_secret(token)
+        key, identity = identity_key(TYPES["tokens"], username, broker)
+        data = {**extra, **identity, "token": token, "expires_at": _aware(expires_at).isoformat()}
+        await self.set("tokens", key, data, expires_at=expires_at, identity=identity)
+
+    async def drop_token(self, username: str, broker: str) -> bool:
+        return await self.delete("tokens", identity_key(TYPES["tokens"], username, broker)[0])
+
+    async def get_buying_power(self, username: str, broker: str) -> dict[str, Any] | None:
+        return await self._get_typed("buying_power", username, broker)
+
+    async def save_buying_power(self, username: str, broker: str, data: dict[str, Any]) -> None:
+        await self._save_typed("buying_power", data, username, broker)
+
+    async def get_market_data(self, isin: str) -> dict[str, Any] | None:
+        return await self._get_typed("market", isin)
+
+    async def save_market_data(self, isin: str, data: dict[str, Any]) -> None:
+        await self._save_typed("market", data, isin)
+
+    async def get_order_params(self, username: str, broker: str, isin: str) -> dict[str, Any] | None:
+        return await self._get_typed("order_params", username, broker, isin)
+
+    async def save_order_params(self, username: str, broker: str, isin: str, data: dict[str, Any]) -> None:
+        await self._save_typed("order_params", data, username, broker, isin)
+
+    async def get_holdings(self, username: str, broker: str, isin: str) -> dict[str, Any] | None:
+        return await self._get_typed("holdings", username, broker, isin)
+
+    async def save_holdings(self, username: str, broker: str, isin: str, data: dict[str, Any]) -> None:
+        await self._save_typed("holdings", data, username, broker, isin)
+
+    # --- internals ---------------------------------------------------------------------------------
+
+    async def _get_typed(self, type: str, *parts: str) -> dict[str, Any] | None:
+        key, identity = identity_key(TYPES[type], *parts)
+        return await self.get(type, key, identity=identity)
+
+    async def _save_typed(self, type: str, data: dict[str, Any], *parts: str) -> None:
+        key, identity = identity_key(TYPES[type], *parts)
+        await self.set(type, key, data, identity=identity)
+
+    async def _lookup(self, ctype: CacheType, key: str, identity: dict[str, str] | None) -> Entry | None:
+        """Memory first (no I/O), then the backend; counts the hit or miss."""
+        now = self._clock.now()
+
+        def usable(entry: Entry | None) -> bool:
+            return entry is not None and entry.expires_at > now and same_identity(entry.identity, identity)
+
+        entry = self._memory.get((ctype.name, key))
+        if not usable(entry):
+            found = await self._read(ctype, file_name(ctype, key))
+            entry = found[0] if found else None
+            if not usable(entry):
+                self._unflushed[ctype.name][1] += 1
+                return None
+            self._memory[(ctype.name, key)] = entry
+        self._unflushed[ctype.name][0] += 1
+        return entry
+
+    async def _read(self, ctype: CacheType, name: str) -> tuple[Entry, int] | None:
+        """The stored entry and its size; a bad one is a miss, logged and moved aside to `<name>.corrupt`."""
+        try:
+            raw = await self._backend.read(name)
+            if raw is None:
+                return None
+            return decode_entry(raw, ctype, self._local_tz), len(raw)
+        except (UnreadableEntry, CorruptEntry) as exc:
+            await self._set_aside(name, str(exc))
+        except OSError as exc:
+            self._failed("cache_read_failed", "reads are misses", exc)
+        return None
+
+    async def _set_aside(self, name: str, reason: str) -> None:
+        try:
+            moved_to = await self._backend.quarantine(name)
+        except OSError as exc:
+            moved_to, problem = None, exc.strerror or type(exc).__name__
+        else:
+            problem = None
+        if name in self._corrupt_reported:
+            return
+        log.warning("cache_entry_corrupt", dir=self.location, file=name, reason=reason, moved_to=moved_to,
+                    move_failed=problem)
+        if moved_to is None:  # still in place: say so once, not on every read
+            self._corrupt_reported.add(name)
+
+    def _info(self, ctype: CacheType, key: str, entry: Entry, size: int, now: datetime) -> EntryInfo:
+        return EntryInfo(ctype.name, key, entry.created_at, entry.expires_at, entry.expires_at > now, size, entry.identity)
+
+    async def _persisted_counts(self) -> dict[str, dict[str, int]]:
+        try:
+            return _decode_counts(await self._backend.read(STATS_NAME))
+        except (UnreadableEntry, OSError):
+            return {}
+
+    def _types(self, type: str | None) -> builtins.list[CacheType]:
+        return list(TYPES.values()) if type is None else [resolve_type(type)]
+
+    def _forget(self, drop: Any) -> None:
+        for k in [k for k, e in self._memory.items() if drop(k, e)]:
+            del self._memory[k]
+
+    def _failed(self, event: str, consequence: str, exc: OSError) -> None:
+        """Log a failing store once, not on every call, until it works again."""
+        if event not in self._failing:
+            self._failing.add(event)
+            log.error(event, dir=self.location, error=exc.strerror or type(exc).__name__, consequence=consequence)
+
+    def _recovered(self, event: str) -> None:
+        if event in self._failing:
+            self._failing.discard(event)
+            log.info(event.replace("_failed", "_recovered"), dir=self.location)
+
+
+def _decode_counts(raw: bytes | None) -> dict[str, dict[str, int]]:
+    """The stored counters; unreadable ones start again from zero rather than stop the run."""
+    if not raw:
+        return {}
+    try:
+        types = orjson.loads(raw)["types"]
+        return {name: {"hits": int(row["hits"]), "misses": int(row["misses"])} for name, row in types.items()}
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        log.warning("cache_stats_unreadable", action="counting again from zero")
+        return {}

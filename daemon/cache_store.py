@@ -1,0 +1,206 @@
+"""Where cache entries' bytes live: the small backend interface and the file backend.
+
+The cache (`daemon.cache`) only ever speaks to a `CacheBackend`, in names and bytes, so a Redis backend
+can be added without touching its callers. The file backend is the one the earlier tool used:
+one JSON file per entry, written atomically (temp file, fsync, rename) with mode 0600 in a 0700
+directory, and never through a symlink.
+
+File I/O runs in `asyncio.to_thread`, one hop per whole operation (open, read, close), rather than
+through aiofiles, which hops to a thread for every call and cannot open with O_NOFOLLOW, fsync a
+directory or rename.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from daemon.logs import get_logger
+
+log = get_logger("cache")
+
+MAX_ENTRY_BYTES = 1 << 20
+"""A cache entry is a few hundred bytes; anything past this is not one of ours and is treated as corrupt."""
+
+
+class UnreadableEntry(Exception):
+    """The name exists but is not a regular file we may read (a symlink, a directory, no permission, too big)."""
+
+
+class CacheBackend(Protocol):
+    """Raw entries by name. Every method may raise OSError when the store itself fails."""
+
+    location: str
+    """Where the entries are, for people (a directory, a URL)."""
+
+    async def read(self, name: str) -> bytes | None:
+        """The entry's bytes, or None when there is none; `UnreadableEntry` when it cannot be read."""
+
+    async def write(self, name: str, payload: bytes) -> None:
+        """Replace the entry atomically: a reader sees the old bytes or the new, never a part."""
+
+    async def delete(self, name: str) -> bool:
+        """Remove the entry; False when there was none."""
+
+    async def names(self, prefix: str, suffix: str) -> list[str]:
+        """The entries whose names start with `prefix` and end with `suffix`, sorted."""
+
+    async def quarantine(self, name: str) -> str | None:
+        """Move a bad entry aside (to `<name>.corrupt`) so it is read once; the new name, or None if it was gone."""
+
+    async def update(self, name: str, change: Callable[[bytes | None], bytes]) -> None:
+        """Read, change and write one entry with no other writer in between (the stats' counters)."""
+
+
+class FileBackend:
+    """One JSON file per entry in one directory, created 0700 on the first write."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.location = str(self.dir)
+        self._dir_checked = False
+
+    async def read(self, name: str) -> bytes | None:
+        return await asyncio.to_thread(self._read, name)
+
+    async def write(self, name: str, payload: bytes) -> None:
+        await asyncio.to_thread(self._write, name, payload)
+
+    async def delete(self, name: str) -> bool:
+        return await asyncio.to_thread(self._delete, name)
+
+    async def names(self, prefix: str, suffix: str) -> list[str]:
+        return await asyncio.to_thread(self._names, prefix, suffix)
+
+    async def quarantine(self, name: str) -> str | None:
+        return await asyncio.to_thread(self._quarantine, name)
+
+    async def update(self, name: str, change: Callable[[bytes | None], bytes]) -> None:
+        await asyncio.to_thread(self._update, name, change)
+
+    def _path(self, name: str) -> Path:
+        if not name or "/" in name or "\0" in name or name in {".", ".."}:
+            raise ValueError(f"{name!r} is not a plain file name")
+        return self.dir / name
+
+    def _read(self, name: str) -> bytes | None:
+        path = self._path(name)
+        try:
+            # O_NOFOLLOW: a symlink planted in the cache is never followed; O_NONBLOCK: a FIFO cannot hang us.
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise UnreadableEntry(_why(exc)) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise UnreadableEntry("not a regular file")
+            if info.st_size > MAX_ENTRY_BYTES:
+                raise UnreadableEntry(f"{info.st_size} bytes, more than an entry can be")
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                return handle.read(MAX_ENTRY_BYTES + 1)
+        except OSError as exc:
+            raise UnreadableEntry(_why(exc)) from None
+        finally:
+            os.close(fd)
+
+    def _write(self, name: str, payload: bytes) -> None:
+        path = self._path(name)
+        self._ensure_dir()
+        # mkstemp opens O_EXCL | O_NOFOLLOW with mode 0600; the dot keeps half-written files out of listings.
+        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)  # replaces a symlink itself, never its target
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+        _fsync_dir(self.dir)
+
+    def _delete(self, name: str) -> bool:
+        try:
+            os.unlink(self._path(name))
+        except FileNotFoundError:
+            return False
+        except IsADirectoryError:
+            return self._quarantine(name) is not None
+        return True
+
+    def _names(self, prefix: str, suffix: str) -> list[str]:
+        try:
+            found = os.listdir(self.dir)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in found if n.startswith(prefix) and n.endswith(suffix))
+
+    def _quarantine(self, name: str) -> str | None:
+        target = f"{name}.corrupt"
+        try:
+            os.replace(self._path(name), self._path(target))
+        except FileNotFoundError:
+            return None
+        except IsADirectoryError:  # an earlier `.corrupt` directory is in the way: make room for the new one
+            shutil.rmtree(self._path(target), ignore_errors=True)
+            os.replace(self._path(name), self._path(target))
+        return target
+
+    def _update(self, name: str, change: Callable[[bytes | None], bytes]) -> None:
+        self._ensure_dir()
+        lock = os.open(self._path(f".{name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                current = self._read(name)
+            except UnreadableEntry:
+                current = None
+            self._write(name, change(current))
+        finally:
+            os.close(lock)  # closing releases the lock
+
+    def _ensure_dir(self) -> None:
+        """Create the directory 0700; tighten one found open to others, once per backend."""
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self._dir_checked:
+            return
+        mode = stat.S_IMODE(self.dir.stat().st_mode)
+        if mode & 0o077:
+            try:
+                os.chmod(self.dir, 0o700)
+                log.warning("cache_dir_mode_tightened", dir=self.location, was=oct(mode), now="0o700")
+            except OSError as exc:
+                log.warning("cache_dir_open_to_others", dir=self.location, mode=oct(mode), error=_why(exc))
+        self._dir_checked = True
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == errno.ELOOP:
+        return "a symlink, which the cache never follows"
+    return exc.strerror or type(exc).__name__
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable: after a power cut the entry is the old one or the new one."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
