@@ -20,7 +20,7 @@ import tempfile
 import threading
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TextIO
+from typing import Any, ClassVar, Literal, Protocol, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -56,21 +56,24 @@ class CaptchaSolver(Protocol):
 
 # The five formats a broker could plausibly send, by their leading bytes. A tiny table, so no
 # library (Pillow lives only in the optional `ocr` extra, and `imghdr` is gone from Python 3.13).
-_MAGIC: tuple[tuple[int, bytes, str], ...] = (
+ImageFormat = Literal["png", "jpeg", "gif", "bmp", "webp"]
+_MAGIC: tuple[tuple[int, bytes, ImageFormat], ...] = (
     (0, b"\x89PNG\r\n\x1a\n", "png"),
     (0, b"\xff\xd8\xff", "jpeg"),
     (0, b"GIF87a", "gif"),
     (0, b"GIF89a", "gif"),
-    (0, b"BM", "bmp"),
-    (8, b"WEBP", "webp"),
+    (6, b"\0\0\0\0", "bmp"),  # after "BM" and the file size: the reserved zeros (two bytes alone say too little)
+    (8, b"WEBP", "webp"),  # after "RIFF" and the size
 )
+_LEAD = {"bmp": b"BM", "webp": b"RIFF"}
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp", "webp": "image/webp"}
 
 
-def sniff_image_format(data: bytes) -> str:
+def sniff_image_format(data: bytes) -> ImageFormat:
     """"png", "jpeg", "gif", "bmp" or "webp", from the magic bytes; an extension or header is never trusted."""
     for offset, magic, name in _MAGIC:
-        if data[offset : offset + len(magic)] == magic and (name != "webp" or data[:4] == b"RIFF"):
+        lead = _LEAD.get(name, b"")
+        if data[offset : offset + len(magic)] == magic and data.startswith(lead):
             return name
     raise UnknownImageFormat(f"the captcha is not a PNG, JPEG, GIF, BMP or WebP image ({len(data)} bytes)")
 

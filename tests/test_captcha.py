@@ -42,7 +42,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
         (JPEG, "jpeg"),
         (b"GIF89a" + b"\x00" * 8, "gif"),
         (b"GIF87a" + b"\x00" * 8, "gif"),
-        (b"BM" + b"\x00" * 16, "bmp"),
+        (b"BM\x46\x00\x00\x00\x00\x00\x00\x00\x36\x00", "bmp"),
         (b"RIFF\x10\x00\x00\x00WEBPVP8 ", "webp"),
     ],
 )
@@ -50,8 +50,17 @@ def test_sniff_image_format_reads_magic_bytes(data: bytes, fmt: str) -> None:
     assert sniff_image_format(data) == fmt
 
 
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "gif", "bmp", "webp"])
+def test_sniff_image_format_knows_what_pillow_writes(fmt: str) -> None:
+    image = pytest.importorskip("PIL.Image")
+    buffer = io.BytesIO()
+    image.new("RGB", (40, 16), "white").save(buffer, fmt.upper())
+    assert sniff_image_format(buffer.getvalue()) == fmt
+
+
 @pytest.mark.parametrize(
-    "data", [b"", b"<html>429 Too Many Requests</html>", b"\x89PNX\r\n", b"RIFF\x10\x00\x00\x00WAVEfmt ", b"iVBORw0KGgo="]
+    "data", [b"", b"<html>429 Too Many Requests</html>", b"\x89PNX\r\n", b"RIFF\x10\x00\x00\x00WAVEfmt ", b"iVBORw0KGgo=",
+             b"BMW 320i for sale"]
 )
 def test_sniff_image_format_refuses_anything_else(data: bytes) -> None:
     with pytest.raises(UnknownImageFormat, match="not a PNG, JPEG"):
