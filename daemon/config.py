@@ -134,6 +134,7 @@ class CaptchaSettings(_Strict):
     solver: Literal["ocr", "command", "http", "manual"] = "ocr"
     command: list[str] | None = None
     url: str | None = None
+    viewer: list[str] | None = None
     timeout_s: PositiveFloat = 10.0
     max_attempts: PositiveInt = 5
     spacing_s: float = Field(default=1.0, ge=0)

@@ -1,0 +1,345 @@
+"""Captcha solvers behind one small interface: `await solver.solve(image) -> "12345"`.
+
+The login client fetches a captcha, hands its image bytes here and gets five digits back, or a
+`CaptchaUnsolved` it answers by fetching a new captcha. Which solver runs is config
+(`captcha.solver`): an in-process OCR model, an external program, an HTTP service, or a person at a
+terminal. Nothing here speaks to a broker. A captcha answer counts as a secret: it never appears in
+an exception message or a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Protocol, TextIO
+from urllib.parse import urlsplit
+
+import aiohttp
+import orjson
+
+from daemon.config import CaptchaSettings
+from daemon.errors import UserError
+from daemon.logs import get_logger, scrub
+
+DIGITS = 5
+OCR_EXTRA_MISSING = "captcha solver 'ocr' needs the ocr extra: pip install 'opening-bell[ocr]'."
+_ANSWER_KEYS = ("result", "text", "digits", "captcha")
+_FIVE_DIGITS = re.compile(rf"\d{{{DIGITS}}}", re.ASCII)
+
+log = get_logger("captcha")
+
+
+class CaptchaUnsolved(Exception):
+    """No five digits came out of the solver; the caller fetches a new captcha. The message holds no answer."""
+
+
+class UnknownImageFormat(CaptchaUnsolved):
+    """The captcha bytes are not an image this module recognizes (the broker sent something else)."""
+
+
+class CaptchaSolver(Protocol):
+    async def solve(self, image: bytes) -> str:
+        """Five ASCII digits read from `image`, or `CaptchaUnsolved`."""
+
+    async def aclose(self) -> None:
+        """Release what the solver holds (HTTP session); safe to call more than once."""
+
+
+# The five formats a broker could plausibly send, by their leading bytes. A tiny table, so no
+# library (Pillow lives only in the optional `ocr` extra, and `imghdr` is gone from Python 3.13).
+ImageFormat = Literal["png", "jpeg", "gif", "bmp", "webp"]
+_MAGIC: tuple[tuple[int, bytes, ImageFormat], ...] = (
+    (0, b"\x89PNG\r\n\x1a\n", "png"),
+    (0, b"\xff\xd8\xff", "jpeg"),
+    (0, b"GIF87a", "gif"),
+    (0, b"GIF89a", "gif"),
+    (6, b"\0\0\0\0", "bmp"),  # after "BM" and the file size: the reserved zeros (two bytes alone say too little)
+    (8, b"WEBP", "webp"),  # after "RIFF" and the size
+)
+_LEAD = {"bmp": b"BM", "webp": b"RIFF"}
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bmp": "image/bmp", "webp": "image/webp"}
+
+
+def sniff_image_format(data: bytes) -> ImageFormat:
+    """"png", "jpeg", "gif", "bmp" or "webp", from the magic bytes; an extension or header is never trusted."""
+    for offset, magic, name in _MAGIC:
+        lead = _LEAD.get(name, b"")
+        if data[offset : offset + len(magic)] == magic and data.startswith(lead):
+            return name
+    raise UnknownImageFormat(f"the captcha is not a PNG, JPEG, GIF, BMP or WebP image ({len(data)} bytes)")
+
+
+def ascii_digits(text: str) -> str:
+    """Only the decimal digits of `text`, as ASCII: Persian and Arabic-Indic digits (۱۲۳) become 123."""
+    return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
+
+
+def five_digit_answer(text: str, source: str) -> str:
+    """`text` as exactly five ASCII digits (surrounding whitespace allowed), else CaptchaUnsolved.
+
+    The error describes the answer's shape, never its characters: a near-miss answer is still a secret.
+    """
+    stripped = text.strip()
+    if stripped and all(ch.isdecimal() for ch in stripped):
+        stripped = ascii_digits(stripped)
+    if _FIVE_DIGITS.fullmatch(stripped):
+        return stripped
+    digits = sum(ch.isdecimal() for ch in stripped)
+    raise CaptchaUnsolved(f"{source} gave {len(stripped)} characters ({digits} digits), not exactly {DIGITS} digits")
+
+
+class _Solver:
+    """What every solver does around its own work: check the image, bound the time, close cleanly."""
+
+    name: ClassVar[str]
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+
+    async def solve(self, image: bytes) -> str:
+        fmt = sniff_image_format(image)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await self._solve(image, fmt)
+        except TimeoutError:
+            raise CaptchaUnsolved(f"captcha solver {self.name!r} gave no answer within {self.timeout_s:g} s") from None
+
+    async def _solve(self, image: bytes, fmt: str) -> str:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _require_program(argv: list[str], setting: str) -> list[str]:
+    """`argv` with its program found on PATH now, so a typo fails at startup rather than at 08:20."""
+    program = shutil.which(argv[0])
+    if program is None:
+        raise UserError(f"{setting} program {argv[0]!r} was not found; install it or fix {setting} in the config.")
+    return [program, *argv[1:]]
+
+
+async def _start(argv: list[str], setting: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    try:
+        # Its own process group, so a timeout also ends whatever the program started.
+        return await asyncio.create_subprocess_exec(*argv, process_group=0, **kwargs)
+    except (FileNotFoundError, PermissionError):
+        raise UserError(f"{setting} program {argv[0]!r} cannot be run; install it or fix {setting} in the config.") from None
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    """Kill `process` and its group if still running, and reap it."""
+    if process.returncode is None:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        await process.wait()
+
+
+class CommandSolver(_Solver):
+    """Runs `captcha.command` (no shell) with the image on stdin; its stdout is the answer."""
+
+    name = "command"
+
+    def __init__(self, command: list[str], timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.argv = _require_program(command, "captcha.command")
+
+    async def _solve(self, image: bytes, fmt: str) -> str:
+        process = await _start(
+            self.argv, "captcha.command",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        try:
+            out, err = await process.communicate(image)
+        finally:
+            await _end(process)
+        if process.returncode != 0:
+            last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            said = f": {scrub(last[0])[:200]}" if last[0] else ""
+            raise CaptchaUnsolved(f"captcha.command exited with status {process.returncode}{said}")
+        return five_digit_answer(out.decode("utf-8", "replace"), "captcha.command")
+
+
+class HttpSolver(_Solver):
+    """POSTs the raw image to `captcha.url`; the answer is plain text or JSON {"result": "12345"}."""
+
+    name = "http"
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        self.url = url
+        # Only the host goes into messages: a service URL may carry an API key in its path or query.
+        self.where = f"captcha service {urlsplit(url).netloc}"
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _solve(self, image: bytes, fmt: str) -> str:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        try:
+            async with self._session.post(self.url, data=image, headers={"Content-Type": MEDIA_TYPES[fmt]}) as response:
+                body = await response.read()
+                if response.status != 200:
+                    raise CaptchaUnsolved(f"{self.where} answered HTTP {response.status}")
+        except aiohttp.ClientError as exc:
+            raise CaptchaUnsolved(f"{self.where} could not be asked ({type(exc).__name__})") from None
+        return five_digit_answer(self._answer_text(body), self.where)
+
+    def _answer_text(self, body: bytes) -> str:
+        if body.lstrip().startswith(b"{"):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                raise CaptchaUnsolved(f"{self.where} answered malformed JSON") from None
+            for key in _ANSWER_KEYS:
+                value = data.get(key)
+                if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+                    return str(value)
+            raise CaptchaUnsolved(f"{self.where} answered JSON without any of the keys {', '.join(_ANSWER_KEYS)}")
+        return body.decode("utf-8", "replace")
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+
+@dataclass(frozen=True)
+class Terminal:
+    """Where the manual solver asks a person: a TTY's input descriptor and a stream for the prompt."""
+
+    input_fd: int
+    output: TextIO = field(default_factory=lambda: sys.stderr)
+
+    @classmethod
+    def standard(cls) -> Terminal:
+        try:
+            fd = sys.stdin.fileno()
+        except (AttributeError, ValueError, OSError):
+            fd = -1
+        return cls(fd, sys.stderr)
+
+    def is_tty(self) -> bool:
+        return self.input_fd >= 0 and os.isatty(self.input_fd)
+
+    def say(self, text: str) -> None:
+        self.output.write(text)
+        self.output.flush()
+
+    async def read_line(self) -> str:
+        """One typed line ("" once input has ended), waited for on the event loop (no thread stuck in read() after a timeout)."""
+        loop = asyncio.get_running_loop()
+        ready = loop.create_future()
+        loop.add_reader(self.input_fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await ready
+        finally:
+            loop.remove_reader(self.input_fd)
+        return os.read(self.input_fd, 4096).decode("utf-8", "replace")  # "" at end of input
+
+
+class ManualSolver(_Solver):
+    """Saves the image to a private temp file, optionally runs a viewer on it, and asks a person."""
+
+    name = "manual"
+
+    def __init__(self, timeout_s: float, viewer: list[str] | None = None, terminal: Terminal | None = None) -> None:
+        super().__init__(timeout_s)
+        self.terminal = terminal or Terminal.standard()
+        if not self.terminal.is_tty():
+            raise UserError(
+                "captcha solver 'manual' needs a terminal; run the daemon in one, or set captcha.solver to ocr, command or http."
+            )
+        self.viewer = _require_program(viewer, "captcha.viewer") if viewer else None
+        self._one_at_a_time = asyncio.Lock()
+
+    async def solve(self, image: bytes) -> str:
+        # Accounts log in concurrently; prompts must not interleave, and each gets its full time once shown.
+        async with self._one_at_a_time:
+            return await super().solve(image)
+
+    async def _solve(self, image: bytes, fmt: str) -> str:
+        fd, path = tempfile.mkstemp(prefix="opening-bell-captcha-", suffix=f".{fmt}")  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(image)
+            self.terminal.say(f"captcha image: {path}\n")
+            if self.viewer:
+                await self._show(path)
+            self.terminal.say(f"type the {DIGITS} digits: ")
+            while line := await self.terminal.read_line():
+                try:
+                    return five_digit_answer(line, "the typed answer")
+                except CaptchaUnsolved:
+                    self.terminal.say(f"that is not {DIGITS} digits; type the {DIGITS} digits: ")
+            raise CaptchaUnsolved("the terminal's input ended before an answer was typed")
+        finally:
+            os.unlink(path)
+
+    async def _show(self, path: str) -> None:
+        assert self.viewer is not None
+        process = await _start([*self.viewer, path], "captcha.viewer", stdin=asyncio.subprocess.DEVNULL)
+        try:
+            status = await process.wait()
+        finally:
+            await _end(process)
+        if status != 0:
+            log.warning("captcha viewer failed", status=status)
+
+
+class OcrSolver(_Solver):
+    """ddddocr in this process: the model loads once, on first use; inference runs in a worker thread."""
+
+    name = "ocr"
+
+    def __init__(self, timeout_s: float) -> None:
+        super().__init__(timeout_s)
+        if importlib.util.find_spec("ddddocr") is None:
+            raise UserError(OCR_EXTRA_MISSING)
+        self._model: Any = None
+        # ddddocr's predict() mutates shared charset state, so one inference at a time (about 15 ms each).
+        self._lock = threading.Lock()
+
+    def _read(self, image: bytes) -> str:
+        with self._lock:
+            if self._model is None:
+                try:
+                    import ddddocr
+                except ImportError:
+                    raise UserError(OCR_EXTRA_MISSING) from None
+                self._model = ddddocr.DdddOcr(show_ad=False)
+            return str(self._model.classification(image))
+
+    async def _solve(self, image: bytes, fmt: str) -> str:
+        try:
+            text = await asyncio.to_thread(self._read, image)
+        except UserError:
+            raise
+        except Exception as exc:  # the model's own errors: an image it cannot decode, a broken model file
+            raise CaptchaUnsolved(f"the OCR model could not read the image ({type(exc).__name__})") from None
+        digits = ascii_digits(text)
+        if len(digits) != DIGITS:
+            raise CaptchaUnsolved(f"the OCR model read {len(digits)} digits, not {DIGITS}")
+        return digits
+
+
+def make_solver(settings: CaptchaSettings, *, terminal: Terminal | None = None) -> CaptchaSolver:
+    """The solver `captcha.solver` names; a solver that cannot work here fails now, as a UserError."""
+    if settings.solver == "command":
+        assert settings.command  # the config validator requires it
+        return CommandSolver(settings.command, settings.timeout_s)
+    if settings.solver == "http":
+        assert settings.url
+        return HttpSolver(settings.url, settings.timeout_s)
+    if settings.solver == "manual":
+        return ManualSolver(settings.timeout_s, settings.viewer, terminal)
+    return OcrSolver(settings.timeout_s)
