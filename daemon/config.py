@@ -139,6 +139,7 @@ class CaptchaSettings(_Strict):
     max_attempts: PositiveInt = 5
     spacing_s: float = Field(default=1.0, ge=0)
     cooldown_s: float = Field(default=420.0, ge=0)
+    throttle_waits: int = Field(default=2, ge=0)
 
     @model_validator(mode="after")
     def _solver_needs(self) -> CaptchaSettings:
@@ -147,6 +148,13 @@ class CaptchaSettings(_Strict):
         if self.solver == "http" and not self.url:
             raise ValueError("solver 'http' needs captcha.url, the OCR service's address")
         return self
+
+
+class ClientSettings(_Strict):
+    timeout_s: PositiveFloat = 10.0
+    token_margin_s: float = Field(default=120.0, ge=0)
+    ca_bundle: Path | None = None
+    cross_check: bool = True
 
 
 class FeeSettings(_Strict):
@@ -179,6 +187,14 @@ class AccountSettings(_Strict):
     priority: int = 0
     enabled: bool = True
     orders: list[OrderSettings] = Field(min_length=1)
+
+    @field_validator("username", "name", "broker", mode="before")
+    @classmethod
+    def _text_not_number(cls, value: Any) -> Any:
+        """YAML reads an unquoted 0012345678 as the number 12345678: the leading zeros are already lost."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError(f"write it in quotes (\"0{value}\" style): YAML read it as the number {value}, dropping leading zeros")
+        return value
 
     @model_validator(mode="after")
     def _one_password_source(self) -> AccountSettings:
@@ -226,6 +242,7 @@ class Config(_Strict):
     market_data_url: str = "https://marketdatagw.ephoenix.ir"
     brokers: dict[str, BrokerSettings] = Field(default_factory=dict)
     captcha: CaptchaSettings = CaptchaSettings()
+    client: ClientSettings = ClientSettings()
     fees: FeeSettings = FeeSettings()
     accounts: list[AccountSettings] = Field(default_factory=list)
 

@@ -196,3 +196,22 @@ def test_unquoted_yaml_times_are_times_of_day(tmp_path):
     config = load_config(path)
     assert str(config.schedule.warmup) == "08:20:00"
     assert str(config.schedule.open) == "08:45:00.500000"
+
+
+def test_unquoted_numeric_username_is_refused(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "accounts:\n  - name: ali\n    broker: gs\n    username: 0012345670\n    password_env: X\n"
+        "    orders: [{isin: IRO1FOLD0001}]\n"
+    )  # all octal digits: YAML 1.1 reads an octal number
+    with pytest.raises(ConfigError, match=r"accounts\[0\]\.username: write it in quotes"):
+        load_config(path)
+
+
+def test_unquoted_non_octal_username_keeps_its_zeros(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "accounts:\n  - name: ali\n    broker: gs\n    username: 0012345678\n    password_env: X\n"
+        "    orders: [{isin: IRO1FOLD0001}]\n"
+    )
+    assert load_config(path).accounts[0].username == "0012345678"

@@ -1,0 +1,478 @@
+"""One broker account's HTTP calls: the captcha login, buying power, instruments, holdings, orders.
+
+Everything here happens before the open (warmup and the refreshes after it); the open itself goes through
+the executor's pre-built requests, never through this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from yarl import URL
+
+from daemon.cache import Cache
+from daemon.captcha import CaptchaSolver, CaptchaUnsolved
+from daemon.clock import Clock
+from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
+from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
+from daemon.logs import get_logger, register_secret
+from daemon.ratelimit import HostRateLimiter
+from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume
+from daemon.tokens import token_valid_until
+
+LOGIN_WRONG_CAPTCHA = -1000
+LOGIN_WRONG_CREDENTIALS = 3000
+SIDE_CODES = {"buy": 1, "sell": 2}
+
+
+def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
+    """Verification is always on; a CA bundle only adds trust, it never removes a check."""
+    context = ssl.create_default_context()
+    if ca_bundle:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+class HttpPool:
+    """One aiohttp session for every account: keep-alive connections pooled per host."""
+
+    def __init__(self, timeout_s: float, ca_bundle: str | None = None) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._ssl = tls_context(ca_bundle)
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=0, limit_per_host=0, keepalive_timeout=120)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout, json_serialize=_dumps)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> HttpPool:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    isin: str
+    symbol: str
+    title: str
+    limits: Limits
+    last_price: int | None
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> Instrument:
+        return cls(
+            isin=data["isin"],
+            symbol=data.get("symbol", ""),
+            title=data.get("title", ""),
+            limits=Limits(int(data["mineq"]), int(data["maxeq"]), int(data["minap"]), int(data["maxap"])),
+            last_price=data.get("last_price"),
+        )
+
+    def to_cache(self) -> dict[str, Any]:
+        return {
+            "isin": self.isin,
+            "symbol": self.symbol,
+            "title": self.title,
+            "mineq": self.limits.mineq,
+            "maxeq": self.limits.maxeq,
+            "minap": self.limits.minap,
+            "maxap": self.limits.maxap,
+            "last_price": self.last_price,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OrderParams:
+    """An order ready to send: decided price and volume, and what they were computed from."""
+
+    isin: str
+    side: str
+    price: int
+    volume: int
+    amount: int
+    fee: int
+
+    def to_cache(self) -> dict[str, Any]:
+        return {"isin": self.isin, "side": self.side, "price": self.price, "volume": self.volume,
+                "amount": self.amount, "fee": self.fee}
+
+    @classmethod
+    def from_cache(cls, data: dict[str, Any]) -> OrderParams:
+        return cls(data["isin"], data["side"], int(data["price"]), int(data["volume"]), int(data["amount"]), int(data["fee"]))
+
+
+@dataclass(frozen=True, slots=True)
+class OrderAccepted:
+    body: dict[str, Any]
+    serial_number: int | None
+    tracking_number: str | None
+
+
+class EphoenixClient:
+    """One account at one broker. Tokens come from the cache while valid; a 401 logs in again once."""
+
+    def __init__(
+        self,
+        account: AccountSettings,
+        endpoints: BrokerEndpoints,
+        config: Config,
+        cache: Cache,
+        http: HttpPool,
+        solver: CaptchaSolver,
+        limiter: HostRateLimiter,
+        clock: Clock,
+    ) -> None:
+        self.account = account
+        self.endpoints = endpoints
+        self._config = config
+        self._cache = cache
+        self._http = http
+        self._solver = solver
+        self._limiter = limiter
+        self._clock = clock
+        self._login_lock = asyncio.Lock()
+        self._identity_host = URL(endpoints.identity_url).host or endpoints.identity_url
+        self.log = get_logger(account=account.name, broker=endpoints.code)
+
+    @property
+    def username(self) -> str:
+        return self.account.username
+
+    @property
+    def broker(self) -> str:
+        return self.endpoints.code
+
+    # ---- tokens -------------------------------------------------------------------------------------
+
+    async def cached_token(self) -> dict[str, Any] | None:
+        entry = await self._cache.get_token(self.username, self.broker)
+        if entry and entry.get("token"):
+            register_secret(entry["token"])
+            return entry
+        return None
+
+    async def token(self) -> str:
+        """A valid token: the cached one, or a fresh login (one login at a time per account).
+
+        A throttled broker is waited out (the host limiter holds the next call until the cooldown ends),
+        a bounded number of times; other brokers are not held up by it.
+        """
+        entry = await self.cached_token()
+        if entry:
+            return entry["token"]
+        async with self._login_lock:
+            for _ in range(self._config.captcha.throttle_waits):
+                entry = await self.cached_token()
+                if entry:
+                    return entry["token"]
+                try:
+                    return (await self.login())["token"]
+                except RateLimited:
+                    continue
+            return (await self.login())["token"]
+
+    async def login(self) -> dict[str, Any]:
+        """The captcha flow: fetch (spaced per identity host), solve, post; wrong captchas retried."""
+        attempts = self._config.captcha.max_attempts
+        for attempt in range(1, attempts + 1):
+            captcha = await self._fetch_captcha()
+            try:
+                answer = await self._solver.solve(captcha["image"])
+            except CaptchaUnsolved as exc:
+                self.log.info("captcha.unsolved", attempt=attempt, reason=str(exc))
+                continue
+            body = await self._post_login(captcha, answer)
+            code = _int_or_none(body.get("errorCode"))
+            if code == LOGIN_WRONG_CREDENTIALS:
+                raise AuthError(f"account {self.account.name}: the broker refused the username or password; fix them in the config.")
+            if code == LOGIN_WRONG_CAPTCHA:
+                self.log.info("captcha.wrong", attempt=attempt)
+                continue
+            token = body.get("token")
+            if code not in (0, None) or not isinstance(token, str) or not token or body.get("isSuccess") is False:
+                message = body.get("errorMessage") or "no token in the answer"
+                raise BrokerError(f"account {self.account.name}: login failed with code {code}: {message}")
+            register_secret(token)
+            return await self._store_token(token, body.get("expireIn"))
+        raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
+
+    async def _store_token(self, token: str, expire_in: Any) -> dict[str, Any]:
+        now = self._clock.now()
+        valid_until = token_valid_until(
+            token,
+            now,
+            ttl_s=self._config.cache.ttl.tokens,
+            expire_in_s=_float_or_none(expire_in),
+            margin_s=self._config.client.token_margin_s,
+        )
+        if valid_until <= now:
+            raise BrokerError(f"account {self.account.name}: the broker's token expires within the safety margin.")
+        await self._cache.save_token(self.username, self.broker, token, valid_until, obtained_at=now.isoformat())
+        self.log.info("login.ok", valid_until=valid_until.isoformat())
+        return {"token": token, "username": self.username, "broker_code": self.broker, "expires_at": valid_until.isoformat()}
+
+    async def _fetch_captcha(self) -> dict[str, Any]:
+        await self._limiter.acquire(self._identity_host)
+        body = await self._identity_call("GET", "/api/Captcha/GetCaptcha")
+        data = body.get("captchaByteData")
+        if not data:
+            self._throttled(None, "the captcha answer had no image")
+        try:
+            image = base64.b64decode(data, validate=False)
+        except (ValueError, TypeError):
+            raise BrokerUnavailable(f"broker {self.broker}: the captcha image is not base64.") from None
+        return {"image": image, "salt": body.get("salt"), "hash": body.get("hashedCaptcha")}
+
+    async def _post_login(self, captcha: dict[str, Any], answer: str) -> dict[str, Any]:
+        await self._limiter.acquire(self._identity_host)
+        payload = {
+            "loginName": self.username,
+            "password": self.account.resolve_password(),
+            "captcha": {"hash": captcha["hash"], "salt": captcha["salt"], "value": answer},
+        }
+        return await self._identity_call("POST", "/api/v2/accounts/login", json=payload)
+
+    async def _identity_call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
+        url = self.endpoints.identity_url + path
+        try:
+            async with self._http.session.request(method, url, json=json) as response:
+                if response.status == 429:
+                    self._throttled(response.headers.get("Retry-After"), "HTTP 429")
+                return await _json_body(response, self.broker, path)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
+
+    def _throttled(self, retry_after: str | None, why: str) -> None:
+        seconds = _float_or_none(retry_after) or self._config.captcha.cooldown_s
+        self._limiter.cool_down(self._identity_host, seconds)
+        self.log.warning("broker.throttled", why=why, cooldown_s=seconds)
+        raise RateLimited(f"broker {self.broker} throttles logins ({why}); waiting {seconds:.0f} s.", seconds)
+
+    # ---- authenticated calls ------------------------------------------------------------------------
+
+    async def _authed(self, method: str, base: str, path: str, json: Any = None) -> Any:
+        """A trading/backoffice call with the bearer token; a 401 drops the token and logs in again once."""
+        for fresh_login in (False, True):
+            token = await self.token()
+            try:
+                async with self._http.session.request(
+                    method, base + path, json=json, headers={"authorization": f"Bearer {token}"}
+                ) as response:
+                    if response.status == 401:
+                        await self._cache.drop_token(self.username, self.broker)
+                        if fresh_login:
+                            raise AuthError(f"account {self.account.name}: the broker refuses even a fresh token.")
+                        self.log.info("token.refused", path=path)
+                        continue
+                    return await _json_body(response, self.broker, path, allow_error_status=True)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
+        raise AssertionError("unreachable")
+
+    async def get_buying_power(self, use_cache: bool = True) -> dict[str, Any]:
+        if use_cache and (cached := await self._cache.get_buying_power(self.username, self.broker)):
+            return cached
+        body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/tradingbook/GetLastTradingBook")
+        if not isinstance(body, dict) or "buyingPower" not in body:
+            raise BrokerUnavailable(f"broker {self.broker}: the trading book has no buyingPower.")
+        data = {k: body.get(k) for k in ("buyingPower", "remain", "credit", "timestamp")}
+        await self._cache.save_buying_power(self.username, self.broker, data)
+        return data
+
+    async def get_instrument(self, isin: str, use_cache: bool = True) -> Instrument:
+        if use_cache and (cached := await self._cache.get_market_data(isin)):
+            try:
+                return Instrument.from_cache(cached)
+            except (KeyError, TypeError, ValueError):
+                self.log.warning("cache.market.unusable", isin=isin)
+        url = self.endpoints.market_data_url + "/api/v2/instruments/full"
+        try:
+            async with self._http.session.post(url, json={"isinList": [isin]}) as response:
+                body = await _json_body(response, "market data", "/api/v2/instruments/full")
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"market data: instruments/full failed ({_describe(exc)}).") from None
+        instrument = parse_instrument(body, isin)
+        await self._cache.save_market_data(isin, instrument.to_cache())
+        return instrument
+
+    async def get_holdings(self, isin: str, use_cache: bool = True) -> int:
+        """Shares of `isin` this account can sell (a sell's volume comes from here, never buying power)."""
+        if use_cache and (cached := await self._cache.get_holdings(self.username, self.broker, isin)):
+            return int(cached["remain_volume"])
+        body = await self._authed(
+            "POST", self.endpoints.backoffice_url, "/api/portfolio/getrealsecuritypositionbydate", json={"entity": True}
+        )
+        volume = parse_holdings(body, isin, self.broker)
+        await self._cache.save_holdings(self.username, self.broker, isin, {"isin": isin, "remain_volume": volume})
+        return volume
+
+    async def order_params(self, order: OrderSettings, amount: int | None = None, use_cache: bool = True) -> OrderParams:
+        """Price and volume for `order`, computed locally; `amount` is this order's part of the buying power."""
+        if use_cache and (cached := await self._cache.get_order_params(self.username, self.broker, order.isin)):
+            try:
+                params = OrderParams.from_cache(cached)
+                if params.side == order.side:
+                    return params
+            except (KeyError, TypeError, ValueError):
+                self.log.warning("cache.order_params.unusable", isin=order.isin)
+        instrument = await self.get_instrument(order.isin, use_cache=use_cache)
+        price = resolve_price(order.price, instrument.limits)
+        fees = self._config.fees
+        if order.side == "sell":
+            held = await self.get_holdings(order.isin, use_cache=use_cache)
+            volume = order.volume if order.volume != "auto" else sell_volume(held, instrument.limits)
+            amount = held
+            fee_rate = fees.sell
+        else:
+            if amount is None:
+                amount = int(float((await self.get_buying_power(use_cache=use_cache))["buyingPower"] or 0))
+            volume = order.volume if order.volume != "auto" else buy_volume(amount, price, fees.buy, instrument.limits)
+            fee_rate = fees.buy
+        params = OrderParams(order.isin, order.side, price, int(volume), int(amount), order_fee(int(volume), price, fee_rate))
+        await self._cache.save_order_params(self.username, self.broker, order.isin, params.to_cache())
+        return params
+
+    async def calculate_order_param(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
+        """The broker's own volume formula, to cross-check the local one at warmup."""
+        payload = {"isin": isin, "side": SIDE_CODES[side], "totalNetAmount": amount, "price": price}
+        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/CalculateOrderParam", json=payload)
+        _raise_for_error_code(body)
+        return body
+
+    async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAccepted:
+        payload = {"isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
+                   "price": price, "volume": volume, "serialNumber": 0}
+        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/NewOrder", json=payload)
+        _raise_for_error_code(body)
+        return parse_order_accepted(body)
+
+    async def open_orders(self) -> list[dict[str, Any]]:
+        body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/orders/GetOpenOrders?type=1")
+        _raise_for_error_code(body)
+        return _list_of_orders(body)
+
+    async def cancel_order(self, serial_number: int) -> dict[str, Any]:
+        body = await self._authed(
+            "DELETE", self.endpoints.trading_url, f"/api/v2/orders/CancelOrder?serialNumber={int(serial_number)}"
+        )
+        _raise_for_error_code(body)
+        return body if isinstance(body, dict) else {"result": body}
+
+
+# ---- answer parsing (pure, so each broker quirk is tested without a network) -----------------------------
+
+
+async def _json_body(response: aiohttp.ClientResponse, who: str, path: str, allow_error_status: bool = False) -> Any:
+    raw = await response.read()
+    if response.status >= 500:
+        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status}.")
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        kind = "an HTML page" if raw.lstrip()[:1] == b"<" else "malformed JSON"
+        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status} with {kind}.") from None
+    if response.status >= 400 and not (allow_error_status and isinstance(body, dict) and "errorCode" in body):
+        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status}.")
+    return body
+
+
+def _raise_for_error_code(body: Any) -> None:
+    """Any answer with a non-zero error code (or isSuccess false) is a rejection; key on the code, not the text."""
+    if not isinstance(body, dict):
+        return
+    code = _int_or_none(body.get("errorCode"))
+    if (code not in (None, 0)) or body.get("isSuccess") is False:
+        raise OrderRejected(code if code is not None else -1, str(body.get("errorMessage") or body.get("message") or ""))
+
+
+def parse_order_accepted(body: Any) -> OrderAccepted:
+    """The success shape is unconfirmed: the ids may sit at the top or under `result`/`data`."""
+    if not isinstance(body, dict):
+        return OrderAccepted({"result": body}, None, None)
+    places = [body] + [body[k] for k in ("result", "data", "response") if isinstance(body.get(k), dict)]
+    serial = next((_int_or_none(p.get("serialNumber")) for p in places if p.get("serialNumber") is not None), None)
+    tracking = next((str(p["trackingNumber"]) for p in places if p.get("trackingNumber") is not None), None)
+    return OrderAccepted(body, serial, tracking)
+
+
+def parse_instrument(body: Any, isin: str) -> Instrument:
+    items = body if isinstance(body, list) else (body.get("result") or body.get("data") or body.get("instruments") or [body]) if isinstance(body, dict) else []
+    for item in items if isinstance(items, list) else [items]:
+        if not isinstance(item, dict):
+            continue
+        info, today = item.get("i") or {}, item.get("t") or {}
+        if (item.get("isin") or info.get("isin") or isin) != isin:
+            continue
+        try:
+            limits = Limits(int(info["mineq"]), int(info["maxeq"]), int(today["minap"]), int(today["maxap"]))
+        except (KeyError, TypeError, ValueError):
+            continue
+        last = _int_or_none(today.get("cup"))
+        return Instrument(isin, str(info.get("s", "")), str(info.get("t", "")), limits, last)
+    raise BrokerUnavailable(f"market data: no usable limits for {isin} in the answer.")
+
+
+def parse_holdings(body: Any, isin: str, broker: str) -> int:
+    if isinstance(body, dict) and body.get("isError"):
+        raise BrokerError(f"broker {broker}: holdings refused: {body.get('message') or body.get('errorMessage') or 'no reason given'}")
+    rows = body
+    if isinstance(body, dict):
+        rows = body.get("result") or body.get("data") or body.get("positions") or []
+    for row in rows if isinstance(rows, list) else []:
+        if isinstance(row, dict) and (row.get("isin") or row.get("ISIN")) == isin:
+            try:
+                return max(int(float(row.get("remainVolume") or 0)), 0)
+            except (TypeError, ValueError):
+                raise BrokerUnavailable(f"broker {broker}: holdings for {isin} have no number.") from None
+    return 0
+
+
+def _list_of_orders(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, list):
+        return [o for o in body if isinstance(o, dict)]
+    if isinstance(body, dict):
+        for key in ("result", "data", "orders"):
+            if isinstance(body.get(key), list):
+                return [o for o in body[key] if isinstance(o, dict)]
+    return []
+
+
+def _int_or_none(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None and value != "" else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
+    return type(exc).__name__

@@ -1,0 +1,43 @@
+"""The long-lived shared pieces (cache, HTTP pool, captcha solver, per-host limiter) and one client per
+account, built once from the config and closed together."""
+
+from __future__ import annotations
+
+from daemon.cache import Cache
+from daemon.captcha import CaptchaSolver, make_solver
+from daemon.client import EphoenixClient, HttpPool
+from daemon.clock import Clock
+from daemon.config import AccountSettings, Config
+from daemon.ratelimit import HostRateLimiter
+
+
+class Services:
+    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None, cache: Cache | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.cache = cache or Cache.from_config(config, clock)
+        self.http = HttpPool(config.client.timeout_s, str(config.client.ca_bundle) if config.client.ca_bundle else None)
+        self.solver = solver or make_solver(config.captcha)
+        self.limiter = HostRateLimiter(config.captcha.spacing_s, clock)
+        self._clients: dict[str, EphoenixClient] = {}
+
+    def client(self, account: AccountSettings) -> EphoenixClient:
+        if account.name not in self._clients:
+            self._clients[account.name] = EphoenixClient(
+                account, self.config.broker(account.broker), self.config, self.cache, self.http,
+                self.solver, self.limiter, self.clock,
+            )
+        return self._clients[account.name]
+
+    async def aclose(self) -> None:
+        await self.http.close()
+        closer = getattr(self.solver, "aclose", None)
+        if closer is not None:
+            await closer()
+        await self.cache.flush()
+
+    async def __aenter__(self) -> Services:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
