@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "daemon.cmd_cache",
     "daemon.cmd_schedule",
     "daemon.cmd_warmup",
+    "daemon.cmd_simulate",
 )
 
 

@@ -1,0 +1,140 @@
+"""`simulate`: run a simulated Ephoenix market on this machine and print the config that points at it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import re
+import shlex
+import signal
+import sys
+from datetime import datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from daemon.cli import add_common
+from daemon.clock import SystemClock
+from daemon.errors import UserError
+from daemon.sim_faults import parse_fault
+from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
+from daemon.sim_state import SimSettings
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+_TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
+_BROKER = re.compile(r"^[a-z0-9]+$")
+SNIPPET_START = "# ---- config.yaml snippet for the simulator ----"
+SNIPPET_END = "# ---- end of snippet ----"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "simulate", help="run a simulated Ephoenix broker on this machine",
+        description="Serve simulated Ephoenix brokers (captcha, login, orders, market data) on one port, "
+                    "print the config snippet that points the daemon at them, and run until Ctrl-C or SIGTERM.",
+    )
+    add_common(parser, json=False)
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
+    parser.add_argument("--port", type=int, default=8800, help="port to listen on; 0 picks a free one (default: 8800)")
+    parser.add_argument("--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)")
+    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS), help="broker codes, comma-separated (default: gs,shahr,bbi)")
+    parser.add_argument("--open-at", metavar="HH:MM:SS[.fff]",
+                        help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
+                             "(default: 5 seconds after start, rounded up to the second)")
+    parser.add_argument("--skew-ms", type=float, default=0.0, help="simulator clock minus host clock, in ms (default: 0)")
+    parser.add_argument("--fault", action="append", default=[], metavar="ROUTE[@BROKER]:OPTION[,OPTION...]",
+                        help="latency or failure injection, repeatable; e.g. new_order:delay_ms=20,jitter_ms=5 "
+                             "or login:status=503,rate=0.1 (kinds: status=N html malformed truncated drop no_image; "
+                             "after = answer lost after processing)")
+    parser.add_argument("--request-log", type=Path, metavar="FILE", help="append every request as a JSON line to FILE")
+    parser.add_argument("--password", default=DEFAULT_PASSWORD, help="the simulated accounts' password (default: sim-pass)")
+    parser.add_argument("--seed", type=int, help="make captchas, serial numbers and fault draws repeatable")
+    parser.set_defaults(afunc=run)
+
+
+def parse_open_at(text: str, now: datetime) -> datetime:
+    """HH:MM:SS[.fff] as Tehran wall time on the day `now` falls on in Tehran."""
+    match = _TIME.match(text.strip())
+    if not match:
+        raise UserError(f"--open-at {text!r} is not a time; write HH:MM:SS or HH:MM:SS.fff, e.g. 08:45:00.")
+    hour, minute, second = int(match[1]), int(match[2]), int(match[3])
+    micro = int((match[4] or "0").ljust(6, "0"))
+    if hour > 23 or minute > 59 or second > 59:
+        raise UserError(f"--open-at {text!r} is not a time of day; hours go to 23, minutes and seconds to 59.")
+    day = now.astimezone(TEHRAN).date()
+    return datetime.combine(day, time(hour, minute, second, micro), tzinfo=TEHRAN)
+
+
+def default_open_at(now: datetime) -> datetime:
+    """Five seconds from `now`, rounded up to the whole second."""
+    later = now + timedelta(seconds=5)
+    return datetime.fromtimestamp(math.ceil(later.timestamp()), later.tzinfo)
+
+
+def build_simulator(args: argparse.Namespace) -> Simulator:
+    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
+    bad = [b for b in brokers if not _BROKER.match(b) or b == "marketdata"]
+    if not brokers or bad:
+        raise UserError(f"--brokers {args.brokers!r} must list broker codes in lowercase letters and digits, like gs,shahr,bbi.")
+    if args.accounts < 0:
+        raise UserError("--accounts must be 0 or more.")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a port number (0-65535).")
+    settings = SimSettings(skew_ms=args.skew_ms, seed=args.seed, request_log_path=args.request_log)
+    sim = Simulator.default(accounts=args.accounts, brokers=brokers, settings=settings, clock=SystemClock(),
+                            password=args.password)
+    for text in args.fault:
+        try:
+            sim.add_fault(text)
+        except ValueError as exc:
+            raise UserError(f"--fault: {exc}.") from None
+    now = sim.now()
+    sim.set_open_at(parse_open_at(args.open_at, now) if args.open_at else default_open_at(now))
+    return sim
+
+
+async def run(args: argparse.Namespace) -> int:
+    sim = build_simulator(args)
+    try:
+        await sim.start(args.host, args.port)
+    except OSError as exc:
+        if exc.filename:
+            raise UserError(f"--request-log {exc.filename} cannot be written ({exc.strerror}).") from None
+        raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port or --host.") from None
+    try:
+        _announce(sim, args.host)
+        await _until_stopped()
+    finally:
+        await sim.stop()
+    return 0
+
+
+def _announce(sim: Simulator, host: str) -> None:
+    snippet = sim.config_snippet()
+    open_at = sim.settings.open_at
+    reach = "loopback only" if host in ("127.0.0.1", "::1", "localhost") else "REACHABLE FROM OTHER MACHINES"
+    lines = [
+        f"Simulated Ephoenix brokers {', '.join(sim.state.brokers)} at {sim.base_url} (bound to {host}: {reach}).",
+    ]
+    if open_at is not None:
+        wall = open_at.astimezone(TEHRAN).isoformat(timespec="milliseconds")[11:23]
+        lines.append(f"The market opens at {wall} Asia/Tehran on the simulator clock "
+                     f"(skew {sim.settings.skew_ms:+g} ms); NewOrder answers 1017 before that.")
+    lines.append("Before starting the daemon, export the simulated accounts' password:")
+    lines += [f"  export {name}={shlex.quote(value)}" for name, value in snippet.env.items()]
+    lines += [SNIPPET_START, snippet.yaml.rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+async def _until_stopped() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,98 @@
+"""Everything one running simulator holds: its settings, its clock, the market and the identity machinery.
+
+The simulator's clock is the injected host clock plus a skew, as a broker's own clock would be off from
+ours. It stamps the `Date` header, the trading book's `timestamp`, token expiry and the open instant.
+Spacing and the 429 window use the host's monotonic clock: they measure intervals, not instants.
+"""
+
+from __future__ import annotations
+
+import random
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from daemon.clock import Clock
+from daemon.sim_auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSigner
+from daemon.sim_faults import FaultPlan
+from daemon.sim_log import RequestLog
+from daemon.sim_market import Market, OrderRules
+from daemon.sim_transport import ArrivalBook
+
+RESERVED_NAMES = frozenset({"marketdata"})
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass
+class SimSettings:
+    """The simulator's knobs; the object stays live, so changes while it runs apply to the next request.
+
+    Options for what ephoenix-api.md leaves unconfirmed: `order_response` ("flat": ids and errorCode 0 at
+    the top; "nested": no errorCode, ids under `result`), `rejection_status` (HTTP 200 or 400 for a refused
+    order) and `login_limit.retry_after` (whether a 429 carries Retry-After).
+    """
+
+    rules: OrderRules = field(default_factory=OrderRules)
+    login_limit: LimiterSettings = field(default_factory=LimiterSettings)
+    token_ttl_s: int = 3600
+    captcha_ttl_s: float = 300.0
+    order_response: Literal["flat", "nested"] = "flat"
+    rejection_status: Literal[200, 400] = 200
+    skew_ms: float = 0.0
+    open_at: datetime | None = None  # on the simulator clock; None = accepting orders already
+    seed: int | None = None  # makes captchas, serial numbers and fault draws repeatable
+    request_log_path: Path | None = None
+
+
+@dataclass
+class SimBroker:
+    code: str
+    captcha_format: Literal["png", "jpeg"] = "png"
+
+
+def to_ns(when: datetime) -> int:
+    """An aware datetime as epoch nanoseconds, exactly (no float rounding)."""
+    if when.tzinfo is None:
+        raise ValueError("the simulator needs timezone-aware datetimes")
+    return (when - _EPOCH) // timedelta(microseconds=1) * 1000
+
+
+class SimState:
+    """The simulator's moving parts, shared by its request handlers."""
+
+    def __init__(self, settings: SimSettings, clock: Clock) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.rng = random.Random(settings.seed)
+        secret = self.rng.randbytes(32) if settings.seed is not None else secrets.token_bytes(32)
+        self.market = Market(settings.rules, self.rng)
+        self.captchas = CaptchaBook(secret, lambda: self.settings.captcha_ttl_s)
+        self.tokens = TokenSigner(secret)
+        self.limiter = CallLimiter(settings.login_limit)
+        self.faults = FaultPlan(self.rng)
+        self.log = RequestLog(settings.request_log_path)
+        self.arrivals = ArrivalBook(clock)
+        self.brokers: dict[str, SimBroker] = {}
+
+    def now_ns(self) -> int:
+        """The simulator's wall clock: the host clock plus the skew."""
+        return self.clock.time_ns() + int(self.settings.skew_ms * 1_000_000)
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.now_ns() / 1e9, UTC)
+
+    def is_open(self, now_ns: int) -> bool:
+        open_at = self.settings.open_at
+        return open_at is None or now_ns >= to_ns(open_at)
+
+    def add_broker(self, code: str, captcha_format: Literal["png", "jpeg"] | None = None) -> SimBroker:
+        if not code.isalnum() or not code.islower() or code in RESERVED_NAMES:
+            raise ValueError(f"broker code {code!r} must be lowercase letters and digits, and not {', '.join(RESERVED_NAMES)}")
+        if code not in self.brokers:
+            fmt = captcha_format or ("png" if len(self.brokers) % 2 == 0 else "jpeg")
+            self.brokers[code] = SimBroker(code, fmt)
+        elif captcha_format is not None:
+            self.brokers[code].captcha_format = captcha_format
+        return self.brokers[code]
