@@ -23,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from daemon.private_files import ensure_private_dir
 from daemon.logs import get_logger
 
 log = get_logger("cache")
@@ -171,16 +172,15 @@ class FileBackend:
 
     def _ensure_dir(self) -> None:
         """Create the directory 0700; tighten one found open to others, once per backend."""
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if self._dir_checked:
+            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             return
-        mode = stat.S_IMODE(self.dir.stat().st_mode)
-        if mode & 0o077:
-            try:
-                os.chmod(self.dir, 0o700)
-                log.warning("cache_dir_mode_tightened", dir=self.location, was=oct(mode), now="0o700")
-            except OSError as exc:
-                log.warning("cache_dir_open_to_others", dir=self.location, mode=oct(mode), error=_why(exc))
+        try:
+            was = ensure_private_dir(self.dir)
+            if was is not None:
+                log.warning("cache_dir_mode_tightened", dir=self.location, was=oct(was), now="0o700")
+        except PermissionError as exc:
+            log.warning("cache_dir_open_to_others", dir=self.location, error=_why(exc))
         self._dir_checked = True
 
 

@@ -243,7 +243,6 @@ class EphoenixClient:
         return {"image": image, "salt": body.get("salt"), "hash": body.get("hashedCaptcha")}
 
     async def _post_login(self, captcha: dict[str, Any], answer: str) -> dict[str, Any]:
-        await self._limiter.acquire(self._identity_host)
         payload = {
             "loginName": self.username,
             "password": self.account.resolve_password(),
