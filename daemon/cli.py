@@ -20,6 +20,8 @@ COMMAND_MODULES = (
     "daemon.cmd_cache",
     "daemon.cmd_schedule",
     "daemon.cmd_warmup",
+    "daemon.cmd_fire",
+    "daemon.cmd_report",
     "daemon.cmd_simulate",
 )
 

@@ -157,6 +157,32 @@ class ClientSettings(_Strict):
     cross_check: bool = True
 
 
+class ExecutorSettings(_Strict):
+    lead_ms: Literal["auto"] | float = "auto"
+    spacing_ms: float = Field(default=300.0, ge=0)
+    spacing_margin_ms: float = Field(default=20.0, ge=0)
+    spacing_scope: Literal["account", "account_isin"] = "account"
+    max_attempts: PositiveInt = 5
+    answer_timeout_s: PositiveFloat = 3.0
+    final_check_s: PositiveFloat = 5.0
+    clock_source: Literal["date", "timestamp", "ntp", "none"] = "date"
+    ntp_server: str | None = None
+    connect_timeout_s: PositiveFloat = 5.0
+
+    @field_validator("lead_ms")
+    @classmethod
+    def _lead(cls, value: Any) -> Any:
+        if value != "auto" and not 0 <= float(value) <= 5000:
+            raise ValueError("lead_ms is auto or a number of milliseconds from 0 to 5000")
+        return value
+
+    @model_validator(mode="after")
+    def _ntp_needs_server(self) -> ExecutorSettings:
+        if self.clock_source == "ntp" and not self.ntp_server:
+            raise ValueError("clock_source ntp needs executor.ntp_server")
+        return self
+
+
 class FeeSettings(_Strict):
     buy: float = Field(default=0.003712, ge=0, lt=1)
     sell: float = Field(default=0.0088, ge=0, lt=1)
@@ -243,6 +269,7 @@ class Config(_Strict):
     brokers: dict[str, BrokerSettings] = Field(default_factory=dict)
     captcha: CaptchaSettings = CaptchaSettings()
     client: ClientSettings = ClientSettings()
+    executor: ExecutorSettings = ExecutorSettings()
     fees: FeeSettings = FeeSettings()
     accounts: list[AccountSettings] = Field(default_factory=list)
 

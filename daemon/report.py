@@ -42,10 +42,16 @@ def summarize(records: list[dict[str, Any]]) -> list[ReportRow]:
             rows[key] = ReportRow(account=key[0], broker=record.get("broker"), isin=key[1])
         return rows[key]
 
-    def ms(monotonic_ns: Any) -> float | None:
-        if open_ns is None or not isinstance(monotonic_ns, int):
+    opens: dict[tuple[str, str], int] = {}
+
+    def ms(record: dict[str, Any]) -> float | None:
+        if "vs_open_ms" in record:
+            return record["vs_open_ms"]
+        reference = opens.get((str(record.get("account")), str(record.get("isin"))), open_ns)
+        monotonic_ns = record.get("monotonic_ns")
+        if reference is None or not isinstance(monotonic_ns, int):
             return None
-        return round((monotonic_ns - open_ns) / 1e6, 3)
+        return round((monotonic_ns - reference) / 1e6, 3)
 
     for record in records:
         kind = record.get("kind")
@@ -54,17 +60,19 @@ def summarize(records: list[dict[str, Any]]) -> list[ReportRow]:
         elif kind == "plan":
             r = row(record)
             r.price, r.volume = record.get("price"), record.get("volume")
+            if isinstance(record.get("open_monotonic_ns"), int):
+                opens[(r.account, r.isin)] = record["open_monotonic_ns"]
         elif kind == "send":
             r = row(record)
             r.attempts += 1
             if r.first_send_ms is None:
-                r.first_send_ms = ms(record.get("monotonic_ns"))
+                r.first_send_ms = ms(record)
             if r.result == "not sent":
                 r.result = "sent, no answer"
         elif kind == "answer":
             r = row(record)
             if r.first_answer_ms is None:
-                r.first_answer_ms = ms(record.get("monotonic_ns"))
+                r.first_answer_ms = ms({k: v for k, v in record.items() if k != "vs_open_ms"})
             r.code = record.get("code")
             if record.get("accepted"):
                 r.accepted = True

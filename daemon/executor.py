@@ -1,0 +1,441 @@
+"""The open: every account's order on the wire in the first milliseconds, from pre-built requests.
+
+arm()          before the open (about a minute): plans from the warm cache, connections opened, the
+               broker's clock offset measured, the journal reconciled (no order is sent twice).
+final_check()  seconds before the open: buying power and holdings re-read, volumes recomputed (a plan
+               whose volume is not positive is never sent), requests rebuilt, connections pinged.
+               After it, nothing but NewOrder reaches the broker until the window ends.
+fire()         waits for the instant on the event loop's clock with a short final spin, writes every
+               account's first request in one tight loop, then one task per order reads answers and
+               resends after 1017/1018 no closer than the account's spacing, until it is accepted, a
+               terminal answer comes, the attempts run out or the window closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from daemon.client import EphoenixClient
+from daemon.clocksync import (
+    ClockReference,
+    ClockSyncError,
+    OffsetEstimate,
+    estimate_from_date,
+    estimate_from_timestamps,
+    measure_ntp_offset,
+    monotonic_deadline_ns,
+    sample_date_ticks,
+    sample_readings,
+    wait_until_monotonic,
+    wire_probe,
+)
+from daemon.config import AccountSettings, ExecutorSettings
+from daemon.errors import BrokerError, ConfigError
+from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
+from daemon.journal import Journal, read_journal
+from daemon.logs import get_logger, scrub
+from daemon.services import Services
+from daemon.sizing import split_amounts
+from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all
+
+log = get_logger("executor")
+NS = 1_000_000_000
+BOOK_PATH = "/api/v2/tradingbook/GetLastTradingBook"
+PROBE_CONNECTIONS = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerClock:
+    """The broker's clock against ours and the round trip to it, measured at arm time."""
+
+    estimate: OffsetEstimate
+    rtt_ns: int
+
+    def lead_ns(self, settings: ExecutorSettings) -> int:
+        """How long before the open to send so the order lands at the open, never before it."""
+        if settings.lead_ms != "auto":
+            return int(float(settings.lead_ms) * 1e6)
+        return max(0, self.rtt_ns // 2 - int(self.estimate.uncertainty_s * NS))
+
+
+class Executor:
+    def __init__(self, services: Services, journal: Journal, day: date | None = None) -> None:
+        self.services = services
+        self.settings: ExecutorSettings = services.config.executor
+        self.journal = journal
+        self.clock = services.clock
+        self.day = day or self.clock.now().astimezone(services.config.tz).date()
+        self.plans: list[FirePlan] = []
+        self.clocks: dict[str, BrokerClock] = {}
+        self.reference = ClockReference.take(self.clock)
+        self.open_at: datetime | None = None
+        self._accounts: dict[str, AccountSettings] = {}
+        self._done: set[tuple[str, str]] = set()
+
+    # ---- arm ---------------------------------------------------------------------------------------
+
+    async def arm(self, accounts: list[AccountSettings], open_at: datetime) -> list[FirePlan]:
+        """Plans, connections and clocks for an open at `open_at` (an aware time on the broker's clock)."""
+        if open_at.tzinfo is None:
+            raise ValueError("open_at must be timezone-aware")
+        self.open_at = open_at
+        self._accounts = {a.name: a for a in accounts}
+        self.journal.record("arm", open_at=open_at.isoformat(), accounts=len(accounts))
+        already = self._reconcile_from_journal()
+        results = await asyncio.gather(*(self._plan_account(a, already) for a in accounts))
+        self.plans = [p for plans in results for p in plans]
+        assign_slots(self.plans, self.settings.spacing_scope)
+        await self._measure_clocks()
+        await asyncio.gather(*(self._open_connection(p) for p in self.plans))
+        self._schedule()
+        for plan in self.plans:
+            self.journal.record("plan", **plan.journal_fields(), side=plan.side, price=plan.price, volume=plan.volume,
+                                slot=plan.slot, open_monotonic_ns=plan.open_monotonic_ns, send_at_ns=plan.send_at_ns)
+        await self.journal.flush()
+        log.info("executor.armed", plans=len(self.plans), accounts=len(accounts), open_at=open_at.isoformat(),
+                 clocks={b: _clock_summary(c) for b, c in self.clocks.items()})
+        return self.plans
+
+    def _reconcile_from_journal(self) -> dict[tuple[str, str], str]:
+        """Orders today's journal already shows accepted (a restart inside the window must not resend them),
+        and orders sent without a final answer (the broker is asked before anything is resent)."""
+        state: dict[tuple[str, str], str] = {}
+        for record in read_journal(self.journal.path.parent.parent, self.day):
+            key = (str(record.get("account")), str(record.get("isin")))
+            if record.get("kind") == "answer" and record.get("accepted"):
+                state[key] = "accepted"
+            elif record.get("kind") == "send" and state.get(key) != "accepted":
+                state[key] = "sent"
+            elif record.get("kind") == "outcome" and state.get(key) == "sent":
+                state[key] = "closed"
+        return state
+
+    async def _plan_account(self, account: AccountSettings, already: dict[tuple[str, str], str]) -> list[FirePlan]:
+        client = self.services.client(account)
+        plans: list[FirePlan] = []
+        try:
+            token = await client.token()
+            amounts = await self._amounts(client, use_cache=True)
+            for order, amount in zip(account.orders, amounts):
+                key = (account.name, order.isin)
+                previous = already.get(key)
+                if previous == "accepted":
+                    self._skip(account, client.broker, order.isin, "already accepted earlier today (journal)")
+                    continue
+                if previous == "sent" and await self._found_at_broker(client, order.isin, order.side):
+                    self._skip(account, client.broker, order.isin, "already at the broker (open orders)")
+                    continue
+                params = await client.order_params(order, amount=amount, use_cache=True)
+                plan = FirePlan(account.name, client.broker, client.username, order.isin, order.side, params.price,
+                                params.volume, account.priority, client.endpoints.trading_url)
+                plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
+                plans.append(plan)
+        except (BrokerError, ConfigError) as exc:
+            for order in account.orders:
+                self._skip(account, client.broker, order.isin, f"not ready: {scrub(str(exc))}")
+            return []
+        return plans
+
+    async def _amounts(self, client: EphoenixClient, use_cache: bool) -> list[int]:
+        account = client.account
+        if not any(o.side == "buy" for o in account.orders):
+            return [0] * len(account.orders)
+        power = await client.get_buying_power(use_cache=use_cache)
+        return split_amounts(float(power.get("buyingPower") or 0), [o.share for o in account.orders])
+
+    async def _found_at_broker(self, client: EphoenixClient, isin: str, side: str) -> bool:
+        try:
+            orders = await client.open_orders()
+        except BrokerError as exc:
+            log.warning("executor.reconcile_failed", account=client.account.name, reason=scrub(str(exc)))
+            return True  # unknown: never risk a duplicate order
+        side_code = {"buy": 1, "sell": 2}[side]
+        return any(o.get("isin") == isin and int(o.get("side", side_code)) == side_code for o in orders)
+
+    def _skip(self, account: AccountSettings, broker: str, isin: str, reason: str) -> None:
+        self.journal.record("skip", account=account.name, broker=broker, isin=isin, reason=reason)
+        log.warning("executor.skip", account=account.name, isin=isin, reason=reason)
+
+    async def _open_connection(self, plan: FirePlan) -> None:
+        plan.conn = WireConnection(plan.trading_url, self.clock, ca_file=self._ca_file(),
+                                   connect_timeout=self.settings.connect_timeout_s)
+        try:
+            await plan.conn.connect()
+        except WireError as exc:
+            log.warning("executor.connect_failed", account=plan.account, reason=str(exc))
+
+    def _ca_file(self) -> str | None:
+        bundle = self.services.config.client.ca_bundle
+        return str(bundle) if bundle else None
+
+    async def _measure_clocks(self) -> None:
+        """One measurement per trading host: brokers behind one host share one clock."""
+        by_origin: dict[Origin, FirePlan] = {}
+        for plan in self.plans:
+            by_origin.setdefault(Origin.from_url(plan.trading_url), plan)
+        measured = dict(zip(by_origin, await asyncio.gather(*(self._measure_clock(p) for p in by_origin.values()))))
+        self.clocks = {p.broker: measured[Origin.from_url(p.trading_url)] for p in self.plans}
+        self.reference = ClockReference.take(self.clock)
+
+    async def _measure_clock(self, plan: FirePlan) -> BrokerClock:
+        source = self.settings.clock_source
+        if source == "none":
+            return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
+        token = (await self.services.client(self._accounts[plan.account]).token())
+        request = build_request("GET", plan.trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
+        conns = [WireConnection(plan.trading_url, self.clock, ca_file=self._ca_file(),
+                                connect_timeout=self.settings.connect_timeout_s) for _ in range(PROBE_CONNECTIONS)]
+        try:
+            await asyncio.gather(*(c.connect() for c in conns))
+            if source == "ntp":
+                estimate = await measure_ntp_offset(str(self.settings.ntp_server), self.clock)
+                samples = await sample_readings(wire_probe(conns, request, "date"), self.clock, count=5)
+            elif source == "timestamp":
+                samples = await sample_readings(wire_probe(conns, request, "timestamp"), self.clock, count=9)
+                estimate = estimate_from_timestamps(samples)
+            else:
+                samples = await sample_date_ticks(wire_probe(conns, request, "date"), self.clock,
+                                                  max_in_flight=PROBE_CONNECTIONS)
+                estimate = estimate_from_date(samples)
+            rtt = int(statistics.median(s.rtt_ns for s in samples)) if samples else 0
+        except (ClockSyncError, WireError, OSError) as exc:
+            log.error("executor.clock_unmeasured", broker=plan.broker, reason=str(exc),
+                      consequence="firing on the local clock")
+            return BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
+        finally:
+            for conn in conns:
+                conn.close()
+        log.info("executor.clock", broker=plan.broker, offset_ms=round(estimate.offset_s * 1000, 2),
+                 uncertainty_ms=round(estimate.uncertainty_s * 1000, 2), rtt_ms=round(rtt / 1e6, 2),
+                 source=estimate.source, samples=estimate.samples)
+        return BrokerClock(estimate, rtt)
+
+    def retarget(self, open_at: datetime) -> None:
+        """Move the open (e.g. `fire --now`) without measuring again; instants are recomputed."""
+        self.open_at = open_at
+        self._schedule()
+
+    def broker_now(self) -> datetime:
+        """The broker's time now, by the first measured clock (for `--now` and the demo)."""
+        clock = next(iter(self.clocks.values()), None)
+        offset = clock.estimate.offset_s if clock else 0.0
+        return datetime.fromtimestamp(self.clock.time_ns() / NS + offset, tz=self.services.config.tz)
+
+    def _schedule(self) -> None:
+        """Fix every plan's instants on the monotonic clock (a wall-clock step after this moves nothing)."""
+        spacing_ns = int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
+        for plan in self.plans:
+            clock = self.clocks.get(plan.broker) or BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
+            plan.open_monotonic_ns = monotonic_deadline_ns(self.open_at, clock.estimate, self.reference)  # type: ignore[arg-type]
+            plan.send_at_ns = plan.open_monotonic_ns - clock.lead_ns(self.settings) + plan.slot * spacing_ns
+        self.plans = send_order(self.plans, self.day)
+        self.plans.sort(key=lambda p: p.send_at_ns)
+
+    # ---- final check -------------------------------------------------------------------------------
+
+    async def final_check(self) -> None:
+        """Fresh buying power and holdings, volumes recomputed, requests rebuilt, connections checked."""
+        by_account: dict[str, list[FirePlan]] = defaultdict(list)
+        for plan in self.plans:
+            by_account[plan.account].append(plan)
+        await asyncio.gather(*(self._recheck_account(name, plans) for name, plans in by_account.items()))
+        dropped = [p for p in self.plans if p.volume <= 0]
+        for plan in dropped:
+            self.journal.record("skip", **plan.journal_fields(), reason="volume not positive at the final check")
+            log.warning("executor.skip", account=plan.account, isin=plan.isin, reason="volume not positive")
+        self.plans = [p for p in self.plans if p.volume > 0]
+        await self.journal.flush()
+
+    async def _recheck_account(self, name: str, plans: list[FirePlan]) -> None:
+        account = self._accounts[name]
+        client = self.services.client(account)
+        try:
+            # A fresh buying power read is also the token probe: a token revoked since warmup gets a 401,
+            # a new login follows, and the requests below are rebuilt with the new token.
+            amounts = dict(zip((o.isin for o in account.orders), await self._amounts(client, use_cache=False)))
+            token = await client.token()
+            for plan in plans:
+                order = next(o for o in account.orders if o.isin == plan.isin)
+                params = await client.order_params(order, amount=amounts.get(plan.isin), use_cache=False)
+                if (params.volume, params.price) != (plan.volume, plan.price):
+                    log.info("executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume)
+                plan.volume, plan.price = params.volume, params.price
+                plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
+            ping = build_request("GET", plans[0].trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
+        except (BrokerError, ConfigError) as exc:
+            log.warning("executor.final_check_failed", account=name, reason=scrub(str(exc)),
+                        consequence="firing the plan made at arm time")
+            ping = None
+        for plan in plans:
+            await self._check_connection(plan, ping)
+
+    async def _check_connection(self, plan: FirePlan, ping: bytes | None) -> None:
+        """A connection the broker closed while idle is reopened; a live one is pinged to stay warm."""
+        if plan.conn is None:
+            return
+        try:
+            if ping is not None:
+                await plan.conn.ping(ping, timeout=self.settings.answer_timeout_s)
+            elif not plan.conn.is_alive() or plan.conn.in_flight:
+                await plan.conn.reconnect()
+        except WireError as exc:
+            log.warning("executor.connection_dead", account=plan.account, reason=str(exc))
+
+    # ---- fire --------------------------------------------------------------------------------------
+
+    async def fire(self) -> None:
+        """Send at the planned instants, then follow every order until it ends or the window closes."""
+        if not self.plans:
+            log.warning("executor.nothing_to_fire")
+            await self.journal.flush(durable=True)
+            return
+        window_end_ns = max(p.open_monotonic_ns for p in self.plans) + int(self.services.config.schedule.window_s * NS)
+        first_open = min(p.open_monotonic_ns for p in self.plans)
+        first_clock = self.clocks.get(self.plans[0].broker)
+        self.journal.record("window", open_monotonic_ns=first_open, window_end_monotonic_ns=window_end_ns,
+                            offset_ms=round(first_clock.estimate.offset_s * 1000, 3) if first_clock else None,
+                            uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
+                            offset_source=first_clock.estimate.source if first_clock else None)
+        followers: list[asyncio.Task[None]] = []
+        for group in _groups(self.plans):
+            due = group[0].send_at_ns
+            await wait_until_monotonic(due, self.clock)
+            sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
+            for plan, result in zip(group, sent):
+                followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
+        await asyncio.gather(*followers)
+        await self.journal.flush(durable=True)
+        log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done))
+
+    async def _follow(self, plan: FirePlan, first: int | WireError, window_end_ns: int) -> None:
+        """One order after its first send: read answers, resend on 1017/1018 after the spacing, stop when it ends."""
+        spacing_ns = int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
+        attempt, sent_ns = 1, first
+        while True:
+            if isinstance(sent_ns, WireError):
+                self._journal_error(plan, attempt, sent_ns)
+                answer: Answer | None = None
+                last_send = self.clock.monotonic_ns()
+            else:
+                last_send = sent_ns
+                self._journal_send(plan, attempt, sent_ns)
+                answer = await self._read_answer(plan, attempt, window_end_ns)
+            if answer is not None and answer.verdict is Verdict.ACCEPTED:
+                self._done.add(plan.key)
+                return self._outcome(plan, True, 0, "accepted")
+            if answer is not None and answer.verdict is Verdict.TERMINAL:
+                return self._outcome(plan, False, answer.code, answer.message or "rejected")
+            if answer is None and not isinstance(sent_ns, WireError) and await self._lost_but_placed(plan):
+                self._done.add(plan.key)
+                return self._outcome(plan, True, 0, "accepted (found in open orders after a lost answer)")
+            if attempt >= self.settings.max_attempts:
+                return self._outcome(plan, False, answer.code if answer else None, "attempts used up")
+            # Nothing reached the broker after a failed write, so no spacing is owed then.
+            next_ns = self.clock.monotonic_ns() if isinstance(sent_ns, WireError) else max(
+                last_send + spacing_ns, self.clock.monotonic_ns())
+            if next_ns >= window_end_ns:
+                return self._outcome(plan, False, answer.code if answer else None, "window closed")
+            await wait_until_monotonic(next_ns, self.clock)
+            attempt += 1
+            sent_ns = await self._resend(plan)
+
+    async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> Answer | None:
+        timeout = min(self.settings.answer_timeout_s, max((window_end_ns - self.clock.monotonic_ns()) / NS, 0.05))
+        try:
+            response = await plan.conn.next_response(timeout)  # type: ignore[union-attr]
+        except WireError as exc:
+            self._journal_error(plan, attempt, exc)
+            return None
+        answer = classify(response)
+        self.journal.record(
+            "answer", **plan.journal_fields(), attempt=attempt, monotonic_ns=response.last_byte_ns,
+            first_byte_ns=response.first_byte_ns, wall_ns=self.reference.wall_of(response.last_byte_ns),
+            status=response.status, code=answer.code, accepted=answer.verdict is Verdict.ACCEPTED,
+            verdict=answer.verdict.value, serial_number=answer.serial_number,
+            tracking_number=answer.tracking_number, body=response.body,
+        )
+        if answer.verdict is Verdict.UNKNOWN:
+            return None
+        return answer
+
+    async def _lost_but_placed(self, plan: FirePlan) -> bool:
+        """An answer that never came may hide an accepted order: ask the broker before sending again."""
+        client = self.services.client(self._accounts[plan.account])
+        try:
+            orders = await client.open_orders()
+        except BrokerError as exc:
+            log.warning("executor.reconcile_failed", account=plan.account, reason=scrub(str(exc)))
+            return False
+        side_code = 1 if plan.side == "buy" else 2
+        return any(o.get("isin") == plan.isin and int(o.get("side", side_code)) == side_code for o in orders)
+
+    async def _resend(self, plan: FirePlan) -> int | WireError:
+        conn = plan.conn
+        try:
+            if conn is None:
+                raise WireError("no connection")
+            if not conn.is_alive() or conn.in_flight:
+                await conn.reconnect()
+            return conn.send_nowait(plan.request)
+        except WireError as exc:
+            return exc
+
+    def _journal_send(self, plan: FirePlan, attempt: int, sent_ns: int) -> None:
+        clock = self.clocks.get(plan.broker)
+        wall_ns = self.reference.wall_of(sent_ns)
+        broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
+        self.journal.record(
+            "send", **plan.journal_fields(), attempt=attempt, monotonic_ns=sent_ns, wall_ns=wall_ns,
+            planned_ns=plan.send_at_ns, vs_open_ms=round((sent_ns - plan.open_monotonic_ns) / 1e6, 3),
+            broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
+        )
+
+    def _journal_error(self, plan: FirePlan, attempt: int, exc: Exception) -> None:
+        self.journal.record("error", **plan.journal_fields(), attempt=attempt, monotonic_ns=self.clock.monotonic_ns(),
+                            reason=str(exc))
+
+    def _outcome(self, plan: FirePlan, accepted: bool, code: int | None, reason: str) -> None:
+        self.journal.record("outcome", **plan.journal_fields(), accepted=accepted, code=code, reason=reason)
+        log.info("executor.outcome", account=plan.account, isin=plan.isin, accepted=accepted, code=code, reason=reason)
+
+    async def aclose(self) -> None:
+        for plan in self.plans:
+            if plan.conn is not None:
+                plan.conn.close()
+        await self.journal.flush(durable=True)
+
+    # ---- the whole open ----------------------------------------------------------------------------
+
+    async def run_open(self, accounts: list[AccountSettings], open_at: datetime) -> None:
+        """Arm, final check shortly before the open, fire: what `fire` and the service do."""
+        await self.arm(accounts, open_at)
+        await self.run_after_arm()
+
+    async def run_after_arm(self) -> None:
+        if self.plans:
+            check_at = min(p.send_at_ns for p in self.plans) - int(self.settings.final_check_s * NS)
+            await wait_until_monotonic(check_at, self.clock)
+            await self.final_check()
+        await self.fire()
+
+
+def _groups(plans: list[FirePlan], tolerance_ns: int = 200_000) -> list[list[FirePlan]]:
+    """Plans whose send instants lie within `tolerance_ns` of the group's first go out in one tight loop."""
+    groups: list[list[FirePlan]] = []
+    for plan in plans:
+        if groups and plan.send_at_ns - groups[-1][0].send_at_ns <= tolerance_ns:
+            groups[-1].append(plan)
+        else:
+            groups.append([plan])
+    return groups
+
+
+def _clock_summary(clock: BrokerClock) -> dict[str, Any]:
+    return {"offset_ms": round(clock.estimate.offset_s * 1000, 2), "uncertainty_ms": round(clock.estimate.uncertainty_s * 1000, 2),
+            "rtt_ms": round(clock.rtt_ns / 1e6, 2), "source": clock.estimate.source}
+

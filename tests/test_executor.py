@@ -1,0 +1,229 @@
+"""The open against the simulator on loopback: arm, final check, fire, journal."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from daemon.clock import SystemClock
+from daemon.executor import Executor
+from daemon.journal import Journal, read_journal
+from daemon.report import summarize
+from daemon.services import Services
+from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
+from daemon.warmup import warmup
+from daemon.wire import WireConnection
+from tests.conftest import REPO_ROOT
+from tests.simhelp import sim_config, write_sim_config
+
+pytest.importorskip("ddddocr")
+
+FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
+
+
+@pytest.fixture
+async def sim(monkeypatch):
+    simulator = Simulator.default(accounts=20, brokers=["gs", "shahr", "bbi"])
+    await simulator.start()
+    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
+    yield simulator
+    await simulator.stop()
+
+
+async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts: int | None = None, **executor):
+    config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor},
+                        schedule={"window_s": 5})
+    services = Services(config, SystemClock())
+    chosen = config.accounts[:accounts] if accounts else config.accounts
+    results = await warmup(services, chosen)
+    assert all(r.ok for r in results)
+    open_at = sim.now().astimezone(config.tz) + timedelta(seconds=open_in_s)
+    sim.set_open_at(open_at)
+    day = open_at.date()
+    ex = Executor(services, Journal(config.state_dir, day), day=day)
+    await ex.arm(chosen, open_at)
+    return ex, services, chosen, config
+
+
+async def test_every_account_gets_exactly_one_accepted_order(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path)
+    async with services:
+        try:
+            await ex.run_after_arm()
+        finally:
+            await ex.aclose()
+    orders = sim.orders()
+    assert sorted(o.username for o in orders) == sorted(a.username for a in accounts)
+    records = read_journal(config.state_dir, ex.day)
+    rows = summarize(records)
+    assert len(rows) == 20 and all(r.accepted for r in rows)
+    new_orders = sim.request_log.records(route="new_order")
+    assert not [r for r in new_orders if r.error_code == 1018], "the daemon caused a 1018 itself"
+    # the journal and the simulator's log agree one to one
+    sends = [r for r in records if r["kind"] == "send"]
+    assert len(sends) == len(new_orders)
+    by_user = {a.name: a.username for a in accounts}
+    assert sorted(by_user[s["account"]] for s in sends) == sorted(r.username for r in new_orders)
+    answers = [r for r in records if r["kind"] == "answer"]
+    assert sorted(a["code"] or 0 for a in answers) == sorted(r.error_code or 0 for r in new_orders)
+    assert all("sim-pass" not in orjson.dumps(r).decode() for r in records)
+    token = (await services.cache.get_token(accounts[0].username, accounts[0].broker))["token"]
+    assert token not in ex.journal.path.read_text()
+
+
+async def test_sends_before_the_open_are_retried_after_1017_without_self_caused_1018(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=3, lead_ms=450)
+    async with services:
+        try:
+            await ex.run_after_arm()
+        finally:
+            await ex.aclose()
+    codes = [r.error_code for r in sorted(sim.request_log.records(route="new_order"), key=lambda r: r.time_ns)]
+    assert codes.count(1017) >= 3 and 1018 not in codes
+    assert len(sim.orders()) == 3
+    for account in accounts:
+        mine = sorted(r.time_ns for r in sim.request_log.records(route="new_order", username=account.username))
+        assert all(b - a >= 300_000_000 for a, b in zip(mine, mine[1:]))  # the broker's spacing, as it saw it
+
+
+async def test_an_unreachable_broker_does_not_delay_the_others(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path)
+    closed_port = _closed_port()
+    dead = [p for p in ex.plans if p.broker == "gs"]
+    for plan in dead:  # the gs trading host stops accepting connections after the arm
+        plan.conn.close()
+        plan.conn = WireConnection(f"http://127.0.0.1:{closed_port}", SystemClock())
+    async with services:
+        try:
+            await ex.final_check()
+            await ex.fire()
+        finally:
+            await ex.aclose()
+    records = read_journal(config.state_dir, ex.day)
+    first_sends = {r["account"]: r for r in records if r["kind"] == "send" and r["attempt"] == 1}
+    alive = [p for p in ex.plans if p.broker != "gs"]
+    assert {p.account for p in alive} <= set(first_sends)
+    late_ms = [(first_sends[p.account]["monotonic_ns"] - p.send_at_ns) / 1e6 for p in alive]
+    assert max(late_ms) < 50, late_ms  # all written in the first loop, not after the dead ones' retries
+    assert {o.broker for o in sim.orders()} == {"shahr", "bbi"}
+    outcomes = {r["account"]: r for r in records if r["kind"] == "outcome"}
+    assert all(not outcomes[p.account]["accepted"] for p in dead)
+
+
+async def test_nothing_but_new_order_reaches_the_broker_after_the_final_check(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=6)
+    async with services:
+        try:
+            await ex.final_check()
+            checked_ns = SystemClock().monotonic_ns()
+            await ex.fire()
+        finally:
+            await ex.aclose()
+    later = [r for r in sim.request_log.records() if r.monotonic_ns > checked_ns]
+    assert later and {r.route for r in later} == {"new_order"}
+
+
+async def test_final_check_replans_from_fresh_buying_power(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=2)
+    poor = sim.account(accounts[0].broker, accounts[0].username)
+    poor.remain, poor.credit = 10, 0  # the balance was spent elsewhere after warmup
+    async with services:
+        try:
+            await ex.run_after_arm()
+        finally:
+            await ex.aclose()
+    rows = {r.account: r for r in summarize(read_journal(config.state_dir, ex.day))}
+    assert rows[accounts[0].name].result == "volume not positive at the final check"
+    assert rows[accounts[1].name].accepted
+    assert not sim.request_log.records(route="new_order", username=accounts[0].username)
+
+
+async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=3)
+    async with services:
+        try:
+            await ex.run_after_arm()
+        finally:
+            await ex.aclose()
+    assert len(sim.orders()) == 3
+    sent_before = len(sim.request_log.records(route="new_order"))
+    # a second run the same day (a restart) with one more account that has not fired yet
+    config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), executor=FAST, schedule={"window_s": 5})
+    async with Services(config2, SystemClock()) as services2:
+        open_at = sim.now().astimezone(config.tz) + timedelta(seconds=1)
+        ex2 = Executor(services2, Journal(config2.state_dir, ex.day), day=ex.day)
+        try:
+            await ex2.run_open(config2.accounts[:4], open_at)
+        finally:
+            await ex2.aclose()
+    new = sim.request_log.records(route="new_order")[sent_before:]
+    assert {r.username for r in new} == {config2.accounts[3].username}
+    assert len(sim.orders()) == 4
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skew_ms", [2000, -2000])
+async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms):
+    simulator = Simulator.default(accounts=2, brokers=["gs"], settings=SimSettings(skew_ms=skew_ms))
+    simulator.add_fault("tradingbook:jitter_ms=30")
+    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
+    async with simulator as sim:
+        ex, services, accounts, config = await armed(sim, tmp_path, open_in_s=8, clock_source="date")
+        async with services:
+            try:
+                await ex.run_after_arm()
+            finally:
+                await ex.aclose()
+    clock = ex.clocks["gs"]
+    error_ms = abs(clock.estimate.offset_s * 1000 - skew_ms)
+    print(f"skew {skew_ms} ms: measured {clock.estimate.offset_s * 1000:.2f} ms, error {error_ms:.2f} ms")
+    assert error_ms < 25  # target 10 ms; the margin absorbs a loaded CI machine
+    assert len(sim.orders()) == 2
+
+
+async def test_fire_dry_run_sends_nothing(sim, tmp_path):
+    path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST)
+    at = (sim.now().astimezone(sim_config(sim).tz) + timedelta(seconds=30)).strftime("%H:%M:%S.%f")[:-3]
+    out, err, code = await _daemon("fire", "--config", str(path), "--at", at, "--dry-run", "--json",
+                                   "--accounts", "sim001-gs", "sim002-shahr")
+    assert code == 0, err
+    data = orjson.loads(out)
+    assert data["sent"] == 0 and sorted(p["account"] for p in data["plans"]) == ["sim001-gs", "sim002-shahr"]
+    assert not sim.request_log.records(route="new_order")
+
+
+async def test_fire_now_and_report_commands(sim, tmp_path):
+    path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST,
+                            schedule={"window_s": 5})
+    out, err, code = await _daemon("fire", "--config", str(path), "--now", "--accounts", "sim001-gs", "sim002-shahr")
+    assert code == 0, err
+    assert out.count("accepted") == 2
+    assert len(sim.orders()) == 2
+    out, err, code = await _daemon("report", "--config", str(path), "--json")
+    assert code == 0, err
+    rows = orjson.loads(out)["orders"]
+    assert [r["result"] for r in rows] == ["accepted", "accepted"]
+    out, err, code = await _daemon("report", "--config", str(path), "--date", "2001-01-01")
+    assert code == 2 and "no journal" in err
+
+
+async def _daemon(*args: str) -> tuple[str, str, int]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "sim-pass"}
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return out.decode(), err.decode(), proc.returncode
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
