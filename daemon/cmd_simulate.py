@@ -16,9 +16,8 @@ from zoneinfo import ZoneInfo
 from daemon.cli import add_common
 from daemon.clock import SystemClock
 from daemon.errors import UserError
-from daemon.sim_faults import parse_fault
-from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from daemon.sim_state import SimSettings
+from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, Simulator
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
@@ -37,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8800, help="port to listen on; 0 picks a free one (default: 8800)")
     parser.add_argument("--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)")
-    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS), help="broker codes, comma-separated (default: gs,shahr,bbi)")
+    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS),
+                        help="broker codes, comma-separated (default: gs,shahr,bbi)")
     parser.add_argument("--open-at", metavar="HH:MM:SS[.fff]",
                         help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
                              "(default: 5 seconds after start, rounded up to the second)")
@@ -95,17 +95,28 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
 
 async def run(args: argparse.Namespace) -> int:
     sim = build_simulator(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:  # before anything is printed: whoever reads the snippet may signal at once
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await sim.start(args.host, args.port)
-    except OSError as exc:
-        if exc.filename:
-            raise UserError(f"--request-log {exc.filename} cannot be written ({exc.strerror}).") from None
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port or --host.") from None
-    try:
-        _announce(sim, args.host)
-        await _until_stopped()
+        try:
+            await sim.start(args.host, args.port)
+        except OSError as exc:
+            if exc.filename:
+                raise UserError(f"--request-log {exc.filename} cannot be written ({exc.strerror}).") from None
+            raise UserError(
+                f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port or --host."
+            ) from None
+        try:
+            _announce(sim, args.host)
+            await stop.wait()
+        finally:
+            await sim.stop()
     finally:
-        await sim.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return 0
 
 
@@ -125,16 +136,3 @@ def _announce(sim: Simulator, host: str) -> None:
     lines += [SNIPPET_START, snippet.yaml.rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
-
-
-async def _until_stopped() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
