@@ -9,14 +9,18 @@ import os
 import signal
 import socket
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
+import pytest
 import yaml
 
-from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START
+from daemon.cli import build_parser
+from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at
 from daemon.config import validate_config
-from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV
+from daemon.errors import UserError
+from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.conftest import REPO_ROOT, run_daemon
 
 STARTUP_LIMIT_S = 60  # a guard against a hung child, not a measurement
@@ -98,3 +102,34 @@ def test_port_in_use_exits_2() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         _one_sentence_error(run_daemon("simulate", "--port", str(port)), "cannot listen", str(port))
+
+
+def _build(*args: str) -> Simulator:
+    return build_simulator(build_parser().parse_args(["simulate", *args]))
+
+
+def test_options_become_settings() -> None:
+    sim = _build("--login-limit", "5/2.5", "--login-cooldown-s", "30", "--retry-after", "--spacing-ms", "150",
+                 "--spacing-per-isin", "--order-response", "nested", "--rejection-status", "400",
+                 "--min-order-value", "0", "--token-ttl-s", "60", "--accounts", "4", "--brokers", "bbi",
+                 "--fault", "login@bbi:status=503,rate=0.5")
+    settings = sim.settings
+    assert (settings.login_limit.max_calls, settings.login_limit.window_s, settings.login_limit.cooldown_s,
+            settings.login_limit.retry_after) == (5, 2.5, 30, True)
+    assert (settings.rules.spacing_ms, settings.rules.spacing_scope, settings.rules.min_order_value) == (150, "account_isin", 0)
+    assert (settings.order_response, settings.rejection_status, settings.token_ttl_s) == ("nested", 400, 60)
+    assert [a.broker for a in sim.accounts] == ["bbi"] * 4
+    assert [(f.route, f.broker, f.status, f.rate) for f in sim.state.faults.faults] == [("login", "bbi", 503, 0.5)]
+
+
+def test_bad_login_limit_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--login-limit"):
+        _build("--login-limit", "150 per minute")
+
+
+def test_open_at_is_tehran_time_on_the_simulator_day() -> None:
+    now = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)  # already 00:30 on the 22nd in Tehran
+    assert parse_open_at("08:45:00.25", now) == datetime(2026, 11, 22, 5, 15, 0, 250_000, tzinfo=UTC)
+    assert default_open_at(datetime(2026, 11, 21, 5, 0, 0, 100_000, tzinfo=UTC)) == datetime(2026, 11, 21, 5, 0, 6, tzinfo=UTC)
+    with pytest.raises(UserError, match="--open-at"):
+        parse_open_at("25:00:00", now)
