@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
@@ -16,8 +17,7 @@ import aiohttp
 import pytest
 import yaml
 
-from daemon.cli import build_parser
-from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at
+from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at, register
 from daemon.config import validate_config
 from daemon.errors import UserError
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
@@ -105,7 +105,9 @@ def test_port_in_use_exits_2() -> None:
 
 
 def _build(*args: str) -> Simulator:
-    return build_simulator(build_parser().parse_args(["simulate", *args]))
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return build_simulator(parser.parse_args(["simulate", *args]))
 
 
 def test_options_become_settings() -> None:
