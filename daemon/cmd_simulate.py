@@ -16,13 +16,15 @@ from zoneinfo import ZoneInfo
 from daemon.cli import add_common
 from daemon.clock import SystemClock
 from daemon.errors import UserError
-from daemon.sim_faults import parse_fault
-from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
+from daemon.sim_auth import LimiterSettings
+from daemon.sim_market import OrderRules
 from daemon.sim_state import SimSettings
+from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, Simulator
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 _BROKER = re.compile(r"^[a-z0-9]+$")
+_LIMIT = re.compile(r"^(\d+)/(\d+(?:\.\d+)?)$")
 SNIPPET_START = "# ---- config.yaml snippet for the simulator ----"
 SNIPPET_END = "# ---- end of snippet ----"
 
@@ -37,7 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8800, help="port to listen on; 0 picks a free one (default: 8800)")
     parser.add_argument("--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)")
-    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS), help="broker codes, comma-separated (default: gs,shahr,bbi)")
+    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS),
+                        help="broker codes, comma-separated (default: gs,shahr,bbi)")
     parser.add_argument("--open-at", metavar="HH:MM:SS[.fff]",
                         help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
                              "(default: 5 seconds after start, rounded up to the second)")
@@ -47,6 +50,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
                              "or login:status=503,rate=0.1 (kinds: status=N html malformed truncated drop no_image; "
                              "after = answer lost after processing)")
     parser.add_argument("--request-log", type=Path, metavar="FILE", help="append every request as a JSON line to FILE")
+    rules = parser.add_argument_group("broker behaviour")
+    rules.add_argument("--login-limit", default="150/60", metavar="CALLS/SECONDS",
+                       help="captcha+login calls one broker takes in a window before HTTP 429 (default: 150/60)")
+    rules.add_argument("--login-cooldown-s", type=float, default=420.0, help="how long the 429s last (default: 420)")
+    rules.add_argument("--retry-after", action="store_true", help="send Retry-After with each 429")
+    rules.add_argument("--spacing-ms", type=float, default=300.0, help="least time between an account's orders (default: 300)")
+    rules.add_argument("--spacing-per-isin", action="store_true", help="count the spacing per account and ISIN")
+    rules.add_argument("--order-response", choices=("flat", "nested"), default="flat",
+                       help="accepted NewOrder shape: flat (errorCode 0, ids at the top) or nested (ids under result)")
+    rules.add_argument("--rejection-status", type=int, choices=(200, 400), default=200,
+                       help="HTTP status of a refused order (default: 200)")
+    rules.add_argument("--min-order-value", type=int, default=5_000_000, help="smallest order value in rial (default: 5000000)")
+    rules.add_argument("--token-ttl-s", type=int, default=3600, help="token lifetime in seconds (default: 3600)")
     parser.add_argument("--password", default=DEFAULT_PASSWORD, help="the simulated accounts' password (default: sim-pass)")
     parser.add_argument("--seed", type=int, help="make captchas, serial numbers and fault draws repeatable")
     parser.set_defaults(afunc=run)
@@ -80,7 +96,15 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
         raise UserError("--accounts must be 0 or more.")
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a port number (0-65535).")
-    settings = SimSettings(skew_ms=args.skew_ms, seed=args.seed, request_log_path=args.request_log)
+    settings = SimSettings(
+        rules=OrderRules(spacing_ms=args.spacing_ms, spacing_scope="account_isin" if args.spacing_per_isin else "account",
+                         min_order_value=args.min_order_value),
+        login_limit=_login_limit(args.login_limit, args.login_cooldown_s, args.retry_after),
+        token_ttl_s=args.token_ttl_s, order_response=args.order_response, rejection_status=args.rejection_status,
+        skew_ms=args.skew_ms, seed=args.seed, request_log_path=args.request_log,
+    )
+    if args.spacing_ms < 0 or args.token_ttl_s <= 0:
+        raise UserError("--spacing-ms must be 0 or more and --token-ttl-s more than 0.")
     sim = Simulator.default(accounts=args.accounts, brokers=brokers, settings=settings, clock=SystemClock(),
                             password=args.password)
     for text in args.fault:
@@ -93,19 +117,37 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     return sim
 
 
+def _login_limit(text: str, cooldown_s: float, retry_after: bool) -> LimiterSettings:
+    match = _LIMIT.match(text.strip())
+    if not match or int(match[1]) < 1 or float(match[2]) <= 0 or cooldown_s < 0:
+        raise UserError(f"--login-limit {text!r} must be CALLS/SECONDS like 150/60, and --login-cooldown-s not negative.")
+    return LimiterSettings(window_s=float(match[2]), max_calls=int(match[1]), cooldown_s=cooldown_s, retry_after=retry_after)
+
+
 async def run(args: argparse.Namespace) -> int:
     sim = build_simulator(args)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:  # before anything is printed: whoever reads the snippet may signal at once
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await sim.start(args.host, args.port)
-    except OSError as exc:
-        if exc.filename:
-            raise UserError(f"--request-log {exc.filename} cannot be written ({exc.strerror}).") from None
-        raise UserError(f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port or --host.") from None
-    try:
-        _announce(sim, args.host)
-        await _until_stopped()
+        try:
+            await sim.start(args.host, args.port)
+        except OSError as exc:
+            if exc.filename:
+                raise UserError(f"--request-log {exc.filename} cannot be written ({exc.strerror}).") from None
+            raise UserError(
+                f"cannot listen on {args.host}:{args.port} ({exc.strerror}); choose another --port or --host."
+            ) from None
+        try:
+            _announce(sim, args.host)
+            await stop.wait()
+        finally:
+            await sim.stop()
     finally:
-        await sim.stop()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
     return 0
 
 
@@ -125,16 +167,3 @@ def _announce(sim: Simulator, host: str) -> None:
     lines += [SNIPPET_START, snippet.yaml.rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
-
-
-async def _until_stopped() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await stop.wait()
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)

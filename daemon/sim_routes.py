@@ -16,7 +16,6 @@ Bodies and codes follow ephoenix-api.md; the rules themselves live in sim_market
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import random
@@ -108,7 +107,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     st = _state(request)
     body = await read_json(request)
     if not isinstance(body, dict):
-        return rejection(request, INVALID_REQUEST, status=400)
+        return _login_answer(request, INVALID_REQUEST)
     username = body.get("loginName")
     if isinstance(username, str):
         request[USERNAME] = username
@@ -285,10 +284,11 @@ async def known_broker(request: web.Request, handler: Handler) -> web.StreamResp
 @web.middleware
 async def inject_faults(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Delay, then fail as the plan says: before the handler runs, or after it with `after`."""
+    st = _state(request)
     route = request.match_info.route.name
-    delay_s, failure = _state(request).faults.for_request(route, request.match_info.get("broker"))
+    delay_s, failure = st.faults.for_request(route, request.match_info.get("broker"))
     if delay_s:
-        await asyncio.sleep(delay_s)
+        await st.sleep(delay_s)
     if failure is None:
         return await handler(request)
     request[FAULT] = failure.label

@@ -7,8 +7,10 @@ Spacing and the 429 window use the host's monotonic clock: they measure interval
 
 from __future__ import annotations
 
+import asyncio
 import random
 import secrets
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -75,6 +77,7 @@ class SimState:
         self.log = RequestLog(settings.request_log_path)
         self.arrivals = ArrivalBook(clock)
         self.brokers: dict[str, SimBroker] = {}
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # injected latency goes through here
 
     def now_ns(self) -> int:
         """The simulator's wall clock: the host clock plus the skew."""

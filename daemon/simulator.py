@@ -20,15 +20,17 @@ from aiohttp import web
 
 from daemon.clock import Clock, SystemClock
 from daemon.logs import get_logger
-from daemon.sim_auth import CaptchaBook
+from daemon.sim_auth import CaptchaBook, LimiterSettings
 from daemon.sim_faults import Fault
 from daemon.sim_log import RequestLog
-from daemon.sim_market import Account, BookLevel, Instrument, Order
+from daemon.sim_market import Account, BookLevel, Instrument, Order, OrderRules
 from daemon.sim_routes import build_app
 from daemon.sim_state import SimBroker, SimSettings, SimState, to_ns
 from daemon.sim_transport import StampingTCPSite
 
-__all__ = ["ConfigSnippet", "Simulator", "SimSettings", "DEFAULT_PASSWORD", "PASSWORD_ENV"]
+__all__ = [
+    "DEFAULT_PASSWORD", "PASSWORD_ENV", "BookLevel", "ConfigSnippet", "LimiterSettings", "OrderRules", "SimSettings", "Simulator",
+]
 
 DEFAULT_PASSWORD = "sim-pass"  # a rehearsal password for simulated accounts, never a real one
 PASSWORD_ENV = "OPENING_BELL_SIM_PASSWORD"

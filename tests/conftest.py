@@ -5,12 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import structlog
 
 from daemon.clock import FakeClock
+
+if TYPE_CHECKING:
+    from daemon.simulator import Simulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +47,16 @@ def cache_dir(isolated: Path) -> Path:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
+    """A running simulated market on the fake clock: the default instruments, account 0012345600 at gs and
+    0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD), market open, on 127.0.0.1."""
+    from daemon.simulator import Simulator
+
+    async with Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock) as simulator:
+        yield simulator
 
 
 def run_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60,

@@ -1,0 +1,137 @@
+"""`python -m daemon simulate` as a user runs it: a child process, its printed snippet, a request, SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import signal
+import socket
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import pytest
+import yaml
+
+from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at, register
+from daemon.config import validate_config
+from daemon.errors import UserError
+from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
+from tests.conftest import REPO_ROOT, run_daemon
+
+STARTUP_LIMIT_S = 60  # a guard against a hung child, not a measurement
+
+
+async def _start(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENING_BELL")}
+    env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon", "simulate", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    lines: list[str] = []
+    while not lines or lines[-1] != SNIPPET_END:
+        raw = await asyncio.wait_for(process.stdout.readline(), STARTUP_LIMIT_S)
+        if not raw:
+            _, err = await process.communicate()
+            raise AssertionError(f"simulate ended early: {err.decode()}")
+        lines.append(raw.decode().rstrip("\n"))
+    return process, lines
+
+
+async def test_simulate_prints_a_working_config_and_stops_on_sigterm(tmp_path: Path) -> None:
+    log_path = tmp_path / "requests.jsonl"
+    process, lines = await _start("--port", "0", "--accounts", "3", "--brokers", "gs,bbi", "--open-at", "08:45:00",
+                                  "--skew-ms", "250", "--request-log", str(log_path), "--seed", "5")
+    try:
+        assert "bound to 127.0.0.1" in lines[0]
+        assert any("08:45:00.000 Asia/Tehran" in line and "+250 ms" in line for line in lines)
+        assert f"  export {PASSWORD_ENV}={DEFAULT_PASSWORD}" in lines
+        snippet = yaml.safe_load("\n".join(lines[lines.index(SNIPPET_START) + 1 : -1]))
+        config = validate_config(snippet)
+        assert [a.broker for a in config.accounts] == ["gs", "bbi", "gs"]
+        assert all(a.password_env == PASSWORD_ENV for a in config.accounts)
+        async with aiohttp.ClientSession() as session:
+            response = await session.get(f"{config.broker('bbi').identity_url}/api/Captcha/GetCaptcha")
+            body = await response.json()
+            assert response.status == 200
+            assert base64.b64decode(body["captchaByteData"]).startswith(b"\xff\xd8\xff")  # bbi: the second broker, JPEG
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(process.communicate(), STARTUP_LIMIT_S)
+    assert process.returncode == 0, err.decode()
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    assert [(r["route"], r["broker"], r["status"]) for r in rows] == [("captcha", "bbi", 200)]
+
+
+async def test_simulate_stops_on_sigint_with_exit_0() -> None:
+    process, _ = await _start("--port", "0", "--accounts", "1", "--fault", "new_order:delay_ms=20,jitter_ms=5")
+    process.send_signal(signal.SIGINT)
+    await asyncio.wait_for(process.communicate(), STARTUP_LIMIT_S)
+    assert process.returncode == 0
+
+
+def _one_sentence_error(result: object, *words: str) -> None:
+    stderr = result.stderr  # type: ignore[attr-defined]
+    assert result.returncode == 2, stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in stderr and stderr.startswith("error: ") and stderr.count("\n") == 1, stderr
+    for word in words:
+        assert word in stderr
+
+
+def test_bad_fault_syntax_exits_2() -> None:
+    _one_sentence_error(run_daemon("simulate", "--port", "0", "--fault", "new_order:explode"), "--fault", "explode")
+
+
+def test_bad_open_at_exits_2() -> None:
+    _one_sentence_error(run_daemon("simulate", "--port", "0", "--open-at", "8.45"), "--open-at")
+
+
+def test_bad_brokers_exits_2() -> None:
+    _one_sentence_error(run_daemon("simulate", "--port", "0", "--brokers", "GS,../x"), "--brokers")
+
+
+def test_port_in_use_exits_2() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        _one_sentence_error(run_daemon("simulate", "--port", str(port)), "cannot listen", str(port))
+
+
+def _build(*args: str) -> Simulator:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return build_simulator(parser.parse_args(["simulate", *args]))
+
+
+def test_options_become_settings() -> None:
+    sim = _build("--login-limit", "5/2.5", "--login-cooldown-s", "30", "--retry-after", "--spacing-ms", "150",
+                 "--spacing-per-isin", "--order-response", "nested", "--rejection-status", "400",
+                 "--min-order-value", "0", "--token-ttl-s", "60", "--accounts", "4", "--brokers", "bbi",
+                 "--fault", "login@bbi:status=503,rate=0.5")
+    settings = sim.settings
+    assert (settings.login_limit.max_calls, settings.login_limit.window_s, settings.login_limit.cooldown_s,
+            settings.login_limit.retry_after) == (5, 2.5, 30, True)
+    assert (settings.rules.spacing_ms, settings.rules.spacing_scope, settings.rules.min_order_value) == (150, "account_isin", 0)
+    assert (settings.order_response, settings.rejection_status, settings.token_ttl_s) == ("nested", 400, 60)
+    assert [a.broker for a in sim.accounts] == ["bbi"] * 4
+    assert [(f.route, f.broker, f.status, f.rate) for f in sim.state.faults.faults] == [("login", "bbi", 503, 0.5)]
+
+
+def test_bad_login_limit_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="--login-limit"):
+        _build("--login-limit", "150 per minute")
+
+
+def test_open_at_is_tehran_time_on_the_simulator_day() -> None:
+    now = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)  # already 00:30 on the 22nd in Tehran
+    assert parse_open_at("08:45:00.25", now) == datetime(2026, 11, 22, 5, 15, 0, 250_000, tzinfo=UTC)
+    assert default_open_at(datetime(2026, 11, 21, 5, 0, 0, 100_000, tzinfo=UTC)) == datetime(2026, 11, 21, 5, 0, 6, tzinfo=UTC)
+    with pytest.raises(UserError, match="--open-at"):
+        parse_open_at("25:00:00", now)
