@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "daemon.cmd_warmup",
     "daemon.cmd_fire",
     "daemon.cmd_report",
+    "daemon.cmd_demo",
     "daemon.cmd_simulate",
 )
 
