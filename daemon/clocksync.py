@@ -148,9 +148,11 @@ def estimate_from_ticks(observations: Sequence[TickObservation], samples: int = 
         raise ClockSyncError(f"no tick of the broker's second was observed in {samples} {source} readings")
     sharpest = min(o.uncertainty_s for o in observations)
     kept = [o for o in observations if o.uncertainty_s <= 2 * sharpest]
+    offsets = [o.offset_s for o in kept]
+    spread = (max(offsets) - min(offsets)) / 2  # ticks that disagree (several servers behind one name?) widen it
     return OffsetEstimate(
-        offset_s=statistics.median(o.offset_s for o in kept),
-        uncertainty_s=statistics.median(o.uncertainty_s for o in kept),
+        offset_s=statistics.median(offsets),
+        uncertainty_s=max(statistics.median(o.uncertainty_s for o in kept), spread),
         samples=samples,
         source=source,
     )
@@ -162,12 +164,16 @@ def estimate_from_date(samples: Sequence[Sample]) -> OffsetEstimate:
 
 
 def estimate_from_readings(samples: Sequence[Sample], source: str) -> OffsetEstimate:
-    """Offset from fine-grained readings: median of (reading - local midpoint); half the median round trip."""
+    """Offset from fine-grained readings: median of (reading - local midpoint), give or take half the median
+    round trip or the median deviation of the readings, whichever is larger."""
     if not samples:
         raise ClockSyncError(f"no {source} readings to estimate the broker's clock from")
+    offsets = [s.server_value - s.midpoint_ns / NS for s in samples]
+    middle = statistics.median(offsets)
+    deviation = statistics.median(abs(o - middle) for o in offsets)  # readings that disagree widen it
     return OffsetEstimate(
-        offset_s=statistics.median(s.server_value - s.midpoint_ns / NS for s in samples),
-        uncertainty_s=statistics.median(s.rtt_ns for s in samples) / 2 / NS,
+        offset_s=middle,
+        uncertainty_s=max(statistics.median(s.rtt_ns for s in samples) / 2 / NS, deviation),
         samples=len(samples),
         source=source,
     )

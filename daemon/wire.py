@@ -395,7 +395,10 @@ class WireConnection:
         return transport is not None and self._error is None and not transport.is_closing()
 
     async def ping(self, request: bytes, timeout: float = 5.0) -> WireResponse:
-        """Check the connection with a cheap request (use GET, not HEAD), reconnecting if it died.
+        """Check the connection with a cheap request, reconnecting if it died.
+
+        Use a GET: a HEAD's answer announces a body length but carries no body, which no response
+        parser can know without being told the method.
 
         A dead, busy or half-closed connection is replaced first; a close that races the ping is
         retried once on a fresh connection. Meant for the minute before the open.
