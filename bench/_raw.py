@@ -3,7 +3,7 @@
 The server (its own process, so its work does not share our event loop) stamps the monotonic time at
 which each request's first bytes were read, and answers every request with the same small 200. On
 Linux CLOCK_MONOTONIC is one clock for every process, so its stamps compare with ours directly.
-`run_rounds` plans an instant, waits for it with `wait_until_monotonic`, calls a fire function that
+`fire_round` plans an instant, waits for it with `wait_until_monotonic`, calls a fire function that
 writes one pre-built request per connection, and collects what happened. The open-race benchmark
 imports these pieces to compare the executor with this physical limit.
 """
@@ -200,9 +200,10 @@ class Figures:
         woke = [(r.woke_ns - r.planned_ns) / 1e3 for r in self.rounds]
         loop = [(r.sent_ns[-1] - r.sent_ns[0]) / 1e6 for r in self.rounds]
         arrivals = [(a - r.planned_ns) / 1e6 for r in self.rounds for a in r.arrivals_ns]
+        gaps = [(b - a) / 1e3 for r in self.rounds for a, b in zip(r.sent_ns, r.sent_ns[1:])] or [0.0]
         return {
             "dispatch_ms_p50": pct(dispatch, 50), "dispatch_ms_p99": pct(dispatch, 99),
-            "loop_ms_p50": pct(loop, 50), "wake_late_us_p50": pct(woke, 50), "wake_late_us_p99": pct(woke, 99),
+            "loop_ms_p50": pct(loop, 50), "write_us_p50": pct(gaps, 50), "write_us_p90": pct(gaps, 90), "wake_late_us_p50": pct(woke, 50), "wake_late_us_p99": pct(woke, 99),
             "first_send_error_us_p50": pct(first, 50), "first_send_error_us_p99": pct(first, 99),
             "arrival_ms_p50": pct(arrivals, 50), "arrival_ms_p99": pct(arrivals, 99), "arrival_ms_max": max(arrivals),
         }
@@ -233,54 +234,57 @@ def raw_fire(clients: Sequence[_RawClient], requests: Sequence[bytes], clock: Cl
     return fire
 
 
-async def run_rounds(label: str, server: RecordingServer, fire: FireFn, expect: Callable[[], list[asyncio.Future]],
-                     accounts: int, rounds: int, clock: Clock, lead_s: float = 0.05,
-                     response_timeout_s: float = 30.0) -> Figures:
-    """`rounds` times: plan an instant `lead_s` ahead, wait for it, fire, await every answer, collect arrivals."""
-    figures = Figures(label, accounts)
-    for _ in range(rounds):
-        waiting = expect()
-        planned = clock.monotonic_ns() + int(lead_s * 1e9)
-        woke = await wait_until_monotonic(planned, clock)
-        sent = fire()
-        async with asyncio.timeout(response_timeout_s):
-            await asyncio.gather(*waiting)
-        arrivals = await server.take_arrivals(clock)
-        if len(arrivals) != accounts:
-            raise RuntimeError(f"{label}: the server saw {len(arrivals)} requests, not {accounts}")
-        figures.rounds.append(Round(planned, woke, sent, sorted(arrivals)))
-    return figures
+async def fire_round(server: RecordingServer, fire: FireFn, expect: Callable[[], list[asyncio.Future]],
+                     accounts: int, clock: Clock, lead_s: float = 0.05, response_timeout_s: float = 30.0) -> Round:
+    """Plan an instant `lead_s` ahead, wait for it, fire, await every answer, and collect the arrivals."""
+    waiting = expect()
+    planned = clock.monotonic_ns() + int(lead_s * 1e9)
+    woke = await wait_until_monotonic(planned, clock)
+    sent = fire()
+    async with asyncio.timeout(response_timeout_s):
+        await asyncio.gather(*waiting)
+    arrivals = await server.take_arrivals(clock)
+    if len(arrivals) != accounts:
+        raise RuntimeError(f"the server saw {len(arrivals)} requests, not {accounts}")
+    return Round(planned, woke, sent, sorted(arrivals))
 
 
 async def measure(accounts: int, rounds: int, modes: Sequence[str], server: RecordingServer,
                   clock: Clock | None = None) -> list[Figures]:
-    """The raw transport.write loop and/or the WireConnection.send_nowait loop (fire_all) on fresh connections."""
+    """The raw transport.write loop and/or the WireConnection loop (fire_all), rounds alternating between modes.
+
+    Each mode has its own `accounts` connections, all opened first; alternating the rounds spreads
+    the machine's drifts (other processes, the server's state) over the modes alike.
+    """
     from daemon.wire import fire_all
 
     clock = clock or SystemClock()
-    _raise_fd_limit(accounts * 2 + 256)
+    _raise_fd_limit(accounts * 2 * len(modes) + 256)
     requests = order_requests(server.base_url, accounts)
-    results = []
-    for mode in modes:
-        if mode == "raw":
-            clients = await open_raw(server.port, accounts)
-            fire = raw_fire(clients, requests, clock)
-            expect = lambda: [c.expect_one() for c in clients]  # noqa: E731
-            closers = [c.transport.close for c in clients]
-        elif mode == "wire":
-            conns = await open_wire(server.base_url, accounts, clock)
-            pairs = list(zip(conns, requests))
-            fire = lambda: fire_all(pairs)  # type: ignore[assignment,return-value]  # noqa: E731
-            expect = lambda: [asyncio.ensure_future(c.next_response(30)) for c in conns]  # noqa: E731
-            closers = [c.close for c in conns]
-        else:
-            raise ValueError(f"unknown mode {mode!r}; use raw or wire")
-        try:
-            results.append(await run_rounds(mode, server, fire, expect, accounts, rounds, clock))
-        finally:
-            for close in closers:
-                close()
-    return results
+    plans: list[tuple[Figures, FireFn, Callable[[], list[asyncio.Future]]]] = []
+    closers: list[Callable[[], object]] = []
+    try:
+        for mode in modes:
+            if mode == "raw":
+                clients = await open_raw(server.port, accounts)
+                closers += [c.transport.close for c in clients]
+                plans.append((Figures(mode, accounts), raw_fire(clients, requests, clock),
+                              lambda clients=clients: [c.expect_one() for c in clients]))
+            elif mode == "wire":
+                conns = await open_wire(server.base_url, accounts, clock)
+                closers += [c.close for c in conns]
+                pairs = list(zip(conns, requests))
+                plans.append((Figures(mode, accounts), lambda pairs=pairs: fire_all(pairs),  # type: ignore[misc]
+                              lambda conns=conns: [asyncio.ensure_future(c.next_response(30)) for c in conns]))
+            else:
+                raise ValueError(f"unknown mode {mode!r}; use raw or wire")
+        for _ in range(rounds):
+            for figures, fire, expect in plans:
+                figures.rounds.append(await fire_round(server, fire, expect, accounts, clock))
+    finally:
+        for close in closers:
+            close()
+    return [figures for figures, _, _ in plans]
 
 
 class _NullTransport:

@@ -6,7 +6,8 @@
 A recording server runs in a child process on 127.0.0.1. Each round plans an instant 50 ms ahead,
 waits for it (sleep, then a short spin), and writes every request in one loop; `raw` writes with
 `transport.write`, `wire` with `WireConnection.send_nowait` (through `fire_all`). Printed per mode:
-dispatch (planned instant -> last write returned), loop (first -> last write), wake late (the wait's
+dispatch (planned instant -> last write returned), loop (first -> last write), per write (the gap
+between consecutive writes, over all rounds), wake late (the wait's
 return - planned instant), first-send error (first write returned - planned instant), and arrival at the server after the instant (over every
 request of every round). Last, the Python cost per account of each loop with writes that do nothing,
 which isolates what the WireConnection wrapper adds. Bounded: rounds x accounts requests, a 30 s answer timeout, a server that
@@ -29,6 +30,7 @@ from daemon.output import print_json, print_table  # noqa: E402
 
 COLUMNS = [
     ("dispatch_ms_p50", "dispatch p50 ms"), ("dispatch_ms_p99", "p99"), ("loop_ms_p50", "loop p50 ms"),
+    ("write_us_p50", "per write p50 µs"), ("write_us_p90", "p90"),
     ("wake_late_us_p50", "wake late p50 µs"), ("wake_late_us_p99", "p99"),
     ("first_send_error_us_p50", "first-send err p50 µs"), ("first_send_error_us_p99", "p99"),
     ("arrival_ms_p50", "arrival p50 ms"), ("arrival_ms_p99", "p99"), ("arrival_ms_max", "max"),

@@ -300,6 +300,9 @@ class WireConnection:
     connection on the same object, so the executor can keep its references.
     """
 
+    __slots__ = ("origin", "_clock", "_mono", "_ssl", "_connect_timeout", "_transport", "_protocol", "_responses",
+                 "_waiter", "_error", "_in_flight", "connects")
+
     def __init__(self, origin: Origin | str, clock: Clock, *, ssl_context: ssl.SSLContext | None = None,
                  ca_file: str | os.PathLike[str] | None = None, connect_timeout: float = 10.0) -> None:
         self.origin = origin if isinstance(origin, Origin) else Origin.from_url(origin)
