@@ -203,7 +203,8 @@ class Figures:
         gaps = [(b - a) / 1e3 for r in self.rounds for a, b in zip(r.sent_ns, r.sent_ns[1:])] or [0.0]
         return {
             "dispatch_ms_p50": pct(dispatch, 50), "dispatch_ms_p99": pct(dispatch, 99),
-            "loop_ms_p50": pct(loop, 50), "write_us_p50": pct(gaps, 50), "write_us_p90": pct(gaps, 90), "wake_late_us_p50": pct(woke, 50), "wake_late_us_p99": pct(woke, 99),
+            "loop_ms_p50": pct(loop, 50), "write_us_p50": pct(gaps, 50), "write_us_p90": pct(gaps, 90),
+            "wake_late_us_p50": pct(woke, 50), "wake_late_us_p99": pct(woke, 99),
             "first_send_error_us_p50": pct(first, 50), "first_send_error_us_p99": pct(first, 99),
             "arrival_ms_p50": pct(arrivals, 50), "arrival_ms_p99": pct(arrivals, 99), "arrival_ms_max": max(arrivals),
         }

@@ -5,13 +5,13 @@
 
 A recording server runs in a child process on 127.0.0.1. Each round plans an instant 50 ms ahead,
 waits for it (sleep, then a short spin), and writes every request in one loop; `raw` writes with
-`transport.write`, `wire` with `WireConnection.send_nowait` (through `fire_all`). Printed per mode:
-dispatch (planned instant -> last write returned), loop (first -> last write), per write (the gap
-between consecutive writes, over all rounds), wake late (the wait's
-return - planned instant), first-send error (first write returned - planned instant), and arrival at the server after the instant (over every
-request of every round). Last, the Python cost per account of each loop with writes that do nothing,
-which isolates what the WireConnection wrapper adds. Bounded: rounds x accounts requests, a 30 s answer timeout, a server that
-stops by itself after 5 minutes.
+`transport.write`, `wire` with `WireConnection.send_nowait` (through `fire_all`); rounds alternate.
+Printed per mode: dispatch (planned instant -> last write returned), loop (first -> last write), per
+write (the gap between consecutive writes, over all rounds), wake late (the wait's return - planned
+instant), first-send error (first write returned - planned instant), and arrival at the server after
+the instant (over every request of every round). Last, the Python cost per account of each loop with
+writes that do nothing, which isolates what the WireConnection wrapper adds. Bounded: rounds x
+accounts requests, a 30 s answer timeout, a server that stops by itself after 5 minutes.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ import trustme
 from aiohttp import web
 
 from daemon.clock import FakeClock, SystemClock
+from daemon.errors import UserError
 from daemon.wire import (
     Origin,
     ResponseReader,
@@ -30,7 +31,6 @@ from daemon.wire import (
     fire_all,
     tls_context,
 )
-from daemon.errors import UserError
 from tests.loopback import read_request, serve_app, serve_raw
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token-value"
