@@ -142,15 +142,18 @@ def _best_split(after: list[bool]) -> int:
     return min(max(k, 1), len(after) - 1)
 
 
-def estimate_from_ticks(observations: Sequence[TickObservation], samples: int = 0, source: str = "date") -> OffsetEstimate:
-    """Median offset of the sharpest tick observations (a coarse first bracket no longer votes once finer ones exist)."""
+def estimate_from_ticks(observations: Sequence[TickObservation], samples: int = 0,
+                        source: str = "date") -> OffsetEstimate:
+    """Median offset of the sharpest tick observations (a coarse first bracket stops voting once finer ones exist)."""
     if not observations:
         raise ClockSyncError(f"no tick of the broker's second was observed in {samples} {source} readings")
     sharpest = min(o.uncertainty_s for o in observations)
     kept = [o for o in observations if o.uncertainty_s <= 2 * sharpest]
+    offsets = [o.offset_s for o in kept]
+    spread = (max(offsets) - min(offsets)) / 2  # ticks that disagree (several servers behind one name?) widen it
     return OffsetEstimate(
-        offset_s=statistics.median(o.offset_s for o in kept),
-        uncertainty_s=statistics.median(o.uncertainty_s for o in kept),
+        offset_s=statistics.median(offsets),
+        uncertainty_s=max(statistics.median(o.uncertainty_s for o in kept), spread),
         samples=samples,
         source=source,
     )
@@ -162,12 +165,16 @@ def estimate_from_date(samples: Sequence[Sample]) -> OffsetEstimate:
 
 
 def estimate_from_readings(samples: Sequence[Sample], source: str) -> OffsetEstimate:
-    """Offset from fine-grained readings: median of (reading - local midpoint); half the median round trip."""
+    """Offset from fine-grained readings: median of (reading - local midpoint), give or take half the median
+    round trip or the median deviation of the readings, whichever is larger."""
     if not samples:
         raise ClockSyncError(f"no {source} readings to estimate the broker's clock from")
+    offsets = [s.server_value - s.midpoint_ns / NS for s in samples]
+    middle = statistics.median(offsets)
+    deviation = statistics.median(abs(o - middle) for o in offsets)  # readings that disagree widen it
     return OffsetEstimate(
-        offset_s=statistics.median(s.server_value - s.midpoint_ns / NS for s in samples),
-        uncertainty_s=statistics.median(s.rtt_ns for s in samples) / 2 / NS,
+        offset_s=middle,
+        uncertainty_s=max(statistics.median(s.rtt_ns for s in samples) / 2 / NS, deviation),
         samples=len(samples),
         source=source,
     )
@@ -372,8 +379,9 @@ def wire_probe(connections: Sequence[WireConnection], request: bytes, source: Li
                *, field: str = "timestamp", timeout_s: float = 2.0) -> Probe:
     """A probe over pre-opened connections (one probe in flight per connection) reading `Date` or `field`.
 
-    Its times are the write and the first byte of the answer, free of event-loop wake-up delays. A
-    connection the server dropped, or one left busy by a lost probe, is reopened before its next use.
+    Its times are the write and the first byte of the answer, free of event-loop wake-up delays (so
+    the connections must run on the clock given to the sampler). A connection the server dropped, or
+    one left busy by a lost probe, is reopened before its next use.
     """
     idle: asyncio.Queue[WireConnection] = asyncio.Queue()
     for conn in connections:
@@ -420,7 +428,8 @@ async def sample_ntp(server: str, clock: Clock, *, port: int = 123, count: int =
     try:
         transport, protocol = await loop.create_datagram_endpoint(_NtpProtocol, remote_addr=(server, port))
     except OSError as exc:
-        raise ClockSyncError(f"cannot reach NTP server {server}:{port} ({exc.strerror or type(exc).__name__})") from None
+        reason = exc.strerror or type(exc).__name__
+        raise ClockSyncError(f"NTP server {server}:{port} cannot be reached ({reason})") from None
     samples: list[Sample] = []
     try:
         for i in range(count):
@@ -435,7 +444,8 @@ async def sample_ntp(server: str, clock: Clock, *, port: int = 123, count: int =
             except TimeoutError:
                 continue
             if isinstance(data, OSError):
-                raise ClockSyncError(f"NTP server {server}:{port} cannot be reached ({data.strerror or type(data).__name__})")
+                reason = data.strerror or type(data).__name__
+                raise ClockSyncError(f"NTP server {server}:{port} cannot be reached ({reason})")
             t4 = ref.wall_of(clock.monotonic_ns())
             value = _ntp_server_time(data, t1 / NS)
             if value is not None:

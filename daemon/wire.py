@@ -297,8 +297,13 @@ class WireConnection:
 
     Responses queue in arrival order and are taken with `next_response`. After the server closes
     (keep-alive dropped) or resets, `is_alive()` turns False and `ping`/`reconnect` open a fresh
-    connection on the same object, so the executor can keep its references.
+    connection on the same object, so the executor can keep its references. For many https
+    connections build one `tls_context()` and pass it as `ssl_context` (loading a trust store per
+    connection costs milliseconds each).
     """
+
+    __slots__ = ("origin", "_clock", "_mono", "_ssl", "_connect_timeout", "_transport", "_protocol", "_responses",
+                 "_waiter", "_error", "_in_flight", "connects")
 
     def __init__(self, origin: Origin | str, clock: Clock, *, ssl_context: ssl.SSLContext | None = None,
                  ca_file: str | os.PathLike[str] | None = None, connect_timeout: float = 10.0) -> None:
@@ -395,7 +400,10 @@ class WireConnection:
         return transport is not None and self._error is None and not transport.is_closing()
 
     async def ping(self, request: bytes, timeout: float = 5.0) -> WireResponse:
-        """Check the connection with a cheap request (use GET, not HEAD), reconnecting if it died.
+        """Check the connection with a cheap request, reconnecting if it died.
+
+        Use a GET: a HEAD's answer announces a body length but carries no body, which no response
+        parser can know without being told the method.
 
         A dead, busy or half-closed connection is replaced first; a close that races the ping is
         retried once on a fresh connection. Meant for the minute before the open.

@@ -105,6 +105,14 @@ def test_a_coarse_bracket_does_not_outvote_sharp_ones() -> None:
     assert abs(est.offset_s - 0.5) <= 0.001 and est.uncertainty_s <= 0.0011
 
 
+def test_ticks_that_disagree_widen_the_uncertainty() -> None:
+    """Two servers behind one host name, 50 ms apart: the estimate must not claim a few ms."""
+    a = _synthetic(0.30, [T0 + 699 * MS, T0 + 701 * MS])  # second 1 ticks at local T0 + 0.70 s
+    b = _synthetic(0.35, [T0 + NS + 649 * MS, T0 + NS + 651 * MS])  # second 2 ticks at local T0 + 1.65 s
+    est = estimate_from_date(a + b)
+    assert est.uncertainty_s >= 0.0249 and 0.30 <= est.offset_s <= 0.35
+
+
 def test_no_straddled_tick_is_an_error() -> None:
     samples = _synthetic(0.0, [T0 + 100 * MS, T0 + 200 * MS])
     with pytest.raises(ClockSyncError, match="no tick"):

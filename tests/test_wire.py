@@ -15,6 +15,7 @@ import trustme
 from aiohttp import web
 
 from daemon.clock import FakeClock, SystemClock
+from daemon.errors import UserError
 from daemon.wire import (
     Origin,
     ResponseReader,
@@ -30,7 +31,6 @@ from daemon.wire import (
     fire_all,
     tls_context,
 )
-from daemon.errors import UserError
 from tests.loopback import read_request, serve_app, serve_raw
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.secret-token-value"
@@ -262,12 +262,19 @@ async def test_server_reset_is_a_closed_error(clock: FakeClock) -> None:
             await conn.next_response(5)
 
 
-async def test_silence_is_a_timeout_that_leaves_the_request_in_flight(clock: FakeClock) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        await reader.read()  # until the client goes away
+def _answer(reply: bytes):
+    """A raw handler: read one request, write `reply` (maybe nothing), then wait until the client goes away."""
 
-    async with serve_raw(silent) as base:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await reader.read()
+
+    return handler
+
+
+async def test_silence_is_a_timeout_that_leaves_the_request_in_flight(clock: FakeClock) -> None:
+    async with serve_raw(_answer(b"")) as base:
         conn = await WireConnection.open(base, clock)
         conn.send_nowait(build_request("GET", f"{base}/", AUTH))
         with pytest.raises(WireTimeout) as info:
@@ -277,12 +284,7 @@ async def test_silence_is_a_timeout_that_leaves_the_request_in_flight(clock: Fak
 
 
 async def test_garbage_from_the_server_is_a_protocol_error(clock: FakeClock) -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"NOT HTTP AT ALL\r\n\r\n")
-        await reader.read()
-
-    async with serve_raw(garbage) as base:
+    async with serve_raw(_answer(b"NOT HTTP AT ALL\r\n\r\n")) as base:
         conn = await WireConnection.open(base, clock)
         conn.send_nowait(build_request("GET", f"{base}/", AUTH))
         with pytest.raises(WireProtocolError):
@@ -291,10 +293,7 @@ async def test_garbage_from_the_server_is_a_protocol_error(clock: FakeClock) -> 
 
 
 async def test_close_wakes_a_pending_reader(clock: FakeClock) -> None:
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
-
-    async with serve_raw(silent) as base:
+    async with serve_raw(_answer(b"")) as base:
         conn = await WireConnection.open(base, clock)
         pending = asyncio.ensure_future(conn.next_response(5))
         await asyncio.sleep(0)  # let it start waiting
@@ -343,12 +342,7 @@ async def test_ping_retries_once_when_the_close_races_it(clock: FakeClock) -> No
 
 
 async def test_connection_close_header_marks_the_connection_done(clock: FakeClock) -> None:
-    async def close_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")
-        await reader.read()
-
-    async with serve_raw(close_after) as base:
+    async with serve_raw(_answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}")) as base:
         conn = await WireConnection.open(base, clock)
         conn.send_nowait(build_request("GET", f"{base}/", AUTH))
         resp = await conn.next_response(5)
