@@ -1,0 +1,46 @@
+"""The real DayRunner against the simulator: one trading day's work in the order the scheduler calls it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from daemon.clock import SystemClock
+from daemon.day_plan import DayPlan
+from daemon.journal import read_journal
+from daemon.report import summarize
+from daemon.runner import make_runner
+from daemon.simulator import PASSWORD_ENV, Simulator
+from tests.simhelp import sim_config
+
+pytest.importorskip("ddddocr")
+
+
+async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
+    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
+    async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
+        config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 5},
+                            executor={"clock_source": "none", "final_check_s": 0.3},
+                            cache={"ttl": {"buying_power": 0.001}})
+        runner = make_runner(config, SystemClock())
+        now = sim.now().astimezone(config.tz)
+        open_at = now + timedelta(seconds=3)
+        plan = DayPlan(open_at.date(), now, now, open_at, open_at + timedelta(seconds=5))
+        sim.set_open_at(open_at)
+        try:
+            await runner.warmup(plan)
+            books_after_warmup = len(sim.request_log.records(route="tradingbook"))
+            await runner.refresh(plan)  # buying power expired (tiny TTL): fetched again
+            assert len(sim.request_log.records(route="tradingbook")) == books_after_warmup + 4
+            await runner.arm(plan)
+            armed_at = len(sim.request_log)
+            await runner.refresh(plan)  # after the arm, refreshing stops
+            assert len(sim.request_log) == armed_at
+            await runner.fire(plan)
+            await runner.report(plan)
+        finally:
+            await runner.aclose()
+        assert len(sim.orders()) == 4
+        assert all(r.accepted for r in summarize(read_journal(config.state_dir, plan.day)))
+        assert len(sim.request_log.records(route="login")) == 4  # tokens reused from warmup on
