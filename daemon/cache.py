@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 import orjson
 
 from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
+from daemon import metrics
 from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
 from daemon.errors import UserError
@@ -25,7 +26,6 @@ from daemon.logs import get_logger, register_secret
 log = get_logger("cache")
 
 SUFFIX = ".json"
-STATS_NAME = "stats.json"
 IDENTITY_FIELDS = ("username", "broker_code", "isin")
 _MAX_NAME_BYTES = 255
 
@@ -192,6 +192,15 @@ def same_identity(stored: dict[str, str], wanted: dict[str, str] | None) -> bool
     return all(name in stored for name in wanted) or not any("_" in value for value in wanted.values())
 
 
+def make_backend(settings: CacheSettings) -> CacheBackend:
+    """The configured store: files in `cache.dir`, or Redis at `cache.redis_url` (the `redis` extra)."""
+    if settings.backend == "redis":
+        from daemon.cache_redis import RedisBackend  # redis-py is optional: imported only when configured
+
+        return RedisBackend(str(settings.redis_url))
+    return FileBackend(settings.dir)
+
+
 def _aware(when: datetime) -> datetime:
     if when.tzinfo is None:
         raise ValueError("expires_at must be timezone-aware (take it from the clock)")
@@ -211,7 +220,7 @@ class Cache:
     ) -> None:
         self.settings = settings
         self._clock = clock
-        self._backend = backend or FileBackend(settings.dir)
+        self._backend = backend or make_backend(settings)
         self._local_tz = local_tz
         self._memory: dict[tuple[str, str], Entry] = {}
         self._unflushed = {name: [0, 0] for name in TYPES}  # hits, misses since the last flush
@@ -226,6 +235,10 @@ class Cache:
     def location(self) -> str:
         return self._backend.location
 
+    @property
+    def backend(self) -> CacheBackend:
+        return self._backend
+
     async def __aenter__(self) -> Cache:
         return self
 
@@ -234,6 +247,7 @@ class Cache:
 
     async def aclose(self) -> None:
         await self.flush()
+        await self._backend.aclose()
 
     # --- the generic API -------------------------------------------------------------------------
 
@@ -265,7 +279,7 @@ class Cache:
         payload = encode_entry(entry)
         self._memory[(ctype.name, key)] = entry
         try:
-            await self._backend.write(name, payload)
+            await self._backend.write(name, payload, ttl_s=(expiry - now).total_seconds())
         except OSError as exc:
             self._failed("cache_write_failed", "the value is kept in memory only", exc)
         else:
@@ -337,22 +351,17 @@ class Cache:
             }
         return out
 
+    async def entry_counts(self) -> dict[str, int]:
+        """Stored entries per type, by name only (no entry is read): cheap enough for a metrics scrape."""
+        return {t.name: len(await self._backend.names(t.prefix, SUFFIX)) for t in TYPES.values()}
+
     async def flush(self) -> None:
         """Add this run's hits and misses to the stored counters (so runs add up); nothing to do, nothing written."""
-        snapshot = {name: tuple(c) for name, c in self._unflushed.items() if any(c)}
+        snapshot = {name: (c[0], c[1]) for name, c in self._unflushed.items() if any(c)}
         if not snapshot:
             return
-
-        def add(current: bytes | None) -> bytes:
-            counts = _decode_counts(current)
-            for name, (hits, misses) in snapshot.items():
-                row = counts.setdefault(name, {"hits": 0, "misses": 0})
-                row["hits"] = row.get("hits", 0) + hits
-                row["misses"] = row.get("misses", 0) + misses
-            return orjson.dumps({"types": counts}, option=orjson.OPT_INDENT_2)
-
         try:
-            await self._backend.update(STATS_NAME, add)
+            await self._backend.add_counts(snapshot)
         except OSError as exc:
             self._failed("cache_stats_flush_failed", "the counters are kept for the next flush", exc)
             return
@@ -430,9 +439,11 @@ class Cache:
             entry = found[0] if found else None
             if not usable(entry):
                 self._unflushed[ctype.name][1] += 1
+                metrics.cache_lookup(ctype.name, hit=False)
                 return None
             self._memory[(ctype.name, key)] = entry
         self._unflushed[ctype.name][0] += 1
+        metrics.cache_lookup(ctype.name, hit=True)
         return entry
 
     async def _read(self, ctype: CacheType, name: str) -> tuple[Entry, int] | None:
@@ -467,8 +478,8 @@ class Cache:
 
     async def _persisted_counts(self) -> dict[str, dict[str, int]]:
         try:
-            return _decode_counts(await self._backend.read(STATS_NAME))
-        except (UnreadableEntry, OSError):
+            return await self._backend.read_counts()
+        except OSError:
             return {}
 
     def _types(self, type: str | None) -> builtins.list[CacheType]:
@@ -489,14 +500,3 @@ class Cache:
             self._failing.discard(event)
             log.info(event.replace("_failed", "_recovered"), dir=self.location)
 
-
-def _decode_counts(raw: bytes | None) -> dict[str, dict[str, int]]:
-    """The stored counters; unreadable ones start again from zero rather than stop the run."""
-    if not raw:
-        return {}
-    try:
-        types = orjson.loads(raw)["types"]
-        return {name: {"hits": int(row["hits"]), "misses": int(row["misses"])} for name, row in types.items()}
-    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
-        log.warning("cache_stats_unreadable", action="counting again from zero")
-        return {}

@@ -23,10 +23,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+import orjson
+
 from daemon.private_files import ensure_private_dir
 from daemon.logs import get_logger
 
 log = get_logger("cache")
+
+STATS_NAME = "stats.json"
 
 MAX_ENTRY_BYTES = 1 << 20
 """A cache entry is a few hundred bytes; anything past this is not one of ours and is treated as corrupt."""
@@ -45,8 +49,10 @@ class CacheBackend(Protocol):
     async def read(self, name: str) -> bytes | None:
         """The entry's bytes, or None when there is none; `UnreadableEntry` when it cannot be read."""
 
-    async def write(self, name: str, payload: bytes) -> None:
-        """Replace the entry atomically: a reader sees the old bytes or the new, never a part."""
+    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> None:
+        """Replace the entry atomically: a reader sees the old bytes or the new, never a part.
+
+        `ttl_s` is how long the entry is valid; a store that expires entries itself (Redis) uses it."""
 
     async def delete(self, name: str) -> bool:
         """Remove the entry; False when there was none."""
@@ -57,8 +63,14 @@ class CacheBackend(Protocol):
     async def quarantine(self, name: str) -> str | None:
         """Move a bad entry aside (to `<name>.corrupt`) so it is read once; the new name, or None if it was gone."""
 
-    async def update(self, name: str, change: Callable[[bytes | None], bytes]) -> None:
-        """Read, change and write one entry with no other writer in between (the stats' counters)."""
+    async def add_counts(self, counts: dict[str, tuple[int, int]]) -> None:
+        """Add hits and misses per type to the stored counters, which every process writing here shares."""
+
+    async def read_counts(self) -> dict[str, dict[str, int]]:
+        """The stored counters per type ({"hits": n, "misses": n}); unreadable ones count from zero."""
+
+    async def aclose(self) -> None:
+        """Let go of connections, if the store has any."""
 
 
 class FileBackend:
@@ -72,7 +84,7 @@ class FileBackend:
     async def read(self, name: str) -> bytes | None:
         return await asyncio.to_thread(self._read, name)
 
-    async def write(self, name: str, payload: bytes) -> None:
+    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> None:
         await asyncio.to_thread(self._write, name, payload)
 
     async def delete(self, name: str) -> bool:
@@ -85,7 +97,28 @@ class FileBackend:
         return await asyncio.to_thread(self._quarantine, name)
 
     async def update(self, name: str, change: Callable[[bytes | None], bytes]) -> None:
+        """Read, change and write one entry with no other writer in between (an flock beside it)."""
         await asyncio.to_thread(self._update, name, change)
+
+    async def add_counts(self, counts: dict[str, tuple[int, int]]) -> None:
+        def add(current: bytes | None) -> bytes:
+            stored = decode_counts(current)
+            for name, (hits, misses) in counts.items():
+                row = stored.setdefault(name, {"hits": 0, "misses": 0})
+                row["hits"] = row.get("hits", 0) + hits
+                row["misses"] = row.get("misses", 0) + misses
+            return orjson.dumps({"types": stored}, option=orjson.OPT_INDENT_2)
+
+        await self.update(STATS_NAME, add)
+
+    async def read_counts(self) -> dict[str, dict[str, int]]:
+        try:
+            return decode_counts(await self.read(STATS_NAME))
+        except UnreadableEntry:
+            return {}
+
+    async def aclose(self) -> None:
+        return None
 
     def _path(self, name: str) -> Path:
         if not name or "/" in name or "\0" in name or name in {".", ".."}:
@@ -182,6 +215,18 @@ class FileBackend:
         except PermissionError as exc:
             log.warning("cache_dir_open_to_others", dir=self.location, error=_why(exc))
         self._dir_checked = True
+
+
+def decode_counts(raw: bytes | None) -> dict[str, dict[str, int]]:
+    """The stats file's counters; unreadable ones start again from zero rather than stop the run."""
+    if not raw:
+        return {}
+    try:
+        types = orjson.loads(raw)["types"]
+        return {name: {"hits": int(row["hits"]), "misses": int(row["misses"])} for name, row in types.items()}
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError):
+        log.warning("cache_stats_unreadable", action="counting again from zero")
+        return {}
 
 
 def _why(exc: OSError) -> str:

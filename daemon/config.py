@@ -100,9 +100,39 @@ class CacheTTL(_Strict):
 
 
 class CacheSettings(_Strict):
-    backend: Literal["file"] = "file"
+    backend: Literal["file", "redis"] = "file"
     dir: Path = Path(".cache")
+    redis_url: str | None = Field(default=None, repr=False)
     ttl: CacheTTL = CacheTTL()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^(rediss?|unix)://\S+$", value):
+            raise ValueError("give a URL like redis://127.0.0.1:6379/0 (or rediss://, unix://)")
+        return value
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> CacheSettings:
+        if self.backend == "redis" and not self.redis_url:
+            raise ValueError("backend redis needs cache.redis_url, e.g. redis://127.0.0.1:6379/0")
+        return self
+
+
+class GroupSettings(_Strict):
+    """Several `daemon run` processes sharing one Redis: each account is leased to one of them at a time."""
+
+    enabled: bool = False
+    lease_ttl_s: PositiveFloat = 15.0
+    heartbeat_s: PositiveFloat = 5.0
+    host_group: str | None = Field(default=None, min_length=1)
+    member_name: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _heartbeat_renews_in_time(self) -> GroupSettings:
+        if self.heartbeat_s * 2 > self.lease_ttl_s:
+            raise ValueError("heartbeat_s must be at most half of lease_ttl_s, so a lease is renewed before it ends")
+        return self
 
 
 class BrokerSettings(_Strict):
@@ -212,6 +242,7 @@ class AccountSettings(_Strict):
     password: str | None = Field(default=None, repr=False)
     priority: int = 0
     enabled: bool = True
+    host_group: str | None = Field(default=None, min_length=1)
     orders: list[OrderSettings] = Field(min_length=1)
 
     @field_validator("username", "name", "broker", mode="before")
@@ -265,6 +296,7 @@ class Config(_Strict):
     state_dir: Path = Path(".state")
     schedule: ScheduleSettings = ScheduleSettings()
     cache: CacheSettings = CacheSettings()
+    group: GroupSettings = GroupSettings()
     market_data_url: str = "https://marketdatagw.ephoenix.ir"
     brokers: dict[str, BrokerSettings] = Field(default_factory=dict)
     captcha: CaptchaSettings = CaptchaSettings()
@@ -281,6 +313,12 @@ class Config(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"{value!r} is not a time zone name like Asia/Tehran") from None
         return value
+
+    @model_validator(mode="after")
+    def _group_needs_redis(self) -> Config:
+        if self.group.enabled and self.cache.backend != "redis":
+            raise ValueError("group.enabled needs cache.backend redis: the group's processes share leases and the cache in Redis")
+        return self
 
     @model_validator(mode="after")
     def _accounts_consistent(self) -> Config:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,3 +74,73 @@ def run_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
         capture_output=True, text=True, env=child_env, cwd=cwd or Path.cwd(), timeout=timeout, input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
+
+
+# ---- Redis: OPENING_BELL_TEST_REDIS (as .ci/run sets), else a private redis-server, else skip (never in CI) ----
+
+REDIS_ENV = "OPENING_BELL_TEST_REDIS"
+_GIVEN_REDIS = os.environ.get(REDIS_ENV)  # read now: the `isolated` fixture removes OPENING_BELL_* per test
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[str]:
+    """A Redis URL for tests; its database is flushed before each test that uses `redis_url`."""
+    if _GIVEN_REDIS:
+        yield _GIVEN_REDIS
+        return
+    binary = shutil.which("redis-server")
+    if binary is None:
+        reason = f"no Redis for the Redis tests: set {REDIS_ENV}=redis://HOST:PORT/DB or install redis-server"
+        if os.environ.get("CI"):
+            pytest.fail(reason + " (CI must run them: .ci/run installs and starts redis-server)")
+        pytest.skip(reason)
+    with _private_redis(binary) as url:
+        yield url
+
+
+@pytest.fixture
+def redis_url(redis_server: str) -> str:
+    """The test Redis, emptied: every test starts from no keys."""
+    import redis
+
+    client = redis.Redis.from_url(redis_server)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+    return redis_server
+
+
+@contextlib.contextmanager
+def _private_redis(binary: str) -> Iterator[str]:
+    """redis-server on a free loopback port (it cannot take port 0), no persistence, gone afterwards."""
+    import redis
+
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(host="127.0.0.1", port=port)
+        deadline = time.monotonic() + 10
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.02)  # polling for the server to listen, with a deadline
+        else:
+            process.kill()
+            process.wait()
+            continue  # the port was taken in between, or it died: try another
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            client.close()
+            process.terminate()
+            process.wait(timeout=10)
+        return
+    raise RuntimeError("redis-server did not start on a loopback port")
