@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import ssl
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncContextManager, Protocol
 
 import aiohttp
 import orjson
@@ -20,6 +22,7 @@ from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
 from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
+from daemon import metrics
 from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
 from daemon.logs import get_logger, register_secret
 from daemon.ratelimit import HostRateLimiter
@@ -37,6 +40,20 @@ def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
     if ca_bundle:
         context.load_verify_locations(cafile=str(ca_bundle))
     return context
+
+
+class LoginLock(Protocol):
+    """Held around one account's login so that no other process logs the same account in meanwhile."""
+
+    def hold(self, account_key: str) -> AsyncContextManager[None]: ...
+
+
+class NoLoginLock:
+    """One process alone (the file cache): the client's own lock is enough."""
+
+    @contextlib.asynccontextmanager
+    async def hold(self, account_key: str) -> AsyncIterator[None]:
+        yield
 
 
 class HttpPool:
@@ -140,6 +157,7 @@ class EphoenixClient:
         solver: CaptchaSolver,
         limiter: HostRateLimiter,
         clock: Clock,
+        shared_lock: LoginLock | None = None,
     ) -> None:
         self.account = account
         self.endpoints = endpoints
@@ -150,6 +168,7 @@ class EphoenixClient:
         self._limiter = limiter
         self._clock = clock
         self._login_lock = asyncio.Lock()
+        self._shared_lock = shared_lock or NoLoginLock()
         self._identity_host = URL(endpoints.identity_url).host or endpoints.identity_url
         self.log = get_logger(account=account.name, broker=endpoints.code)
 
@@ -167,6 +186,7 @@ class EphoenixClient:
         entry = await self._cache.get_token(self.username, self.broker)
         if entry and entry.get("token"):
             register_secret(entry["token"])
+            metrics.token_expiry(self.account.name, entry["expires_at"])
             return entry
         return None
 
@@ -185,10 +205,18 @@ class EphoenixClient:
                 if entry:
                     return entry["token"]
                 try:
-                    return (await self.login())["token"]
+                    return (await self._login_once())["token"]
                 except RateLimited:
                     continue
-            return (await self.login())["token"]
+            return (await self._login_once())["token"]
+
+    async def _login_once(self) -> dict[str, Any]:
+        """A login under the shared lock; another process may have logged in while we waited for it."""
+        async with self._shared_lock.hold(f"{self.username}_{self.broker}"):
+            entry = await self.cached_token()
+            if entry:
+                return entry
+            return await self.login()
 
     async def login(self) -> dict[str, Any]:
         """The captcha flow: fetch (spaced per identity host), solve, post; wrong captchas retried."""
@@ -227,6 +255,7 @@ class EphoenixClient:
         if valid_until <= now:
             raise BrokerError(f"account {self.account.name}: the broker's token expires within the safety margin.")
         await self._cache.save_token(self.username, self.broker, token, valid_until, obtained_at=now.isoformat())
+        metrics.token_expiry(self.account.name, valid_until)
         self.log.info("login.ok", valid_until=valid_until.isoformat())
         return {"token": token, "username": self.username, "broker_code": self.broker, "expires_at": valid_until.isoformat()}
 

@@ -126,9 +126,11 @@ def cache_lookup(type: str, hit: bool) -> None:
         (_current.cache_hits if hit else _current.cache_misses).labels(type).inc()
 
 
-def token_expiry(account: str, expires_at: datetime) -> None:
+def token_expiry(account: str, expires_at: datetime | str) -> None:
+    """`expires_at` as a time or ISO text (as the cache hands it out; parsed only when metrics are on)."""
     if _current is not None:
-        _current.token_expiry(account, expires_at)
+        when = datetime.fromisoformat(expires_at) if isinstance(expires_at, str) else expires_at
+        _current.token_expiry(account, when)
 
 
 def broker_clock(broker: str, offset_s: float, uncertainty_s: float) -> None:

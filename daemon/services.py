@@ -5,17 +5,21 @@ from __future__ import annotations
 
 from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, make_solver
-from daemon.client import EphoenixClient, HttpPool
+from daemon.client import EphoenixClient, HttpPool, LoginLock, NoLoginLock
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
 from daemon.ratelimit import HostRateLimiter
 
 
 class Services:
-    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None, cache: Cache | None = None) -> None:
+    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None, cache: Cache | None = None,
+                 login_lock: LoginLock | None = None) -> None:
         self.config = config
         self.clock = clock
         self.cache = cache or Cache.from_config(config, clock)
+        # A shared store (Redis) brings its own lock, so processes sharing it never log one account in twice.
+        shared = getattr(self.cache.backend, "login_lock", None)
+        self.login_lock: LoginLock = login_lock or (shared() if shared is not None else NoLoginLock())
         self.http = HttpPool(config.client.timeout_s, str(config.client.ca_bundle) if config.client.ca_bundle else None)
         self.solver = solver or make_solver(config.captcha)
         self.limiter = HostRateLimiter(config.captcha.spacing_s, clock)
@@ -25,7 +29,7 @@ class Services:
         if account.name not in self._clients:
             self._clients[account.name] = EphoenixClient(
                 account, self.config.broker(account.broker), self.config, self.cache, self.http,
-                self.solver, self.limiter, self.clock,
+                self.solver, self.limiter, self.clock, self.login_lock,
             )
         return self._clients[account.name]
 
@@ -34,7 +38,7 @@ class Services:
         closer = getattr(self.solver, "aclose", None)
         if closer is not None:
             await closer()
-        await self.cache.flush()
+        await self.cache.aclose()
 
     async def __aenter__(self) -> Services:
         return self
