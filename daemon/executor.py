@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+from daemon import metrics
 from daemon.client import EphoenixClient
 from daemon.clocksync import (
     ClockReference,
@@ -39,6 +41,7 @@ from daemon.errors import BrokerError, ConfigError
 from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
 from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
+from daemon.report import summarize
 from daemon.services import Services
 from daemon.sizing import split_amounts
 from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all
@@ -76,6 +79,8 @@ class Executor:
         self.open_at: datetime | None = None
         self._accounts: dict[str, AccountSettings] = {}
         self._done: set[tuple[str, str]] = set()
+        self.keep: Callable[[str], bool] = lambda account: True
+        """Whether an account is still this process's to fire (a group lease); asked at the final check."""
 
     # ---- arm ---------------------------------------------------------------------------------------
 
@@ -97,6 +102,8 @@ class Executor:
             self.journal.record("plan", **plan.journal_fields(), side=plan.side, price=plan.price, volume=plan.volume,
                                 slot=plan.slot, open_monotonic_ns=plan.open_monotonic_ns, send_at_ns=plan.send_at_ns)
         await self.journal.flush()
+        for broker, clock in self.clocks.items():
+            metrics.broker_clock(broker, clock.estimate.offset_s, clock.estimate.uncertainty_s)
         log.info("executor.armed", plans=len(self.plans), accounts=len(accounts), open_at=open_at.isoformat(),
                  clocks={b: _clock_summary(c) for b, c in self.clocks.items()})
         return self.plans
@@ -244,11 +251,13 @@ class Executor:
         for plan in self.plans:
             by_account[plan.account].append(plan)
         await asyncio.gather(*(self._recheck_account(name, plans) for name, plans in by_account.items()))
-        dropped = [p for p in self.plans if p.volume <= 0]
+        kept = [p for p in self.plans if p.volume > 0 and self.keep(p.account)]
+        dropped = [p for p in self.plans if p not in kept]
         for plan in dropped:
-            self.journal.record("skip", **plan.journal_fields(), reason="volume not positive at the final check")
-            log.warning("executor.skip", account=plan.account, isin=plan.isin, reason="volume not positive")
-        self.plans = [p for p in self.plans if p.volume > 0]
+            reason = "volume not positive at the final check" if plan.volume <= 0 else "another process holds the account now"
+            self.journal.record("skip", **plan.journal_fields(), reason=reason)
+            log.warning("executor.skip", account=plan.account, isin=plan.isin, reason=reason)
+        self.plans = kept
         await self.journal.flush()
 
     async def _recheck_account(self, name: str, plans: list[FirePlan]) -> None:
@@ -311,6 +320,8 @@ class Executor:
         await asyncio.gather(*followers)
         await self.journal.flush(durable=True)
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done))
+        metrics.fire_done(lambda: [r for r in summarize(read_journal(self.journal.path.parent.parent, self.day))
+                                   if r.account in self._accounts])
 
     async def _follow(self, plan: FirePlan, first: int | WireError, window_end_ns: int) -> None:
         """One order after its first send: read answers, resend on 1017/1018 after the spacing, stop when it ends."""

@@ -3,18 +3,25 @@
 The scheduler decides when; this decides how, by wiring warmup, the client and the executor. After the
 arm, refreshing stops: the executor's final check does the last reads itself, and after it nothing but
 NewOrder may reach the broker until the window closes.
+
+In a group (`group.enabled`, several processes on one Redis, see `daemon.group`) this process works only
+the accounts it holds the lease of, and follows the leases as they move: an account gained after the
+warmup is warmed at once, one gained after the arm (its owner died) is warmed and armed on its own
+executor, up to `LATE_ARM_CUTOFF_S` before the final check; an account lost is dropped at the final check.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 from daemon.client import EphoenixClient
 from daemon.clock import Clock
-from daemon.config import Config
+from daemon.config import AccountSettings, Config
 from daemon.day_plan import DayPlan
 from daemon.errors import BrokerError, ConfigError
 from daemon.executor import Executor
+from daemon.group import Change, Group, group_from_services
 from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
 from daemon.report import summarize
@@ -23,6 +30,9 @@ from daemon.sizing import split_amounts
 from daemon.warmup import warmup
 
 log = get_logger("runner")
+LATE_ARM_CUTOFF_S = 3.0
+"""Accounts taken over later than this before the final check are not armed that day: an arm (plans,
+connections, the broker's clock) must be done before the last reads."""
 
 
 class DaemonRunner:
@@ -30,15 +40,42 @@ class DaemonRunner:
         self.config = config
         self.clock = clock
         self.services = Services(config, clock)
-        self.executor: Executor | None = None
+        self.group: Group | None = None
+        if config.group.enabled:
+            self.group = group_from_services(self.services, config.select_accounts(), self._leases_changed)
+        self.executors: list[Executor] = []
+        self._journal: Journal | None = None
+        self._day: DayPlan | None = None
+        self._warmed_day = None
         self._armed_day = None
+        self._runs: list[asyncio.Task[None]] | None = None  # set while firing
+        self._late_arms: set[asyncio.Task[None]] = set()
 
     @property
-    def accounts(self):
-        return self.config.select_accounts()
+    def executor(self) -> Executor | None:
+        return self.executors[0] if self.executors else None
+
+    @property
+    def accounts(self) -> list[AccountSettings]:
+        """The accounts this process works: every enabled one, or in a group those it holds the lease of."""
+        selected = self.config.select_accounts()
+        if self.group is None:
+            return selected
+        return [a for a in selected if self.group.holds(a.name)]
+
+    async def start(self) -> None:
+        """Join the group (a first lease round, then the heartbeat); every step calls it, the service may earlier."""
+        if self.group is not None:
+            await self.group.start()
 
     async def warmup(self, plan: DayPlan) -> None:
-        results = await warmup(self.services, self.accounts)
+        await self.start()
+        self._day = plan
+        await self._warm(self.accounts, plan)
+        self._warmed_day = plan.day
+
+    async def _warm(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
+        results = await warmup(self.services, accounts)
         failed = [r for r in results if not r.ok]
         for result in failed:
             log.warning("warmup.not_ready", account=result.account,
@@ -48,6 +85,7 @@ class DaemonRunner:
     async def refresh(self, plan: DayPlan) -> None:
         """Whatever has expired is fetched again: tokens (their cache entry ends before the token does),
         buying power, instruments; order parameters are recomputed from them."""
+        await self.start()
         if self._armed_day == plan.day:
             return
         await asyncio.gather(*(self._refresh_account(self.services.client(a)) for a in self.accounts))
@@ -67,33 +105,92 @@ class DaemonRunner:
             log.warning("refresh.failed", account=account.name, reason=scrub(str(exc)))
 
     async def arm(self, plan: DayPlan) -> None:
-        await self._close_executor()
+        await self.start()
+        if self.group is not None:
+            self.group.freeze()
+        await self._close_executors()
+        self._day = plan
         self._armed_day = plan.day
-        self.executor = Executor(self.services, Journal(self.config.state_dir, plan.day), day=plan.day)
-        await self.executor.arm(self.accounts, plan.open)
+        self._journal = Journal(self.config.state_dir, plan.day)
+        await self._arm(self.accounts, plan)
+
+    async def _arm(self, accounts: list[AccountSettings], plan: DayPlan) -> Executor:
+        assert self._journal is not None
+        executor = Executor(self.services, self._journal, day=plan.day)
+        if self.group is not None:
+            executor.keep = self.group.holds
+        self.executors.append(executor)
+        await executor.arm(accounts, plan.open)
+        return executor
 
     async def fire(self, plan: DayPlan) -> None:
-        if self.executor is None or self._armed_day != plan.day:
+        if not self.executors or self._armed_day != plan.day:
             log.error("fire.not_armed", day=plan.day.isoformat(), consequence="arming now, late")
             await self.arm(plan)
-        assert self.executor is not None
-        await self.executor.run_after_arm()
+        self._runs = [asyncio.create_task(e.run_after_arm()) for e in self.executors]
+        try:
+            if self.group is not None:
+                await self._take_over_until_cutoff(plan)
+            await asyncio.gather(*self._runs)
+        finally:
+            self._runs = None
+
+    async def _take_over_until_cutoff(self, plan: DayPlan) -> None:
+        """Late takeovers may join this fire until the cutoff; then the group takes nothing new today."""
+        assert self.group is not None
+        cutoff = plan.open - timedelta(seconds=self.config.executor.final_check_s + LATE_ARM_CUTOFF_S)
+        await asyncio.sleep(max(0.0, (cutoff - self.clock.now()).total_seconds()))
+        self.group.stop_gaining()
+        if self._late_arms:
+            left = max(0.0, (plan.open - self.clock.now()).total_seconds() - self.config.executor.final_check_s)
+            _done, late = await asyncio.wait(set(self._late_arms), timeout=left)
+            for task in late:
+                task.cancel()
+                log.error("group.takeover_too_late", consequence="accounts taken over this late are not fired today")
+
+    async def _leases_changed(self, change: Change) -> None:
+        """The group's heartbeat says accounts came or went (see the module docstring)."""
+        if change.lost:
+            log.warning("group.accounts_lost", accounts=list(change.lost),
+                        consequence="dropped at the final check if armed" if self._armed_day else "no longer worked here")
+        gained = [a for a in self.config.select_accounts() if a.name in change.gained]
+        plan = self._day
+        if not gained or plan is None:
+            return  # before the day's warmup: the warmup will take them
+        if self._armed_day == plan.day:
+            task = asyncio.create_task(self._arm_late(gained, plan))
+            self._late_arms.add(task)
+            task.add_done_callback(self._late_arms.discard)
+            await asyncio.gather(task, return_exceptions=True)
+        elif self._warmed_day == plan.day:
+            await self._warm(gained, plan)
+
+    async def _arm_late(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
+        log.warning("group.takeover_after_arm", accounts=[a.name for a in accounts])
+        await self._warm(accounts, plan)
+        executor = await self._arm(accounts, plan)
+        if self._runs is not None:
+            self._runs.append(asyncio.create_task(executor.run_after_arm()))
 
     async def report(self, plan: DayPlan) -> None:
         rows = summarize(read_journal(self.config.state_dir, plan.day))
         for row in rows:
             log.info("report.order", **row.to_dict())
         log.info("report.day", day=plan.day.isoformat(), orders=len(rows), accepted=sum(r.accepted for r in rows))
-        await self._close_executor()
+        await self._close_executors()
         self._armed_day = None
+        if self.group is not None:
+            self.group.thaw()
 
-    async def _close_executor(self) -> None:
-        if self.executor is not None:
-            await self.executor.aclose()
-            self.executor = None
+    async def _close_executors(self) -> None:
+        executors, self.executors = self.executors, []
+        for executor in executors:
+            await executor.aclose()
 
     async def aclose(self) -> None:
-        await self._close_executor()
+        if self.group is not None:
+            await self.group.stop(release=True)
+        await self._close_executors()
         await self.services.aclose()
 
 

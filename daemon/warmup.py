@@ -10,6 +10,7 @@ import asyncio
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from daemon import metrics
 from daemon.client import EphoenixClient, OrderParams
 from daemon.config import AccountSettings
 from daemon.errors import BrokerError, ConfigError, OrderRejected
@@ -50,8 +51,9 @@ class AccountWarmup:
 async def warmup(services: Services, accounts: list[AccountSettings]) -> list[AccountWarmup]:
     started = services.clock.monotonic_ns()
     results = await asyncio.gather(*(warm_account(services.client(a)) for a in accounts))
-    log.info("warmup.done", accounts=len(results), failed=sum(not r.ok for r in results),
-             seconds=round((services.clock.monotonic_ns() - started) / 1e9, 3))
+    seconds = (services.clock.monotonic_ns() - started) / 1e9
+    log.info("warmup.done", accounts=len(results), failed=sum(not r.ok for r in results), seconds=round(seconds, 3))
+    metrics.warmup_done(seconds)
     return list(results)
 
 
