@@ -19,6 +19,7 @@ from daemon.logs import configure_logging, scrub
 COMMAND_MODULES = (
     "daemon.cmd_cache",
     "daemon.cmd_schedule",
+    "daemon.cmd_run",
 )
 
 
