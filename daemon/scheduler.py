@@ -49,7 +49,11 @@ class DayRunner(Protocol):
         """Log in, fetch, compute, fill the cache."""
 
     async def refresh(self, plan: DayPlan) -> None:
-        """Keep fresh: called every `schedule.refresh_s` from the end of warmup until the window ends."""
+        """Keep fresh: called on a `schedule.refresh_s` beat from warmup until the window ends.
+
+        Never while warmup runs and never two at once, but it may overlap arm and fire: a runner that
+        must not refresh once armed returns at once then.
+        """
 
     async def arm(self, plan: DayPlan) -> None:
         """Build the firing plans and open the connections."""
