@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "daemon.cmd_report",
     "daemon.cmd_demo",
     "daemon.cmd_simulate",
+    "daemon.cmd_run",
 )
 
 
@@ -43,13 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue  # a command whose module has not landed yet (branches are merged one by one)
-        module.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 

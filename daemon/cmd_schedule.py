@@ -13,7 +13,7 @@ from typing import Any
 from daemon.cli import add_common
 from daemon.clock import Clock, SystemClock
 from daemon.config import load_config
-from daemon.dates import jalali
+from daemon.dates import jalali, time_of_day
 from daemon.day_plan import AgendaDay, agenda
 from daemon.output import print_json, print_table
 
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, clock: Clock | None = None, local_tz: tzinfo |
             rows.append([*head, f"closed: {entry.closed}", None, None])
         for event in entry.events:
             local = event.at.astimezone(local_tz)
-            rows.append([*head, event.kind, _clock(event.at), f"{local:%Y-%m-%d} {_clock(local)} {local.tzname()}"])
+            rows.append([*head, event.kind, time_of_day(event.at), f"{local:%Y-%m-%d} {time_of_day(local)} {local.tzname()}"])
     print_table(["date", "jalali", "day", "event", config.timezone, "local"], rows)
     return 0
 
@@ -61,12 +61,6 @@ def _day_json(entry: AgendaDay, local_tz: tzinfo | None) -> dict[str, Any]:
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds")
-
-
-def _clock(moment: datetime) -> str:
-    """HH:MM:SS, with milliseconds only when the instant has them (an open at 08:45:00.250)."""
-    text = f"{moment:%H:%M:%S}"
-    return f"{text}.{moment.microsecond // 1000:03d}" if moment.microsecond else text
 
 
 def _positive(text: str) -> int:

@@ -43,6 +43,7 @@ class ScheduleSettings(_Strict):
     open: time = time(8, 45)
     arm_before_s: PositiveFloat = 60.0
     window_s: PositiveFloat = 30.0
+    refresh_s: PositiveFloat = 20.0
     trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"], min_length=1)
     holidays: list[ConfiguredDay] = Field(default_factory=list)
     holidays_file: Path | None = None

@@ -7,7 +7,7 @@ calendar apart; jdatetime does the conversion, so no month-length table is writt
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
+from datetime import date, datetime, time
 
 import jdatetime
 
@@ -41,3 +41,9 @@ def parse_day(value: str | date) -> date:
 def jalali(day: date) -> str:
     """`day` written in the Jalali calendar, as Iranian brokers and traders read it (1405-01-01)."""
     return jdatetime.date.fromgregorian(date=day).isoformat()
+
+
+def time_of_day(moment: datetime | time) -> str:
+    """HH:MM:SS, with milliseconds only when the instant has them (an open at 08:45:00.250)."""
+    text = f"{moment:%H:%M:%S}"
+    return f"{text}.{moment.microsecond // 1000:03d}" if moment.microsecond else text

@@ -14,6 +14,7 @@ fire()         waits for the instant on the event loop's clock with a short fina
 from __future__ import annotations
 
 import asyncio
+import ssl
 import statistics
 from collections import defaultdict
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from daemon.logs import get_logger, scrub
 from daemon.report import summarize
 from daemon.services import Services
 from daemon.sizing import split_amounts
-from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all
+from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all, tls_context
 
 log = get_logger("executor")
 NS = 1_000_000_000
@@ -79,6 +80,7 @@ class Executor:
         self.open_at: datetime | None = None
         self._accounts: dict[str, AccountSettings] = {}
         self._done: set[tuple[str, str]] = set()
+        self._tls_context: ssl.SSLContext | None = None
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
 
@@ -169,16 +171,20 @@ class Executor:
         log.warning("executor.skip", account=account.name, isin=isin, reason=reason)
 
     async def _open_connection(self, plan: FirePlan) -> None:
-        plan.conn = WireConnection(plan.trading_url, self.clock, ca_file=self._ca_file(),
+        plan.conn = WireConnection(plan.trading_url, self.clock, ssl_context=self._tls,
                                    connect_timeout=self.settings.connect_timeout_s)
         try:
             await plan.conn.connect()
         except WireError as exc:
             log.warning("executor.connect_failed", account=plan.account, reason=str(exc))
 
-    def _ca_file(self) -> str | None:
-        bundle = self.services.config.client.ca_bundle
-        return str(bundle) if bundle else None
+    @property
+    def _tls(self) -> ssl.SSLContext | None:
+        """One verifying TLS context for every connection (loading the CA store once, not per connection)."""
+        if self._tls_context is None and any(p.trading_url.startswith("https:") for p in self.plans):
+            bundle = self.services.config.client.ca_bundle
+            self._tls_context = tls_context(str(bundle) if bundle else None)
+        return self._tls_context
 
     async def _measure_clocks(self) -> None:
         """One measurement per trading host: brokers behind one host share one clock."""
@@ -195,7 +201,7 @@ class Executor:
             return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
         token = (await self.services.client(self._accounts[plan.account]).token())
         request = build_request("GET", plan.trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
-        conns = [WireConnection(plan.trading_url, self.clock, ca_file=self._ca_file(),
+        conns = [WireConnection(plan.trading_url, self.clock, ssl_context=self._tls,
                                 connect_timeout=self.settings.connect_timeout_s) for _ in range(PROBE_CONNECTIONS)]
         try:
             await asyncio.gather(*(c.connect() for c in conns))

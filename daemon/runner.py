@@ -139,7 +139,7 @@ class DaemonRunner:
         """Late takeovers may join this fire until the cutoff; then the group takes nothing new today."""
         assert self.group is not None
         cutoff = plan.open - timedelta(seconds=self.config.executor.final_check_s + LATE_ARM_CUTOFF_S)
-        await asyncio.sleep(max(0.0, (cutoff - self.clock.now()).total_seconds()))
+        await self.clock.sleep_until(cutoff)
         self.group.stop_gaining()
         if self._late_arms:
             left = max(0.0, (plan.open - self.clock.now()).total_seconds() - self.config.executor.final_check_s)
