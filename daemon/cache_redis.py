@@ -27,12 +27,18 @@ from daemon.logs import get_logger, register_secret
 try:
     import redis.asyncio as aioredis
     from redis.exceptions import LockError, RedisError
-except ImportError:  # the `redis` extra is not installed; RedisBackend says what to do
+except ImportError:  # the `redis` extra is not installed; `connect` says what to do
     aioredis = None  # type: ignore[assignment]
+
+    class RedisError(Exception):  # type: ignore[no-redef]
+        pass
+
+    LockError = RedisError  # type: ignore[misc,assignment]
 
 log = get_logger("cache")
 NAMESPACE = "opening-bell"
 CORRUPT_KEEP_S = 86400
+COMMAND_TIMEOUT_S = 5.0
 T = TypeVar("T")
 
 
@@ -58,7 +64,11 @@ def connect(url: str) -> Any:
     password = urlsplit(url).password
     if password:
         register_secret(password)
-    return aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5, health_check_interval=30)
+    # socket_timeout=None on purpose: with a socket timeout redis-py sends through asyncio.wait_for, which on
+    # Python 3.11 can swallow a task's cancellation (CPython gh-86296), so a cancelled heartbeat or refresh
+    # would never end. Commands get their time limit from `guarded` (asyncio.timeout, cancellation-safe).
+    return aioredis.Redis.from_url(url, socket_connect_timeout=COMMAND_TIMEOUT_S, socket_timeout=None,
+                                   health_check_interval=30)
 
 
 def redact_url(url: str) -> str:
@@ -70,12 +80,15 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def guarded(call: Awaitable[T], where: str) -> T:
-    """Run one Redis call; its failure becomes `StoreUnavailable` naming the server, never the password."""
+async def guarded(call: Awaitable[T], where: str, timeout_s: float | None = COMMAND_TIMEOUT_S) -> T:
+    """Run one Redis call within `timeout_s`; its failure becomes `StoreUnavailable` naming the server, never the password."""
     try:
-        return await call
+        async with asyncio.timeout(timeout_s):
+            return await call
     except RedisError as exc:
         raise StoreUnavailable(errno.EIO, f"redis at {where}: {type(exc).__name__}") from None
+    except TimeoutError:
+        raise StoreUnavailable(errno.ETIMEDOUT, f"redis at {where}: no answer within {timeout_s:g} s") from None
 
 
 class RedisBackend:
@@ -202,15 +215,16 @@ class RedisLoginLock:
     async def hold(self, account_key: str) -> AsyncIterator[None]:
         lock = self._redis.lock(f"{self._namespace}:login-lock:{account_key}", timeout=self._ttl_s,
                                 sleep=0.05, blocking=True, blocking_timeout=None)
-        await guarded(lock.acquire(), self._where)
+        await guarded(lock.acquire(), self._where, timeout_s=None)  # waits for the holder, however long it logs in
         renewer = asyncio.create_task(self._renew(lock), name=f"login-lock-{account_key}")
         try:
             yield
         finally:
             renewer.cancel()
-            await asyncio.gather(renewer, return_exceptions=True)
-            with contextlib.suppress(LockError, RedisError):
-                await lock.release()
+            await asyncio.wait([renewer], timeout=COMMAND_TIMEOUT_S)
+            with contextlib.suppress(LockError, RedisError, TimeoutError):
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await lock.release()
 
     async def _renew(self, lock: Any) -> None:
         while True:

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "daemon.cmd_demo",
     "daemon.cmd_simulate",
     "daemon.cmd_run",
+    "daemon.cmd_group",
 )
 
 

@@ -13,6 +13,7 @@ import importlib
 import os
 from typing import Any
 
+from daemon import metrics
 from daemon.cli import add_common
 from daemon.clock import Clock, SystemClock
 from daemon.errors import UserError
@@ -31,12 +32,18 @@ def register(subparsers: Any) -> None:
         "SIGHUP reloads the config. Logs are JSON lines on stdout.",
     )
     add_common(parser, json=False)
+    parser.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus metrics at http://HOST:PORT/metrics")
     parser.set_defaults(afunc=run, logs_to_stderr=False)
 
 
 async def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
     factory = load_runner_factory(os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER)
-    return await Service(getattr(args, "config", None), clock or SystemClock(), factory).run()
+    clock = clock or SystemClock()
+    service = Service(getattr(args, "config", None), clock, factory)
+    if not getattr(args, "metrics", None):
+        return await service.run()
+    async with metrics.serve(args.metrics, clock):
+        return await service.run()
 
 
 def load_runner_factory(spec: str) -> RunnerFactory:

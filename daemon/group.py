@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from daemon import metrics
-from daemon.cache_redis import NAMESPACE, StoreUnavailable, guarded
+from daemon.cache_redis import COMMAND_TIMEOUT_S, NAMESPACE, StoreUnavailable, guarded
 from daemon.clock import Clock
 from daemon.config import AccountSettings, GroupSettings
 from daemon.logs import get_logger
@@ -294,9 +294,10 @@ class Group:
         log.info("group.joined", member=self.me.id, host_group=self.me.host_group, held=len(self.held()))
 
     async def _beat(self) -> None:
-        while True:
+        while self._heartbeat is not None:  # a flag as well as cancel(): a stop never depends on cancellation alone
             await asyncio.sleep(self.settings.heartbeat_s)
-            self._react(await self.tick())
+            if self._heartbeat is not None:
+                self._react(await self.tick())
 
     def _react(self, change: Change) -> None:
         if change and self.on_change is not None:
@@ -312,10 +313,11 @@ class Group:
     async def stop(self, release: bool = True) -> None:
         """Stop the heartbeat; `release` hands every lease back at once (a clean stop), else they run out."""
         tasks = [t for t in (self._heartbeat, *self._reactions) if t is not None]
+        self._heartbeat = None
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._heartbeat = None
+        if tasks:
+            await asyncio.wait(tasks, timeout=COMMAND_TIMEOUT_S + self.settings.heartbeat_s)
         if release:
             names = list(self._held)
             self._held.clear()

@@ -49,26 +49,27 @@ class Metrics:
         self.warmup = Gauge(PREFIX + "warmup_duration_seconds", "How long the last warmup took.", registry=r)
         self.leases = Gauge(PREFIX + "group_leases_held", "Accounts this process holds the lease of (group operation).", registry=r)
         self._token_expiry: dict[str, datetime] = {}
-        self._caches: list[Cache] = []
+        self._cache: Cache | None = None
         r.register(_TokenExpiry(self))
 
     def token_expiry(self, account: str, expires_at: datetime) -> None:
         self._token_expiry[account] = expires_at
 
     def watch_cache(self, cache: Cache) -> None:
-        if cache not in self._caches:
-            self._caches.append(cache)
+        """The cache whose entries a scrape counts (the runner's; a reloaded config brings a new one)."""
+        self._cache = cache
 
     async def refresh(self) -> None:
         """Figures read from the store at scrape time."""
-        for cache in self._caches:
-            try:
-                counts = await cache.entry_counts()
-            except OSError as exc:
-                log.warning("metrics.cache_unreadable", reason=exc.strerror or type(exc).__name__)
-                continue
-            for name, count in counts.items():
-                self.cache_entries.labels(name).set(count)
+        if self._cache is None:
+            return
+        try:
+            counts = await self._cache.entry_counts()
+        except OSError as exc:
+            log.warning("metrics.cache_unreadable", reason=exc.strerror or type(exc).__name__)
+            return
+        for name, count in counts.items():
+            self.cache_entries.labels(name).set(count)
 
     def fire_done(self, rows: Iterable[Any]) -> None:
         """The report rows of the window just closed (`daemon.report.ReportRow`)."""

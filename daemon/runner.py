@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from daemon import metrics
 from daemon.client import EphoenixClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
@@ -40,6 +41,7 @@ class DaemonRunner:
         self.config = config
         self.clock = clock
         self.services = Services(config, clock)
+        metrics.watch_cache(self.services.cache)
         self.group: Group | None = None
         if config.group.enabled:
             self.group = group_from_services(self.services, config.select_accounts(), self._leases_changed)
@@ -178,7 +180,7 @@ class DaemonRunner:
             log.info("report.order", **row.to_dict())
         log.info("report.day", day=plan.day.isoformat(), orders=len(rows), accepted=sum(r.accepted for r in rows))
         await self._close_executors()
-        self._armed_day = None
+        self._day = self._warmed_day = self._armed_day = None  # accounts gained from now on wait for the next warmup
         if self.group is not None:
             self.group.thaw()
 

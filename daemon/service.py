@@ -69,6 +69,7 @@ class Service:
             loop.add_signal_handler(signum, self._commands.put_nowait, (command, signal.Signals(signum).name))
         watchdog: asyncio.Task[None] | None = None
         try:
+            await _join(self.runner)
             self._start(config, self.runner, calendar)
             self._log.info("service started", config=str(self._config_path or "config.yaml"), pid=os.getpid(), next=describe_next(config, self._clock.now(), calendar))
             self._notifier.ready()
@@ -138,6 +139,7 @@ class Service:
         await self.scheduler.stop()
         await self._close(self.runner)
         self.runner = runner
+        await _join(runner)
         self._start(config, runner, calendar)
         self._log.info("config reloaded", signal=signame, next=describe_next(config, self._clock.now(), calendar))
         self._notifier.ready()
@@ -159,3 +161,10 @@ class Service:
             await runner.aclose()
         except Exception as exc:  # noqa: BLE001 (closing must not turn a clean stop into a crash)
             self._log.error("closing the runner failed", reason=one_line(exc))
+
+
+async def _join(runner: DayRunner) -> None:
+    """A runner with a `start` (the real one in a group: it takes its leases) starts before the schedule does."""
+    start = getattr(runner, "start", None)
+    if start is not None:
+        await start()

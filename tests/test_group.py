@@ -7,9 +7,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import redis.asyncio as aioredis
 from structlog.testing import capture_logs
 
+from daemon.cache_redis import connect
 from daemon.clock import SystemClock
 from daemon.config import AccountSettings, GroupSettings
 from daemon.group import Group, preferred
@@ -28,7 +28,7 @@ async def make_member(redis_url: str) -> AsyncIterator[Callable[..., Group]]:
     clients = []
 
     def make(name: str, accts: list[AccountSettings], **settings: object) -> Group:
-        client = aioredis.Redis.from_url(redis_url)
+        client = connect(redis_url)
         clients.append(client)
         group = Group(client, GroupSettings(enabled=True, member_name=name, **settings), accts, SystemClock())
         made.append(group)
@@ -148,7 +148,7 @@ async def test_redis_away_is_logged_once_and_nothing_is_held() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = aioredis.Redis.from_url(f"redis://127.0.0.1:{port}/0")
+    client = connect(f"redis://127.0.0.1:{port}/0")
     group = Group(client, GroupSettings(enabled=True), accounts(2), SystemClock())
     with capture_logs() as logs:
         await group.tick()
