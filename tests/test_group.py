@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+import yaml
 from structlog.testing import capture_logs
 
 from daemon.cache_redis import connect
@@ -186,3 +188,45 @@ async def test_the_heartbeat_reports_changes_without_waiting_for_the_reaction(ma
     assert not release.is_set() and member.held() == ["a00", "a01", "a02", "a03"]
     assert seen == [("a00", "a01", "a02", "a03")]  # gains reported once, not on every renewal
     release.set()
+
+
+def test_the_group_command_shows_members_owners_and_lease_ends(redis_url, tmp_path, capsys) -> None:
+    from daemon.cli import main
+
+    accts = accounts(6, start=0) + accounts(1, "ip-z", start=6)
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "cache": {"backend": "redis", "redis_url": redis_url}, "group": {"enabled": True},
+        "accounts": [a.model_dump(mode="json", exclude_none=True) for a in accts],
+    }))
+    config.chmod(0o600)
+
+    async def two_members() -> list[str]:
+        members = [Group(connect(redis_url), GroupSettings(enabled=True, member_name=f"m{i}"), accts, SystemClock())
+                   for i in (1, 2)]
+        await settle(*members)
+        for member in members:
+            await member.redis.aclose()  # gone without releasing: the leases stay until they run out
+        return [m.me.id for m in members]
+
+    ids = asyncio.run(two_members())
+    capsys.readouterr()  # the members' own log lines
+    assert main(["--config", str(config), "group", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert sorted(m["id"] for m in shown["members"]) == sorted(ids)
+    assert sum(m["leases"] for m in shown["members"]) == 6
+    by_account = {lease["account"]: lease for lease in shown["leases"]}
+    assert {by_account[f"a{i:02d}"]["owner"] for i in range(6)} <= set(ids)
+    assert all(0 < by_account[f"a{i:02d}"]["expires_in_s"] <= 15 and by_account[f"a{i:02d}"]["expires_at"] for i in range(6))
+    assert by_account["a06"] == {"account": "a06", "host_group": "ip-z", "owner": None, "expires_in_s": None,
+                                 "expires_at": None}
+    assert main(["--config", str(config), "group"]) == 0
+    table = capsys.readouterr().out
+    assert "lease ends" in table and "(none)" in table and ids[0] in table
+
+
+def test_the_group_command_needs_redis(tmp_path, capsys) -> None:
+    from daemon.cli import main
+
+    assert main(["group"]) == 2
+    assert "set cache.backend: redis" in capsys.readouterr().err
