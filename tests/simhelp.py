@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 
 from daemon.config import Config, validate_config
+from daemon.day_plan import DayPlan
 from daemon.simulator import Simulator
 
 
@@ -30,3 +33,28 @@ def write_sim_config(sim: Simulator, path, **overrides: Any):
     path.write_text(yaml.safe_dump(sim_config_data(sim, **overrides), allow_unicode=True))
     path.chmod(0o600)
     return path
+
+
+def squeezed_day_data(sim: Simulator, *, warmup_in_s: float, open_in_s: float, arm_before_s: float,
+                      window_s: float, refresh_s: float, **overrides: Any) -> dict[str, Any]:
+    """A config dict whose trading day runs in seconds from now: warmup and open `warmup_in_s` and `open_in_s`
+    ahead, every weekday a trading day, in a zone where it is about noon (the day never crosses midnight).
+    The simulator opens at that instant too."""
+    now = sim.now()
+    offset = 12 - now.hour
+    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    local = now.astimezone(ZoneInfo(zone))
+    open_at = local + timedelta(seconds=open_in_s)
+    sim.set_open_at(open_at)
+    schedule = {"warmup": f"{local + timedelta(seconds=warmup_in_s):%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}",
+                "arm_before_s": arm_before_s, "window_s": window_s, "refresh_s": refresh_s,
+                "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "official_holidays": False}
+    return sim_config_data(sim, timezone=zone, schedule=schedule, **overrides)
+
+
+def plan_in(sim: Simulator, config: Config, open_in_s: float, window_s: float) -> DayPlan:
+    """Today's plan for a runner driven by hand: warmup now, the open `open_in_s` ahead (the simulator's too)."""
+    now = sim.now().astimezone(config.tz)
+    open_at = now + timedelta(seconds=open_in_s)
+    sim.set_open_at(open_at)
+    return DayPlan(open_at.date(), now, now, open_at, open_at + timedelta(seconds=window_s))

@@ -9,10 +9,8 @@ import json
 import signal
 import sys
 from collections import Counter
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -20,7 +18,7 @@ import yaml
 from daemon.sim_market import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import sim_config_data
+from tests.simhelp import squeezed_day_data
 
 pytest.importorskip("ddddocr")
 
@@ -29,20 +27,10 @@ ACCOUNTS = 30
 
 def squeezed_day(sim: Simulator, tmp_path: Path, redis_url: str, warmup_in_s: float, open_in_s: float) -> Path:
     """A config for a day whose warmup is `warmup_in_s` from now and whose open is `open_in_s` from now."""
-    now = sim.now()
-    offset = 12 - now.hour  # a zone where it is about noon: the squeezed day never crosses midnight
-    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
-    local = now.astimezone(ZoneInfo(zone))
-    open_at = local + timedelta(seconds=open_in_s)
-    sim.set_open_at(open_at)
-    data = sim_config_data(
-        sim, timezone=zone, cache={"backend": "redis", "redis_url": redis_url},
-        group={"enabled": True, "lease_ttl_s": 1.5, "heartbeat_s": 0.25},
-        client={"cross_check": False},
-        executor={"clock_source": "none", "final_check_s": 0.5},
-        schedule={"warmup": f"{local + timedelta(seconds=warmup_in_s):%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}",
-                  "arm_before_s": 2.5, "window_s": 2, "refresh_s": 30,
-                  "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "official_holidays": False},
+    data = squeezed_day_data(
+        sim, warmup_in_s=warmup_in_s, open_in_s=open_in_s, arm_before_s=2.5, window_s=2, refresh_s=30,
+        cache={"backend": "redis", "redis_url": redis_url}, group={"enabled": True, "lease_ttl_s": 1.5, "heartbeat_s": 0.25},
+        client={"cross_check": False}, executor={"clock_source": "none", "final_check_s": 0.5},
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))

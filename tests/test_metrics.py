@@ -7,7 +7,6 @@ import asyncio
 import json
 import signal
 import sys
-from datetime import timedelta
 
 import aiohttp
 import pytest
@@ -16,12 +15,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from daemon import metrics
 from daemon.clock import SystemClock
-from daemon.day_plan import DayPlan
 from daemon.errors import UserError
 from daemon.runner import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import sim_config, sim_config_data
+from tests.simhelp import plan_in, sim_config, sim_config_data
 
 
 async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -50,10 +48,7 @@ async def test_the_endpoint_shows_cache_tokens_clock_fire_orders_and_warmup(monk
         config = sim_config(sim, state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
                             schedule={"window_s": 3}, executor={"clock_source": "date", "final_check_s": 0.3})
         runner = make_runner(config, clock)
-        now = sim.now().astimezone(config.tz)
-        open_at = now + timedelta(seconds=3)
-        plan = DayPlan(open_at.date(), now, now, open_at, open_at + timedelta(seconds=3))
-        sim.set_open_at(open_at)
+        plan = plan_in(sim, config, open_in_s=3, window_s=3)
         try:
             await runner.warmup(plan)
             await runner.arm(plan)

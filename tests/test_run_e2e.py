@@ -6,33 +6,23 @@ import asyncio
 import json
 import signal
 import sys
-from datetime import timedelta
-from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
 
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import sim_config_data
+from tests.simhelp import squeezed_day_data
 
 pytest.importorskip("ddddocr")
 
 
 async def test_the_service_warms_arms_fires_and_reports_by_itself(tmp_path):
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
-        now = sim.now()
-        offset = 12 - now.hour  # a zone where it is about noon: the squeezed day never crosses midnight
-        zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
-        local = now.astimezone(ZoneInfo(zone))
-        open_at = local + timedelta(seconds=7)
-        sim.set_open_at(open_at)
-        data = sim_config_data(
-            sim, timezone=zone, state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
+        data = squeezed_day_data(
+            sim, warmup_in_s=1, open_in_s=7, arm_before_s=3, window_s=2, refresh_s=1,
+            state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
             executor={"clock_source": "none", "final_check_s": 0.5},
-            schedule={"warmup": f"{local + timedelta(seconds=1):%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}",
-                      "arm_before_s": 3, "window_s": 2, "refresh_s": 1,
-                      "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "official_holidays": False},
         )
         config_path = tmp_path / "config.yaml"
         config_path.write_text(yaml.safe_dump(data, allow_unicode=True))

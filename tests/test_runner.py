@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 
 from daemon.clock import SystemClock
-from daemon.day_plan import DayPlan
 from daemon.journal import read_journal
 from daemon.report import summarize
 from daemon.runner import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.simhelp import sim_config
+from tests.simhelp import plan_in, sim_config
 
 pytest.importorskip("ddddocr")
 
@@ -24,10 +21,7 @@ async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
                             executor={"clock_source": "none", "final_check_s": 0.3},
                             cache={"ttl": {"buying_power": 0.001}})
         runner = make_runner(config, SystemClock())
-        now = sim.now().astimezone(config.tz)
-        open_at = now + timedelta(seconds=3)
-        plan = DayPlan(open_at.date(), now, now, open_at, open_at + timedelta(seconds=5))
-        sim.set_open_at(open_at)
+        plan = plan_in(sim, config, open_in_s=3, window_s=5)
         try:
             await runner.warmup(plan)
             books_after_warmup = len(sim.request_log.records(route="tradingbook"))
