@@ -150,11 +150,27 @@ class CaptchaSettings(_Strict):
         return self
 
 
+class RetrySettings(_Strict):
+    """The retry policy for broker calls before the open (never in the fire window)."""
+
+    attempts: PositiveInt = 4
+    backoff_s: float = Field(default=0.5, ge=0, le=3600)
+    max_backoff_s: float = Field(default=5.0, ge=0, le=3600)
+    deadline_s: PositiveFloat = Field(default=30.0, le=86400)
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RetrySettings:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError("max_backoff_s must be at least backoff_s")
+        return self
+
+
 class ClientSettings(_Strict):
     timeout_s: PositiveFloat = 10.0
     token_margin_s: float = Field(default=120.0, ge=0)
     ca_bundle: Path | None = None
     cross_check: bool = True
+    retry: RetrySettings = RetrySettings()
 
 
 class FeeSettings(_Strict):
