@@ -21,6 +21,7 @@ from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
 from daemon.errors import UserError
 from daemon.logs import get_logger, register_secret
+from daemon.token_seal import NO_KEY, TokenCipher, TokenKeyError, is_sealed
 
 log = get_logger("cache")
 
@@ -50,6 +51,9 @@ TYPES: dict[str, CacheType] = {
     )
 }
 ALIASES = {"buying": "buying_power", "bp": "buying_power", "orders": "order_params", "params": "order_params"}
+
+
+_FROM_SETTINGS = object()
 
 
 class UnknownCacheType(UserError):
@@ -208,7 +212,9 @@ class Cache:
         *,
         backend: CacheBackend | None = None,
         local_tz: tzinfo | None = None,
+        cipher: TokenCipher | None | object = _FROM_SETTINGS,
     ) -> None:
+        """`cipher` seals tokens at rest; by default it comes from the settings' key (none: tokens stay plain)."""
         self.settings = settings
         self._clock = clock
         self._backend = backend or FileBackend(settings.dir)
@@ -217,6 +223,10 @@ class Cache:
         self._unflushed = {name: [0, 0] for name in TYPES}  # hits, misses since the last flush
         self._failing: set[str] = set()
         self._corrupt_reported: set[str] = set()
+        if cipher is _FROM_SETTINGS:
+            found = settings.resolve_token_key()
+            cipher = TokenCipher(*found) if found else None
+        self._cipher: TokenCipher | None = cipher  # type: ignore[assignment]
 
     @classmethod
     def from_config(cls, config: Config, clock: Clock | None = None, **kwargs: Any) -> Cache:
@@ -308,13 +318,33 @@ class Cache:
                 infos.append(self._info(ctype, key_from_name(ctype, name), *found, now))
         return infos
 
-    async def show(self, type: str, key: str) -> EntryInfo | None:
-        """One stored entry with its data, valid or not; None when there is none (or it was corrupt)."""
+    async def show(self, type: str, key: str, *, decrypt: bool = False) -> EntryInfo | None:
+        """One stored entry with its data, valid or not; None when there is none (or it was corrupt).
+
+        A sealed token stays sealed unless `decrypt` (for `cache show --reveal`).
+        """
         ctype = resolve_type(type)
         found = await self._read(ctype, file_name(ctype, key))
         if found is None:
             return None
-        return replace(self._info(ctype, key, *found, self._clock.now()), data=found[0].data)
+        data = found[0].data
+        if decrypt and ctype.name == "tokens":
+            data = {**data, "token": self._open_token(data["token"])}
+        return replace(self._info(ctype, key, *found, self._clock.now()), data=data)
+
+    async def check_token_key(self) -> int:
+        """Open every stored token with the configured key, so a wrong or missing key stops the start.
+
+        Raises TokenKeyError (one sentence) rather than let every account fall back to a login, which
+        would spend captchas and throttle the brokers. Returns how many sealed tokens opened.
+        """
+        opened = 0
+        for info in await self.list("tokens"):
+            shown = await self.show("tokens", info.key)
+            if shown is not None and shown.data is not None and is_sealed(shown.data.get("token")):
+                self._open_token(shown.data["token"])
+                opened += 1
+        return opened
 
     async def stats(self) -> dict[str, dict[str, Any]]:
         """Per type: entries, valid, expired, bytes, soonest expiry (of the valid ones) and hits/misses across runs."""
@@ -370,14 +400,21 @@ class Cache:
         entry = await self._lookup(ctype, key, identity)
         if entry is None:
             return None
-        register_secret(entry.data["token"])
-        return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data}
+        stored = entry.data["token"]
+        token = self._open_token(stored)
+        if self._cipher is not None and not is_sealed(stored):
+            # A plain token from before the key was configured: kept (no login, no captcha) and sealed now.
+            log.info("cache_token_sealed", dir=self.location, key=key)
+            await self.set("tokens", key, {**entry.data, "token": self._cipher.seal(token)},
+                           expires_at=entry.expires_at, identity=entry.identity)
+        return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data, "token": token}
 
     async def save_token(self, username: str, broker: str, token: str, expires_at: datetime, **extra: Any) -> None:
-        """Keep a token until the TTL or its own expiry, whichever is sooner; the token is never logged."""
+        """Keep a token until the TTL or its own expiry, whichever is sooner; never logged, sealed when a key is set."""
         register_secret(token)
         key, identity = identity_key(TYPES["tokens"], username, broker)
-        data = {**extra, **identity, "token": token, "expires_at": _aware(expires_at).isoformat()}
+        stored = self._cipher.seal(token) if self._cipher is not None else token
+        data = {**extra, **identity, "token": stored, "expires_at": _aware(expires_at).isoformat()}
         await self.set("tokens", key, data, expires_at=expires_at, identity=identity)
 
     async def drop_token(self, username: str, broker: str) -> bool:
@@ -408,6 +445,15 @@ class Cache:
         await self._save_typed("holdings", data, username, broker, isin)
 
     # --- internals ---------------------------------------------------------------------------------
+
+    def _open_token(self, stored: str) -> str:
+        """The token a stored value holds; a sealed one needs the key that sealed it (else TokenKeyError)."""
+        if not is_sealed(stored):
+            register_secret(stored)
+            return stored
+        if self._cipher is None:
+            raise TokenKeyError(NO_KEY)
+        return self._cipher.open(stored)
 
     async def _get_typed(self, type: str, *parts: str) -> dict[str, Any] | None:
         key, identity = identity_key(TYPES[type], *parts)

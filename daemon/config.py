@@ -99,10 +99,57 @@ class CacheTTL(_Strict):
     holdings: PositiveFloat = 60
 
 
+TOKEN_KEY_CREDENTIAL = "token-key"
+
+
 class CacheSettings(_Strict):
     backend: Literal["file"] = "file"
     dir: Path = Path(".cache")
     ttl: CacheTTL = CacheTTL()
+    token_key_env: str | None = Field(default=None, min_length=1)
+    token_key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CacheSettings:
+        if self.token_key_env is not None and self.token_key_file is not None:
+            raise ValueError("give one of token_key_env or token_key_file, not both")
+        return self
+
+    def resolve_token_key(self, environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+        """The key that seals cached tokens and where it came from, read now; None when there is none.
+
+        Sources: the variable `token_key_env` names, the file `token_key_file` (0600, like a config
+        holding a password), else `$CREDENTIALS_DIRECTORY/token-key` when systemd's LoadCredential= made one.
+        """
+        environ = os.environ if environ is None else environ
+        if self.token_key_env is not None:
+            value = environ.get(self.token_key_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"cache.token_key_env names {self.token_key_env}, which is not set; export it or remove the setting."
+                )
+            return value, f"environment variable {self.token_key_env}"
+        if self.token_key_file is not None:
+            path = _expand_credentials(self.token_key_file)
+            return _read_key_file(path, "cache.token_key_file"), f"cache.token_key_file {path}"
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (path := Path(credentials) / TOKEN_KEY_CREDENTIAL).is_file():
+            return _read_key_file(path, "the credential"), f"credential {path}"
+        return None
+
+
+def _read_key_file(path: Path, what: str) -> str:
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a readable text file"
+        raise ConfigError(f"{what} {path} cannot be read ({reason}).") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what} {path} is readable by group or others; run chmod 600 {path}.")
+    if not value:
+        raise ConfigError(f"{what} {path} is empty; write a key from `python -m daemon cache keygen` into it.")
+    return value
 
 
 class BrokerSettings(_Strict):
