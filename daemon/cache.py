@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -29,6 +29,8 @@ SUFFIX = ".json"
 STATS_NAME = "stats.json"
 IDENTITY_FIELDS = ("username", "broker_code", "isin")
 _MAX_NAME_BYTES = 255
+MAX_DEPTH = 32
+"""Entries nest two or three levels; deeper ones are not ours (and could not be written back or printed)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ ALIASES = {"buying": "buying_power", "bp": "buying_power", "orders": "order_para
 
 
 _FROM_SETTINGS = object()
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
 class UnknownCacheType(UserError):
@@ -141,8 +145,14 @@ def parse_time(value: Any, local_tz: tzinfo | None, what: str = "time") -> datet
         when = datetime.fromisoformat(value)
     except ValueError:
         raise CorruptEntry(f"{what} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=local_tz) if local_tz is not None else when.astimezone()
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=local_tz) if local_tz is not None else when.astimezone()
+        in_utc = when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CorruptEntry(f"{what} is out of range") from None
+    if not _EARLIEST <= in_utc <= _LATEST:  # so showing it in any zone stays within datetime's range
+        raise CorruptEntry(f"{what} is out of range")
     return when
 
 
@@ -154,6 +164,8 @@ def decode_entry(raw: bytes, ctype: CacheType, local_tz: tzinfo | None = None) -
         raise CorruptEntry("not JSON (truncated?)") from None
     if not isinstance(obj, dict):
         raise CorruptEntry("not a JSON object")
+    if _depth(obj) > MAX_DEPTH:
+        raise CorruptEntry(f"nested deeper than {MAX_DEPTH} levels")
     if "expires_at" not in obj:
         raise CorruptEntry("no expires_at")
     expires_at = parse_time(obj["expires_at"], local_tz, "expires_at")
@@ -173,6 +185,21 @@ def decode_entry(raw: bytes, ctype: CacheType, local_tz: tzinfo | None = None) -
         if not isinstance(data.get(name), str) or not data[name]:
             raise CorruptEntry(f"no {name}")
     return Entry(data=data, expires_at=expires_at, created_at=created_at, identity=identity)
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (iteratively: a hostile file cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in node)
+    return deepest
 
 
 def encode_entry(entry: Entry) -> bytes:
