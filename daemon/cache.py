@@ -302,11 +302,24 @@ class Cache:
         payload = encode_entry(entry)
         self._memory[(ctype.name, key)] = entry
         try:
-            await self._backend.write(name, payload)
+            remade = await self._backend.write(name, payload)
         except OSError as exc:
             self._failed("cache_write_failed", "the value is kept in memory only", exc)
-        else:
-            self._recovered("cache_write_failed")
+            return
+        if self._recovered("cache_write_failed") or remade:
+            await self._write_back(skip=(ctype.name, key))
+
+    async def _write_back(self, skip: tuple[str, str]) -> None:
+        """After the store failed or vanished, put back what memory still holds, so a restart needs no login."""
+        now = self._clock.now()
+        for (type_name, key), entry in list(self._memory.items()):
+            if (type_name, key) == skip or entry.expires_at <= now:
+                continue
+            try:
+                await self._backend.write(file_name(TYPES[type_name], key), encode_entry(entry))
+            except OSError as exc:
+                self._failed("cache_write_failed", "the value is kept in memory only", exc)
+                return
 
     async def delete(self, type: str, key: str) -> bool:
         ctype = resolve_type(type)
@@ -318,7 +331,7 @@ class Cache:
         removed = 0
         for ctype in self._types(type):
             self._forget(lambda k, _e, t=ctype.name: k[0] == t)
-            for name in await self._backend.names(ctype.prefix, SUFFIX):
+            for name in await self._names(ctype):
                 removed += await self._backend.delete(name)
         return removed
 
@@ -328,7 +341,7 @@ class Cache:
         self._forget(lambda _k, e: e.expires_at <= now)
         removed = 0
         for ctype in TYPES.values():
-            for name in await self._backend.names(ctype.prefix, SUFFIX):
+            for name in await self._names(ctype):
                 found = await self._read(ctype, name)
                 if found is not None and found[0].expires_at <= now:
                     removed += await self._backend.delete(name)
@@ -339,7 +352,7 @@ class Cache:
         ctype = resolve_type(type)
         now = self._clock.now()
         infos = []
-        for name in await self._backend.names(ctype.prefix, SUFFIX):
+        for name in await self._names(ctype):
             found = await self._read(ctype, name)
             if found is not None:
                 infos.append(self._info(ctype, key_from_name(ctype, name), *found, now))
@@ -473,6 +486,16 @@ class Cache:
 
     # --- internals ---------------------------------------------------------------------------------
 
+    async def _names(self, ctype: CacheType) -> builtins.list[str]:
+        """The stored entries of a type; none (and one logged error) while the store cannot be listed."""
+        try:
+            names = await self._backend.names(ctype.prefix, SUFFIX)
+        except OSError as exc:
+            self._failed("cache_read_failed", "reads are misses", exc)
+            return []
+        self._recovered("cache_read_failed")
+        return names
+
     def _open_token(self, stored: str) -> str:
         """The token a stored value holds; a sealed one needs the key that sealed it (else TokenKeyError)."""
         if not is_sealed(stored):
@@ -512,6 +535,7 @@ class Cache:
         """The stored entry and its size; a bad one is a miss, logged and moved aside to `<name>.corrupt`."""
         try:
             raw = await self._backend.read(name)
+            self._recovered("cache_read_failed")
             if raw is None:
                 return None
             return decode_entry(raw, ctype, self._local_tz), len(raw)
@@ -557,10 +581,13 @@ class Cache:
             self._failing.add(event)
             log.error(event, dir=self.location, error=exc.strerror or type(exc).__name__, consequence=consequence)
 
-    def _recovered(self, event: str) -> None:
-        if event in self._failing:
-            self._failing.discard(event)
-            log.info(event.replace("_failed", "_recovered"), dir=self.location)
+    def _recovered(self, event: str) -> bool:
+        """Say once that a failing store works again; True when it had been failing."""
+        if event not in self._failing:
+            return False
+        self._failing.discard(event)
+        log.info(event.replace("_failed", "_recovered"), dir=self.location)
+        return True
 
 
 def _decode_counts(raw: bytes | None) -> dict[str, dict[str, int]]:
