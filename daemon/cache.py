@@ -85,14 +85,15 @@ def file_name(ctype: CacheType, key: str) -> str:
     """The entry's file name: the earlier tool's for plain keys; anything else percent-encoded, so no key leaves the directory."""
     if not key:
         raise CacheKeyError(f"a {ctype.name} cache key cannot be empty.")
-    name = f"{ctype.prefix}{quote(key, safe='')}{SUFFIX}"
+    # surrogateescape: a key from argv with bytes that are not UTF-8 maps back to those bytes, not a crash
+    name = f"{ctype.prefix}{quote(key, safe='', errors='surrogateescape')}{SUFFIX}"
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise CacheKeyError(f"the {ctype.name} cache key {key[:40]!r}... is too long for a file name; shorten it.")
     return name
 
 
 def key_from_name(ctype: CacheType, name: str) -> str:
-    return unquote(name[len(ctype.prefix) : -len(SUFFIX)])
+    return unquote(name[len(ctype.prefix) : -len(SUFFIX)], errors="surrogateescape")
 
 
 def identity_key(ctype: CacheType, *values: str) -> tuple[str, dict[str, str]]:

@@ -25,7 +25,7 @@ def register(subparsers: Any) -> None:
         description="List warmup, arm, open and window_end for the coming trading days, in the exchange's time and local time.",
     )
     add_common(parser)
-    parser.add_argument("--days", type=_positive, default=5, metavar="N", help="how many trading days to show (default: 5)")
+    parser.add_argument("--days", type=_positive, default=5, metavar="N", help=f"how many trading days to show, up to {MAX_DAYS} (default: 5)")
     parser.set_defaults(func=run)
 
 
@@ -69,11 +69,14 @@ def _clock(moment: datetime) -> str:
     return f"{text}.{moment.microsecond // 1000:03d}" if moment.microsecond else text
 
 
+MAX_DAYS = 366
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants a whole number of days, 1 or more, not {text!r}")
+    if not 1 <= value <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"wants a whole number of days from 1 to {MAX_DAYS}, not {text!r}")
     return value
