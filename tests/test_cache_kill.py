@@ -31,7 +31,6 @@ def payload(seq: int) -> dict[str, object]:
 
 
 def write_forever(directory: str, first_saved: multiprocessing.synchronize.Event) -> None:
-    import sys
     async def loop() -> None:
         cache = Cache(CacheSettings(dir=Path(directory)), SystemClock())
         seq = 0

@@ -18,20 +18,17 @@ from structlog.testing import capture_logs
 
 from daemon.clock import SystemClock
 from daemon.services import Services
-from daemon.simulator import PASSWORD_ENV, Simulator
+from daemon.simulator import Simulator
 from daemon.warmup import warmup
-from tests.simhelp import sim_config
+from tests.simhelp import running_sim, sim_config
 
 pytest.importorskip("ddddocr")
 
 
 @pytest.fixture
 async def sim(monkeypatch):
-    simulator = Simulator.default(accounts=3, brokers=["gs", "shahr", "bbi"])
-    await simulator.start()
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    yield simulator
-    await simulator.stop()
+    async with running_sim(monkeypatch, accounts=3) as simulator:
+        yield simulator
 
 
 def replace_by_a_file(directory: Path, monkeypatch) -> None:

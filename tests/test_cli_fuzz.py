@@ -8,8 +8,6 @@ test's directory); words in between are any text, bytes that are not UTF-8 inclu
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -64,7 +62,7 @@ def config_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {name: str(path) for name, path in files.items()}
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_random_argv_exits_0_1_or_2_with_one_sentence(config_files, capsys, data) -> None:
     argv = data.draw(argvs(config_files))

@@ -15,10 +15,10 @@ from daemon.config import RetrySettings
 from daemon.errors import AuthError, BrokerUnavailable, OrderRejected, RateLimited
 from daemon.retry import RetryPolicy, no_retries
 from daemon.services import Services
-from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
+from daemon.simulator import Simulator
 from daemon.warmup import warmup
-from tests.simhelp import sim_config
-from tests.test_client_errors import ISIN, PASSWORD, FakeBroker, broker, make_services  # noqa: F401 (fixture)
+from tests.simhelp import running_sim, sim_config
+from tests.test_client_errors import ISIN, PASSWORD, broker, make_services  # noqa: F401 (fixture)
 
 FAST = {"attempts": 4, "backoff_s": 0.001, "max_backoff_s": 0.005, "deadline_s": 30}
 
@@ -215,11 +215,9 @@ async def test_rejections_are_answers_and_not_retried(broker) -> None:
 
 @pytest.fixture
 async def sim(monkeypatch):
-    simulator = Simulator.default(accounts=12, brokers=["gs", "shahr", "bbi"], settings=SimSettings())
-    await simulator.start()
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    yield simulator
-    await simulator.stop()
+    pytest.importorskip("ddddocr")  # the simulator's captchas are read by the ocr solver
+    async with running_sim(monkeypatch, accounts=12) as simulator:
+        yield simulator
 
 
 def fault_config(sim: Simulator, attempts: int, timeout_s: float = 10.0):

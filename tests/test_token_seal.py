@@ -20,7 +20,7 @@ from daemon.config import CacheSettings, validate_config
 from daemon.errors import ConfigError
 from daemon.services import Services
 from daemon.token_seal import NO_KEY, WRONG_KEY, TokenKeyError
-from tests.test_client_errors import FakeBroker, broker, make_services  # noqa: F401 (fixture)
+from tests.test_client_errors import broker, make_services  # noqa: F401 (fixture)
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.sealed-token-value"
 KEY = Fernet.generate_key().decode()
