@@ -21,7 +21,6 @@ COMMAND_MODULES = (
     "daemon.cmd_schedule",
     "daemon.cmd_warmup",
     "daemon.cmd_simulate",
-    "daemon.cmd_report",
 )
 
 

@@ -17,6 +17,9 @@ from daemon.dates import jalali
 from daemon.day_plan import AgendaDay, agenda
 from daemon.output import print_json, print_table
 
+MAX_DAYS = 366
+"""`--days` at most: a year of trading days and more, and a bound on how long listing them can take."""
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -67,9 +70,6 @@ def _clock(moment: datetime) -> str:
     """HH:MM:SS, with milliseconds only when the instant has them (an open at 08:45:00.250)."""
     text = f"{moment:%H:%M:%S}"
     return f"{text}.{moment.microsecond // 1000:03d}" if moment.microsecond else text
-
-
-MAX_DAYS = 366
 
 
 def _positive(text: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,6 @@ def reset_logging() -> object:
     """A CLI test points structlog at its captured stderr, which is closed afterwards: start each test afresh."""
     yield
     structlog.reset_defaults()
-
-
-@pytest.fixture
-def machine_in_tehran(monkeypatch: pytest.MonkeyPatch) -> object:
-    """This machine's zone set to Asia/Tehran (ahead of UTC), for code that reads the local zone."""
-    monkeypatch.setenv("TZ", "Asia/Tehran")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
 
 
 @pytest.fixture

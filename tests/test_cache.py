@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,15 @@ async def test_earlier_tools_flat_token_with_naive_expiry_is_local_time(cache_di
     assert datetime.fromisoformat(got["expires_at"]) == datetime(2026, 11, 21, 8, 30, 0, 123456, tzinfo=TEHRAN)
     clock.advance(timedelta(minutes=1, seconds=0.2))
     assert await make_cache(clock).get_token("u1", "gs") is None
+
+
+@pytest.fixture
+def machine_in_tehran(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("TZ", "Asia/Tehran")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 async def test_naive_times_default_to_the_machines_zone(machine_in_tehran: None, cache_dir: Path) -> None:

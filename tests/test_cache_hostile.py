@@ -28,6 +28,7 @@ from daemon.clock import FakeClock
 from daemon.config import CacheSettings, validate_config
 from daemon.errors import BrokerUnavailable
 from daemon.services import Services
+from tests.test_cache import machine_in_tehran  # noqa: F401 (a fixture: this machine's zone ahead of UTC)
 
 ISIN = "IRO1FOLD0001"
 NOW = datetime(2026, 11, 21, 4, 0, tzinfo=UTC)
