@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -22,12 +22,15 @@ from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
 from daemon.errors import UserError
 from daemon.logs import get_logger, register_secret
+from daemon.token_seal import NO_KEY, TokenCipher, TokenKeyError, is_sealed
 
 log = get_logger("cache")
 
 SUFFIX = ".json"
 IDENTITY_FIELDS = ("username", "broker_code", "isin")
 _MAX_NAME_BYTES = 255
+MAX_DEPTH = 32
+"""Entries nest two or three levels; deeper ones are not ours (and could not be written back or printed)."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,11 @@ TYPES: dict[str, CacheType] = {
     )
 }
 ALIASES = {"buying": "buying_power", "bp": "buying_power", "orders": "order_params", "params": "order_params"}
+
+
+_FROM_SETTINGS = object()
+_EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
+_LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
 class UnknownCacheType(UserError):
@@ -77,14 +85,15 @@ def file_name(ctype: CacheType, key: str) -> str:
     """The entry's file name: the earlier tool's for plain keys; anything else percent-encoded, so no key leaves the directory."""
     if not key:
         raise CacheKeyError(f"a {ctype.name} cache key cannot be empty.")
-    name = f"{ctype.prefix}{quote(key, safe='')}{SUFFIX}"
+    # surrogateescape: a key from argv with bytes that are not UTF-8 maps back to those bytes, not a crash
+    name = f"{ctype.prefix}{quote(key, safe='', errors='surrogateescape')}{SUFFIX}"
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise CacheKeyError(f"the {ctype.name} cache key {key[:40]!r}... is too long for a file name; shorten it.")
     return name
 
 
 def key_from_name(ctype: CacheType, name: str) -> str:
-    return unquote(name[len(ctype.prefix) : -len(SUFFIX)])
+    return unquote(name[len(ctype.prefix) : -len(SUFFIX)], errors="surrogateescape")
 
 
 def identity_key(ctype: CacheType, *values: str) -> tuple[str, dict[str, str]]:
@@ -137,8 +146,14 @@ def parse_time(value: Any, local_tz: tzinfo | None, what: str = "time") -> datet
         when = datetime.fromisoformat(value)
     except ValueError:
         raise CorruptEntry(f"{what} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=local_tz) if local_tz is not None else when.astimezone()
+    try:
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=local_tz) if local_tz is not None else when.astimezone()
+        in_utc = when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise CorruptEntry(f"{what} is out of range") from None
+    if not _EARLIEST <= in_utc <= _LATEST:  # so showing it in any zone stays within datetime's range
+        raise CorruptEntry(f"{what} is out of range")
     return when
 
 
@@ -150,6 +165,8 @@ def decode_entry(raw: bytes, ctype: CacheType, local_tz: tzinfo | None = None) -
         raise CorruptEntry("not JSON (truncated?)") from None
     if not isinstance(obj, dict):
         raise CorruptEntry("not a JSON object")
+    if _depth(obj) > MAX_DEPTH:
+        raise CorruptEntry(f"nested deeper than {MAX_DEPTH} levels")
     if "expires_at" not in obj:
         raise CorruptEntry("no expires_at")
     expires_at = parse_time(obj["expires_at"], local_tz, "expires_at")
@@ -169,6 +186,21 @@ def decode_entry(raw: bytes, ctype: CacheType, local_tz: tzinfo | None = None) -
         if not isinstance(data.get(name), str) or not data[name]:
             raise CorruptEntry(f"no {name}")
     return Entry(data=data, expires_at=expires_at, created_at=created_at, identity=identity)
+
+
+def _depth(value: Any) -> int:
+    """How deeply `value` nests lists and objects (iteratively: a hostile file cannot exhaust the stack)."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, level + 1)
+            if deepest > MAX_DEPTH:
+                return deepest
+            stack.extend((child, level + 1) for child in node)
+    return deepest
 
 
 def encode_entry(entry: Entry) -> bytes:
@@ -217,7 +249,9 @@ class Cache:
         *,
         backend: CacheBackend | None = None,
         local_tz: tzinfo | None = None,
+        cipher: TokenCipher | None | object = _FROM_SETTINGS,
     ) -> None:
+        """`cipher` seals tokens at rest; by default it comes from the settings' key (none: tokens stay plain)."""
         self.settings = settings
         self._clock = clock
         self._backend = backend or make_backend(settings)
@@ -226,6 +260,10 @@ class Cache:
         self._unflushed = {name: [0, 0] for name in TYPES}  # hits, misses since the last flush
         self._failing: set[str] = set()
         self._corrupt_reported: set[str] = set()
+        if cipher is _FROM_SETTINGS:
+            found = settings.resolve_token_key()
+            cipher = TokenCipher(*found) if found else None
+        self._cipher: TokenCipher | None = cipher  # type: ignore[assignment]
 
     @classmethod
     def from_config(cls, config: Config, clock: Clock | None = None, **kwargs: Any) -> Cache:
@@ -279,11 +317,25 @@ class Cache:
         payload = encode_entry(entry)
         self._memory[(ctype.name, key)] = entry
         try:
-            await self._backend.write(name, payload, ttl_s=(expiry - now).total_seconds())
+            remade = await self._backend.write(name, payload, ttl_s=(expiry - now).total_seconds())
         except OSError as exc:
             self._failed("cache_write_failed", "the value is kept in memory only", exc)
-        else:
-            self._recovered("cache_write_failed")
+            return
+        if self._recovered("cache_write_failed") or remade:
+            await self._write_back(skip=(ctype.name, key))
+
+    async def _write_back(self, skip: tuple[str, str]) -> None:
+        """After the store failed or vanished, put back what memory still holds, so a restart needs no login."""
+        now = self._clock.now()
+        for (type_name, key), entry in list(self._memory.items()):
+            if (type_name, key) == skip or entry.expires_at <= now:
+                continue
+            try:
+                await self._backend.write(file_name(TYPES[type_name], key), encode_entry(entry),
+                                          ttl_s=(entry.expires_at - now).total_seconds())
+            except OSError as exc:
+                self._failed("cache_write_failed", "the value is kept in memory only", exc)
+                return
 
     async def delete(self, type: str, key: str) -> bool:
         ctype = resolve_type(type)
@@ -295,7 +347,7 @@ class Cache:
         removed = 0
         for ctype in self._types(type):
             self._forget(lambda k, _e, t=ctype.name: k[0] == t)
-            for name in await self._backend.names(ctype.prefix, SUFFIX):
+            for name in await self._names(ctype):
                 removed += await self._backend.delete(name)
         return removed
 
@@ -305,7 +357,7 @@ class Cache:
         self._forget(lambda _k, e: e.expires_at <= now)
         removed = 0
         for ctype in TYPES.values():
-            for name in await self._backend.names(ctype.prefix, SUFFIX):
+            for name in await self._names(ctype):
                 found = await self._read(ctype, name)
                 if found is not None and found[0].expires_at <= now:
                     removed += await self._backend.delete(name)
@@ -316,19 +368,39 @@ class Cache:
         ctype = resolve_type(type)
         now = self._clock.now()
         infos = []
-        for name in await self._backend.names(ctype.prefix, SUFFIX):
+        for name in await self._names(ctype):
             found = await self._read(ctype, name)
             if found is not None:
                 infos.append(self._info(ctype, key_from_name(ctype, name), *found, now))
         return infos
 
-    async def show(self, type: str, key: str) -> EntryInfo | None:
-        """One stored entry with its data, valid or not; None when there is none (or it was corrupt)."""
+    async def show(self, type: str, key: str, *, decrypt: bool = False) -> EntryInfo | None:
+        """One stored entry with its data, valid or not; None when there is none (or it was corrupt).
+
+        A sealed token stays sealed unless `decrypt` (for `cache show --reveal`).
+        """
         ctype = resolve_type(type)
         found = await self._read(ctype, file_name(ctype, key))
         if found is None:
             return None
-        return replace(self._info(ctype, key, *found, self._clock.now()), data=found[0].data)
+        data = found[0].data
+        if decrypt and ctype.name == "tokens":
+            data = {**data, "token": self._open_token(data["token"])}
+        return replace(self._info(ctype, key, *found, self._clock.now()), data=data)
+
+    async def check_token_key(self) -> int:
+        """Open every stored token with the configured key, so a wrong or missing key stops the start.
+
+        Raises TokenKeyError (one sentence) rather than let every account fall back to a login, which
+        would spend captchas and throttle the brokers. Returns how many sealed tokens opened.
+        """
+        opened = 0
+        for info in await self.list("tokens"):
+            shown = await self.show("tokens", info.key)
+            if shown is not None and shown.data is not None and is_sealed(shown.data.get("token")):
+                self._open_token(shown.data["token"])
+                opened += 1
+        return opened
 
     async def stats(self) -> dict[str, dict[str, Any]]:
         """Per type: entries, valid, expired, bytes, soonest expiry (of the valid ones) and hits/misses across runs."""
@@ -379,14 +451,21 @@ class Cache:
         entry = await self._lookup(ctype, key, identity)
         if entry is None:
             return None
-        register_secret(entry.data["token"])
-        return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data}
+        stored = entry.data["token"]
+        token = self._open_token(stored)
+        if self._cipher is not None and not is_sealed(stored):
+            # A plain token from before the key was configured: kept (no login, no captcha) and sealed now.
+            log.info("cache_token_sealed", dir=self.location, key=key)
+            await self.set("tokens", key, {**entry.data, "token": self._cipher.seal(token)},
+                           expires_at=entry.expires_at, identity=entry.identity)
+        return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data, "token": token}
 
     async def save_token(self, username: str, broker: str, token: str, expires_at: datetime, **extra: Any) -> None:
-        """Keep a token until the TTL or its own expiry, whichever is sooner; the token is never logged."""
+        """Keep a token until the TTL or its own expiry, whichever is sooner; never logged, sealed when a key is set."""
         register_secret(token)
         key, identity = identity_key(TYPES["tokens"], username, broker)
-        data = {**extra, **identity, "token": token, "expires_at": _aware(expires_at).isoformat()}
+        stored = self._cipher.seal(token) if self._cipher is not None else token
+        data = {**extra, **identity, "token": stored, "expires_at": _aware(expires_at).isoformat()}
         await self.set("tokens", key, data, expires_at=expires_at, identity=identity)
 
     async def drop_token(self, username: str, broker: str) -> bool:
@@ -417,6 +496,25 @@ class Cache:
         await self._save_typed("holdings", data, username, broker, isin)
 
     # --- internals ---------------------------------------------------------------------------------
+
+    async def _names(self, ctype: CacheType) -> builtins.list[str]:
+        """The stored entries of a type; none (and one logged error) while the store cannot be listed."""
+        try:
+            names = await self._backend.names(ctype.prefix, SUFFIX)
+        except OSError as exc:
+            self._failed("cache_read_failed", "reads are misses", exc)
+            return []
+        self._recovered("cache_read_failed")
+        return names
+
+    def _open_token(self, stored: str) -> str:
+        """The token a stored value holds; a sealed one needs the key that sealed it (else TokenKeyError)."""
+        if not is_sealed(stored):
+            register_secret(stored)
+            return stored
+        if self._cipher is None:
+            raise TokenKeyError(NO_KEY)
+        return self._cipher.open(stored)
 
     async def _get_typed(self, type: str, *parts: str) -> dict[str, Any] | None:
         key, identity = identity_key(TYPES[type], *parts)
@@ -450,6 +548,7 @@ class Cache:
         """The stored entry and its size; a bad one is a miss, logged and moved aside to `<name>.corrupt`."""
         try:
             raw = await self._backend.read(name)
+            self._recovered("cache_read_failed")
             if raw is None:
                 return None
             return decode_entry(raw, ctype, self._local_tz), len(raw)
@@ -495,8 +594,11 @@ class Cache:
             self._failing.add(event)
             log.error(event, dir=self.location, error=exc.strerror or type(exc).__name__, consequence=consequence)
 
-    def _recovered(self, event: str) -> None:
-        if event in self._failing:
-            self._failing.discard(event)
-            log.info(event.replace("_failed", "_recovered"), dir=self.location)
+    def _recovered(self, event: str) -> bool:
+        """Say once that a failing store works again; True when it had been failing."""
+        if event not in self._failing:
+            return False
+        self._failing.discard(event)
+        log.info(event.replace("_failed", "_recovered"), dir=self.location)
+        return True
 

@@ -128,9 +128,10 @@ class RedisBackend:
         value = await self._call(self.redis.get(self.key(name)))
         return bytes(value) if value is not None else None
 
-    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> None:
+    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> bool:
         ttl_ms = None if ttl_s is None else max(1, int(ttl_s * 1000))
         await self._call(self.redis.set(self.key(name), payload, px=ttl_ms))
+        return False  # a Redis database is never "made again" by a write
 
     async def delete(self, name: str) -> bool:
         return bool(await self._call(self.redis.delete(self.key(name))))

@@ -49,10 +49,12 @@ class CacheBackend(Protocol):
     async def read(self, name: str) -> bytes | None:
         """The entry's bytes, or None when there is none; `UnreadableEntry` when it cannot be read."""
 
-    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> None:
+    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> bool:
         """Replace the entry atomically: a reader sees the old bytes or the new, never a part.
 
-        `ttl_s` is how long the entry is valid; a store that expires entries itself (Redis) uses it."""
+        `ttl_s` is how long the entry is valid; a store that expires entries itself (Redis) uses it.
+        True when the store was missing and had to be made again (so entries written before are gone).
+        """
 
     async def delete(self, name: str) -> bool:
         """Remove the entry; False when there was none."""
@@ -84,8 +86,8 @@ class FileBackend:
     async def read(self, name: str) -> bytes | None:
         return await asyncio.to_thread(self._read, name)
 
-    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> None:
-        await asyncio.to_thread(self._write, name, payload)
+    async def write(self, name: str, payload: bytes, ttl_s: float | None = None) -> bool:
+        return await asyncio.to_thread(self._write, name, payload)
 
     async def delete(self, name: str) -> bool:
         return await asyncio.to_thread(self._delete, name)
@@ -133,7 +135,9 @@ class FileBackend:
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise UnreadableEntry(_why(exc)) from None
+            if exc.errno in _ENTRY_ERRORS:
+                raise UnreadableEntry(_why(exc)) from None
+            raise  # the store itself fails (the directory replaced by a file, an I/O error): not this entry's fault
         try:
             info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
@@ -147,9 +151,9 @@ class FileBackend:
         finally:
             os.close(fd)
 
-    def _write(self, name: str, payload: bytes) -> None:
+    def _write(self, name: str, payload: bytes) -> bool:
         path = self._path(name)
-        self._ensure_dir()
+        remade = self._ensure_dir()
         # mkstemp opens O_EXCL | O_NOFOLLOW with mode 0600; the dot keeps half-written files out of listings.
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.dir)
         try:
@@ -162,6 +166,7 @@ class FileBackend:
             _unlink_quietly(tmp)
             raise
         _fsync_dir(self.dir)
+        return remade
 
     def _delete(self, name: str) -> bool:
         try:
@@ -203,11 +208,20 @@ class FileBackend:
         finally:
             os.close(lock)  # closing releases the lock
 
-    def _ensure_dir(self) -> None:
-        """Create the directory 0700; tighten one found open to others, once per backend."""
+    def _ensure_dir(self) -> bool:
+        """Create the directory 0700; tighten one found open to others, once per backend.
+
+        True when a directory this backend had already used was gone and is made again.
+        """
         if self._dir_checked:
-            self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            return
+            try:
+                self.dir.mkdir(mode=0o700, parents=True)
+            except FileExistsError:
+                if not self.dir.is_dir():
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(self.dir)) from None
+                return False
+            log.warning("cache_dir_recreated", dir=self.location)
+            return True
         try:
             was = ensure_private_dir(self.dir)
             if was is not None:
@@ -215,6 +229,11 @@ class FileBackend:
         except PermissionError as exc:
             log.warning("cache_dir_open_to_others", dir=self.location, error=_why(exc))
         self._dir_checked = True
+
+
+_ENTRY_ERRORS = frozenset({errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR, errno.EFBIG,
+                           errno.EOVERFLOW})
+"""Errors opening a name that say the entry is bad (a symlink, no permission, not a file), not the store."""
 
 
 def decode_counts(raw: bytes | None) -> dict[str, dict[str, int]]:

@@ -34,7 +34,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        self.exit(2, f"error: {message}.\n")
+        self.exit(2, f"error: {_one_line(message)}.\n")
+
+
+def _one_line(text: str) -> str:
+    """argparse quotes some of the user's words and not others (unrecognized arguments): escape what would break the line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from daemon import metrics
 from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
 from daemon.logs import get_logger, register_secret
 from daemon.ratelimit import HostRateLimiter
+from daemon.retry import RetryPolicy
 from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume
 from daemon.tokens import token_valid_until
 
@@ -157,6 +159,7 @@ class EphoenixClient:
         solver: CaptchaSolver,
         limiter: HostRateLimiter,
         clock: Clock,
+        retry: RetryPolicy | None = None,
         shared_lock: LoginLock | None = None,
     ) -> None:
         self.account = account
@@ -167,6 +170,7 @@ class EphoenixClient:
         self._solver = solver
         self._limiter = limiter
         self._clock = clock
+        self._retry = retry or RetryPolicy(config.client.retry, clock)
         self._login_lock = asyncio.Lock()
         self._shared_lock = shared_lock or NoLoginLock()
         self._identity_host = URL(endpoints.identity_url).host or endpoints.identity_url
@@ -219,16 +223,19 @@ class EphoenixClient:
             return await self.login()
 
     async def login(self) -> dict[str, Any]:
-        """The captcha flow: fetch (spaced per identity host), solve, post; wrong captchas retried."""
+        """The captcha flow: fetch (spaced per identity host), solve, post; wrong captchas retried.
+
+        A round that meets an unavailable broker (a dropped login, a 5xx captcha) starts again with a new
+        captcha under the retry policy, since the old one may have been spent; wrong captchas count
+        against `captcha.max_attempts` instead.
+        """
         attempts = self._config.captcha.max_attempts
         for attempt in range(1, attempts + 1):
-            captcha = await self._fetch_captcha()
             try:
-                answer = await self._solver.solve(captcha["image"])
+                body = await self._retry.call("login", self._login_round, self.log)
             except CaptchaUnsolved as exc:
                 self.log.info("captcha.unsolved", attempt=attempt, reason=str(exc))
                 continue
-            body = await self._post_login(captcha, answer)
             code = _int_or_none(body.get("errorCode"))
             if code == LOGIN_WRONG_CREDENTIALS:
                 raise AuthError(f"account {self.account.name}: the broker refused the username or password; fix them in the config.")
@@ -242,6 +249,11 @@ class EphoenixClient:
             register_secret(token)
             return await self._store_token(token, body.get("expireIn"))
         raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
+
+    async def _login_round(self) -> dict[str, Any]:
+        captcha = await self._fetch_captcha()
+        answer = await self._solver.solve(captcha["image"])
+        return await self._post_login(captcha, answer)
 
     async def _store_token(self, token: str, expire_in: Any) -> dict[str, Any]:
         now = self._clock.now()
@@ -285,7 +297,7 @@ class EphoenixClient:
             async with self._http.session.request(method, url, json=json) as response:
                 if response.status == 429:
                     self._throttled(response.headers.get("Retry-After"), "HTTP 429")
-                return await _json_body(response, self.broker, path)
+                return await _json_body(response, f"broker {self.broker}", path)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
 
@@ -297,31 +309,56 @@ class EphoenixClient:
 
     # ---- authenticated calls ------------------------------------------------------------------------
 
-    async def _authed(self, method: str, base: str, path: str, json: Any = None) -> Any:
-        """A trading/backoffice call with the bearer token; a 401 drops the token and logs in again once."""
+    async def _authed(self, method: str, base: str, path: str, json: Any = None, retry: bool = True) -> Any:
+        """A trading/backoffice call with the bearer token; a 401 drops the token and logs in again once.
+
+        With `retry` an unavailable broker is retried by the policy (reads and pure calculations); an
+        order is sent once, because a lost answer may hide an accepted order.
+        """
         for fresh_login in (False, True):
             token = await self.token()
-            try:
-                async with self._http.session.request(
-                    method, base + path, json=json, headers={"authorization": f"Bearer {token}"}
-                ) as response:
-                    if response.status == 401:
-                        await self._cache.drop_token(self.username, self.broker)
-                        if fresh_login:
-                            raise AuthError(f"account {self.account.name}: the broker refuses even a fresh token.")
-                        self.log.info("token.refused", path=path)
-                        continue
-                    return await _json_body(response, self.broker, path, allow_error_status=True)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
+
+            async def send(token: str = token) -> tuple[bool, Any]:
+                return await self._send_authed(method, base + path, path, json, token)
+
+            refused, body = await (self._retry.call(path, send, self.log) if retry else send())
+            if not refused:
+                return body
+            await self._cache.drop_token(self.username, self.broker)
+            if fresh_login:
+                raise AuthError(f"account {self.account.name}: the broker refuses even a fresh token.")
+            self.log.info("token.refused", path=path)
         raise AssertionError("unreachable")
+
+    async def _send_authed(self, method: str, url: str, path: str, json: Any, token: str) -> tuple[bool, Any]:
+        """(True, None) when the token is refused (401), else (False, the answer's JSON)."""
+        try:
+            async with self._http.session.request(
+                method, url, json=json, headers={"authorization": f"Bearer {token}"}
+            ) as response:
+                if response.status == 401:
+                    return True, None
+                return False, await _json_body(response, f"broker {self.broker}", path, allow_error_status=True)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
+
+    async def ensure_token_live(self) -> None:
+        """Prove the token still works with one cheap authenticated call, before it is needed at the open.
+
+        GetLastTradingBook is that call: a token revoked or expired since warmup gets 401, which logs in
+        again (the `_authed` path), and the answer refreshes the cached buying power on the way. A login
+        that then fails raises (AuthError for a wrong password).
+        """
+        await self.get_buying_power(use_cache=False)
 
     async def get_buying_power(self, use_cache: bool = True) -> dict[str, Any]:
         if use_cache and (cached := await self._cache.get_buying_power(self.username, self.broker)):
-            return cached
+            if _finite(cached.get("buyingPower")) is not None:
+                return cached
+            self.log.warning("cache.buying_power.unusable")
         body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/tradingbook/GetLastTradingBook")
-        if not isinstance(body, dict) or "buyingPower" not in body:
-            raise BrokerUnavailable(f"broker {self.broker}: the trading book has no buyingPower.")
+        if not isinstance(body, dict) or _finite(body.get("buyingPower")) is None:
+            raise BrokerUnavailable(f"broker {self.broker}: the trading book has no usable buyingPower.")
         data = {k: body.get(k) for k in ("buyingPower", "remain", "credit", "timestamp")}
         await self._cache.save_buying_power(self.username, self.broker, data)
         return data
@@ -330,14 +367,18 @@ class EphoenixClient:
         if use_cache and (cached := await self._cache.get_market_data(isin)):
             try:
                 return Instrument.from_cache(cached)
-            except (KeyError, TypeError, ValueError):
+            except _UNUSABLE:
                 self.log.warning("cache.market.unusable", isin=isin)
         url = self.endpoints.market_data_url + "/api/v2/instruments/full"
-        try:
-            async with self._http.session.post(url, json={"isinList": [isin]}) as response:
-                body = await _json_body(response, "market data", "/api/v2/instruments/full")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"market data: instruments/full failed ({_describe(exc)}).") from None
+
+        async def fetch() -> Any:
+            try:
+                async with self._http.session.post(url, json={"isinList": [isin]}) as response:
+                    return await _json_body(response, "market data", "/api/v2/instruments/full")
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                raise BrokerUnavailable(f"market data: instruments/full failed ({_describe(exc)}).") from None
+
+        body = await self._retry.call("/api/v2/instruments/full", fetch, self.log)
         instrument = parse_instrument(body, isin)
         await self._cache.save_market_data(isin, instrument.to_cache())
         return instrument
@@ -345,7 +386,10 @@ class EphoenixClient:
     async def get_holdings(self, isin: str, use_cache: bool = True) -> int:
         """Shares of `isin` this account can sell (a sell's volume comes from here, never buying power)."""
         if use_cache and (cached := await self._cache.get_holdings(self.username, self.broker, isin)):
-            return int(cached["remain_volume"])
+            try:
+                return max(int(cached["remain_volume"]), 0)
+            except _UNUSABLE:
+                self.log.warning("cache.holdings.unusable", isin=isin)
         body = await self._authed(
             "POST", self.endpoints.backoffice_url, "/api/portfolio/getrealsecuritypositionbydate", json={"entity": True}
         )
@@ -360,7 +404,7 @@ class EphoenixClient:
                 params = OrderParams.from_cache(cached)
                 if params.side == order.side:
                     return params
-            except (KeyError, TypeError, ValueError):
+            except _UNUSABLE:
                 self.log.warning("cache.order_params.unusable", isin=order.isin)
         instrument = await self.get_instrument(order.isin, use_cache=use_cache)
         price = resolve_price(order.price, instrument.limits)
@@ -389,7 +433,7 @@ class EphoenixClient:
     async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAccepted:
         payload = {"isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
                    "price": price, "volume": volume, "serialNumber": 0}
-        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/NewOrder", json=payload)
+        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/NewOrder", json=payload, retry=False)
         _raise_for_error_code(body)
         return parse_order_accepted(body)
 
@@ -400,13 +444,17 @@ class EphoenixClient:
 
     async def cancel_order(self, serial_number: int) -> dict[str, Any]:
         body = await self._authed(
-            "DELETE", self.endpoints.trading_url, f"/api/v2/orders/CancelOrder?serialNumber={int(serial_number)}"
+            "DELETE", self.endpoints.trading_url, f"/api/v2/orders/CancelOrder?serialNumber={int(serial_number)}",
+            retry=False,
         )
         _raise_for_error_code(body)
         return body if isinstance(body, dict) else {"result": body}
 
 
 # ---- answer parsing (pure, so each broker quirk is tested without a network) -----------------------------
+
+_UNUSABLE = (KeyError, TypeError, ValueError, OverflowError, AttributeError)
+"""What converting a cached or answered value can raise when the value is not what it should be."""
 
 
 async def _json_body(response: aiohttp.ClientResponse, who: str, path: str, allow_error_status: bool = False) -> Any:
@@ -489,6 +537,17 @@ def _int_or_none(value: Any) -> int | None:
         return int(value) if value is not None and value != "" else None
     except (TypeError, ValueError):
         return None
+
+
+def _finite(value: Any) -> float | None:
+    """`value` as a finite number (numeric text too), or None: a bool, NaN and infinity are not amounts."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _float_or_none(value: Any) -> float | None:

@@ -1,4 +1,4 @@
-"""`cache stats | clean | clear [TYPE] | list TYPE | show TYPE KEY`: look into the cache and tidy it.
+"""`cache stats | clean | clear [TYPE] | list TYPE | show TYPE KEY | keygen`: look into the cache and tidy it.
 
 A config file is optional here: without one the defaults apply and the cache is `.cache` in the
 current directory.
@@ -10,6 +10,7 @@ import argparse
 import sys
 from dataclasses import replace
 from datetime import datetime, tzinfo
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -21,6 +22,7 @@ from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.logs import redact, scrub
 from daemon.output import format_table, print_json, print_table
+from daemon.token_seal import generate_key, write_new_key
 
 TYPE_HELP = f"one of {', '.join(TYPES)} (or {', '.join(ALIASES)})"
 
@@ -46,7 +48,9 @@ def register(subparsers: Any) -> None:
     show = action("show", _show, "one entry with its data (secrets shown as *** unless --reveal)")
     show.add_argument("type", metavar="TYPE", help=TYPE_HELP)
     show.add_argument("key", metavar="KEY", help="the entry's key, as `cache list TYPE` shows it")
-    show.add_argument("--reveal", action="store_true", help="print the token itself")
+    show.add_argument("--reveal", action="store_true", help="print the token itself (decrypted when sealed)")
+    keygen = action("keygen", _keygen, "print a new key for encrypting cached tokens (cache.token_key_*)")
+    keygen.add_argument("--out", metavar="FILE", type=Path, help="write it to FILE (created 0600, never overwritten)")
 
 
 def _open(args: argparse.Namespace) -> tuple[Cache, tzinfo]:
@@ -132,7 +136,7 @@ async def _show(args: argparse.Namespace) -> int:
     ctype = resolve_type(args.type)
     cache, tz = _open(args)
     async with cache:
-        info = await cache.show(ctype.name, args.key)
+        info = await cache.show(ctype.name, args.key, decrypt=args.reveal)
     if info is None:
         raise UserError(
             f"there is no {ctype.name} entry with key {args.key!r} in {cache.location}; "
@@ -160,3 +164,20 @@ def _print_shown(text: str, reveal: bool) -> None:
 
 def _cell(value: Any) -> Any:
     return orjson.dumps(value).decode() if isinstance(value, (dict, list)) else value
+
+
+async def _keygen(args: argparse.Namespace) -> int:
+    """No config needed: the key is printed (or written to a new 0600 file) and nothing else is touched."""
+    if args.out is None:
+        key = generate_key()
+        if args.json:
+            print_json({"key": key})
+        else:
+            sys.stdout.write(key + "\n")
+        return 0
+    write_new_key(args.out)
+    if args.json:
+        print_json({"file": str(args.out)})
+    else:
+        sys.stdout.write(f"Wrote a new token key to {args.out} (mode 0600); set cache.token_key_file to it.\n")
+    return 0

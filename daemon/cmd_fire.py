@@ -11,6 +11,7 @@ from daemon.config import Config, load_config
 from daemon.errors import UserError
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
+from daemon.preflight import preflight
 from daemon.output import print_json, print_table
 from daemon.report import summarize
 from daemon.services import Services
@@ -46,6 +47,7 @@ def open_instant(config: Config, at: str | None, now: datetime) -> datetime:
 async def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, require_file=True)
     accounts = config.select_accounts(args.accounts)
+    await preflight(config)
     clock = SystemClock()
     placeholder = clock.now() + timedelta(seconds=60)
     open_at = placeholder.astimezone(config.tz) if args.now else open_instant(config, args.at, clock.now())

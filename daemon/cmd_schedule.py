@@ -17,6 +17,9 @@ from daemon.dates import jalali, time_of_day
 from daemon.day_plan import AgendaDay, agenda
 from daemon.output import print_json, print_table
 
+MAX_DAYS = 366
+"""`--days` at most: a year of trading days and more, and a bound on how long listing them can take."""
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -25,7 +28,7 @@ def register(subparsers: Any) -> None:
         description="List warmup, arm, open and window_end for the coming trading days, in the exchange's time and local time.",
     )
     add_common(parser)
-    parser.add_argument("--days", type=_positive, default=5, metavar="N", help="how many trading days to show (default: 5)")
+    parser.add_argument("--days", type=_positive, default=5, metavar="N", help=f"how many trading days to show, up to {MAX_DAYS} (default: 5)")
     parser.set_defaults(func=run)
 
 
@@ -68,6 +71,6 @@ def _positive(text: str) -> int:
         value = int(text)
     except ValueError:
         value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants a whole number of days, 1 or more, not {text!r}")
+    if not 1 <= value <= MAX_DAYS:
+        raise argparse.ArgumentTypeError(f"wants a whole number of days from 1 to {MAX_DAYS}, not {text!r}")
     return value

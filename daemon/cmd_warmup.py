@@ -8,6 +8,7 @@ from daemon.cli import add_common
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.output import print_json, print_table
+from daemon.preflight import preflight
 from daemon.services import Services
 from daemon.warmup import warmup
 
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, require_file=True)
+    await preflight(config)
     accounts = config.select_accounts(args.accounts)
     async with Services(config, SystemClock()) as services:
         results = await warmup(services, accounts)

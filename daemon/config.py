@@ -6,6 +6,7 @@ error is turned into a `ConfigError` here and nowhere else.
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import stat
@@ -15,7 +16,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
 
 from daemon.dates import parse_day
 from daemon.errors import ConfigError
@@ -32,21 +33,32 @@ _ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No NaN or infinity anywhere: every float here is a duration, a fee or a share.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _no_nul(value: Path) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    return value
 
 
 ConfiguredDay = Annotated[date, BeforeValidator(parse_day)]
+FsPath = Annotated[Path, AfterValidator(_no_nul)]
+DAY_S = 86_400.0
+Seconds = Annotated[float, Field(gt=0, le=DAY_S)]
+"""A positive duration of at most a day: anything longer is a typo, and would overflow date arithmetic."""
 
 
 class ScheduleSettings(_Strict):
     warmup: time = time(8, 20)
     open: time = time(8, 45)
-    arm_before_s: PositiveFloat = 60.0
-    window_s: PositiveFloat = 30.0
-    refresh_s: PositiveFloat = 20.0
+    arm_before_s: Seconds = 60.0
+    window_s: Seconds = 30.0
+    refresh_s: Seconds = 20.0
     trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"], min_length=1)
     holidays: list[ConfiguredDay] = Field(default_factory=list)
-    holidays_file: Path | None = None
+    holidays_file: FsPath | None = None
     official_holidays: bool = True
     open_days: list[ConfiguredDay] = Field(default_factory=list)
 
@@ -76,11 +88,12 @@ class ScheduleSettings(_Strict):
     def _order_of_the_day(self) -> ScheduleSettings:
         if self.warmup >= self.open:
             raise ValueError("warmup must come before open")
-        start = datetime.combine(date.min, self.warmup)
-        open_at = datetime.combine(date.min, self.open)
+        day = date(2000, 1, 3)  # any day with room on both sides (date.min has none before it)
+        start = datetime.combine(day, self.warmup)
+        open_at = datetime.combine(day, self.open)
         if open_at - timedelta(seconds=self.arm_before_s) <= start:
             raise ValueError(f"arm_before_s: arming {self.arm_before_s:g} s before the open would come before warmup; shorten it")
-        if (open_at + timedelta(seconds=self.window_s)).date() != date.min:
+        if (open_at + timedelta(seconds=self.window_s)).date() != day:
             raise ValueError(f"window_s: a window of {self.window_s:g} s after the open would run past midnight; shorten it")
         for day in self.open_days:
             if WEEKDAYS[day.weekday()] not in self.trading_days:
@@ -93,18 +106,29 @@ class ScheduleSettings(_Strict):
 
 
 class CacheTTL(_Strict):
-    tokens: PositiveFloat = 3600
-    market: PositiveFloat = 300
-    buying_power: PositiveFloat = 60
-    order_params: PositiveFloat = 30
-    holdings: PositiveFloat = 60
+    tokens: Seconds = 3600
+    market: Seconds = 300
+    buying_power: Seconds = 60
+    order_params: Seconds = 30
+    holdings: Seconds = 60
+
+
+TOKEN_KEY_CREDENTIAL = "token-key"
 
 
 class CacheSettings(_Strict):
     backend: Literal["file", "redis"] = "file"
-    dir: Path = Path(".cache")
+    dir: FsPath = Path(".cache")
     redis_url: str | None = Field(default=None, repr=False)
     ttl: CacheTTL = CacheTTL()
+    token_key_env: str | None = Field(default=None, min_length=1)
+    token_key_file: FsPath | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CacheSettings:
+        if self.token_key_env is not None and self.token_key_file is not None:
+            raise ValueError("give one of token_key_env or token_key_file, not both")
+        return self
 
     @field_validator("redis_url")
     @classmethod
@@ -118,6 +142,42 @@ class CacheSettings(_Strict):
         if self.backend == "redis" and not self.redis_url:
             raise ValueError("backend redis needs cache.redis_url, e.g. redis://127.0.0.1:6379/0")
         return self
+
+    def resolve_token_key(self, environ: dict[str, str] | None = None) -> tuple[str, str] | None:
+        """The key that seals cached tokens and where it came from, read now; None when there is none.
+
+        Sources: the variable `token_key_env` names, the file `token_key_file` (0600, like a config
+        holding a password), else `$CREDENTIALS_DIRECTORY/token-key` when systemd's LoadCredential= made one.
+        """
+        environ = os.environ if environ is None else environ
+        if self.token_key_env is not None:
+            value = environ.get(self.token_key_env, "").strip()
+            if not value:
+                raise ConfigError(
+                    f"cache.token_key_env names {self.token_key_env}, which is not set; export it or remove the setting."
+                )
+            return value, f"environment variable {self.token_key_env}"
+        if self.token_key_file is not None:
+            path = _expand_credentials(self.token_key_file)
+            return _read_key_file(path, "cache.token_key_file"), f"cache.token_key_file {path}"
+        credentials = environ.get("CREDENTIALS_DIRECTORY")
+        if credentials and (path := Path(credentials) / TOKEN_KEY_CREDENTIAL).is_file():
+            return _read_key_file(path, "the credential"), f"credential {path}"
+        return None
+
+
+def _read_key_file(path: Path, what: str) -> str:
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a readable text file"
+        raise ConfigError(f"{what} {path} cannot be read ({reason}).") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{what} {path} is readable by group or others; run chmod 600 {path}.")
+    if not value:
+        raise ConfigError(f"{what} {path} is empty; write a key from `python -m daemon cache keygen` into it.")
+    return value
 
 
 class GroupSettings(_Strict):
@@ -166,11 +226,11 @@ class CaptchaSettings(_Strict):
     command: list[str] | None = None
     url: str | None = None
     viewer: list[str] | None = None
-    timeout_s: PositiveFloat = 10.0
-    max_attempts: PositiveInt = 5
-    spacing_s: float = Field(default=1.0, ge=0)
-    cooldown_s: float = Field(default=420.0, ge=0)
-    throttle_waits: int = Field(default=2, ge=0)
+    timeout_s: Seconds = 10.0
+    max_attempts: PositiveInt = Field(default=5, le=1000)
+    spacing_s: float = Field(default=1.0, ge=0, le=DAY_S)
+    cooldown_s: float = Field(default=420.0, ge=0, le=DAY_S)
+    throttle_waits: int = Field(default=2, ge=0, le=1000)
 
     @model_validator(mode="after")
     def _solver_needs(self) -> CaptchaSettings:
@@ -181,24 +241,40 @@ class CaptchaSettings(_Strict):
         return self
 
 
+class RetrySettings(_Strict):
+    """The retry policy for broker calls before the open (never in the fire window)."""
+
+    attempts: PositiveInt = Field(default=4, le=1000)
+    backoff_s: float = Field(default=0.5, ge=0, le=3600)
+    max_backoff_s: float = Field(default=5.0, ge=0, le=3600)
+    deadline_s: Seconds = 30.0
+
+    @model_validator(mode="after")
+    def _backoff_order(self) -> RetrySettings:
+        if self.max_backoff_s < self.backoff_s:
+            raise ValueError("max_backoff_s must be at least backoff_s")
+        return self
+
+
 class ClientSettings(_Strict):
-    timeout_s: PositiveFloat = 10.0
-    token_margin_s: float = Field(default=120.0, ge=0)
-    ca_bundle: Path | None = None
+    timeout_s: Seconds = 10.0
+    token_margin_s: float = Field(default=120.0, ge=0, le=DAY_S)
+    ca_bundle: FsPath | None = None
     cross_check: bool = True
+    retry: RetrySettings = RetrySettings()
 
 
 class ExecutorSettings(_Strict):
     lead_ms: Literal["auto"] | float = "auto"
-    spacing_ms: float = Field(default=300.0, ge=0)
-    spacing_margin_ms: float = Field(default=20.0, ge=0)
+    spacing_ms: float = Field(default=300.0, ge=0, le=60_000)
+    spacing_margin_ms: float = Field(default=20.0, ge=0, le=10_000)
     spacing_scope: Literal["account", "account_isin"] = "account"
-    max_attempts: PositiveInt = 5
-    answer_timeout_s: PositiveFloat = 3.0
-    final_check_s: PositiveFloat = 5.0
+    max_attempts: PositiveInt = Field(default=5, le=1000)
+    answer_timeout_s: Seconds = 3.0
+    final_check_s: Seconds = 5.0
     clock_source: Literal["date", "timestamp", "ntp", "none"] = "date"
     ntp_server: str | None = None
-    connect_timeout_s: PositiveFloat = 5.0
+    connect_timeout_s: Seconds = 5.0
 
     @field_validator("lead_ms")
     @classmethod
@@ -239,7 +315,7 @@ class AccountSettings(_Strict):
     broker: str = Field(min_length=1)
     username: str = Field(min_length=1)
     password_env: str | None = None
-    password_file: Path | None = None
+    password_file: FsPath | None = None
     password: str | None = Field(default=None, repr=False)
     priority: int = 0
     enabled: bool = True
@@ -294,7 +370,7 @@ def _expand_credentials(path: Path) -> Path:
 
 class Config(_Strict):
     timezone: str = "Asia/Tehran"
-    state_dir: Path = Path(".state")
+    state_dir: FsPath = Path(".state")
     schedule: ScheduleSettings = ScheduleSettings()
     cache: CacheSettings = CacheSettings()
     group: GroupSettings = GroupSettings()
@@ -311,7 +387,7 @@ class Config(_Strict):
     def _zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"{value!r} is not a time zone name like Asia/Tehran") from None
         return value
 
@@ -404,7 +480,7 @@ def load_config(
     environ = dict(os.environ if environ is None else environ)
     path, named = resolve_config_path(explicit, environ)
     raw: Any = {}
-    if path.exists() or named or require_file:
+    if named or require_file or _exists(path):
         raw = _read_yaml(path)
     data = apply_env_overrides(raw, environ)
     config = validate_config(data, source=str(path))
@@ -413,6 +489,13 @@ def load_config(
         for account in config.accounts:
             register_secret(account.password)
     return config
+
+
+def _exists(path: Path) -> bool:
+    try:
+        return path.exists()
+    except (OSError, ValueError):  # a name too long, or a NUL in it: not a file that is there
+        return False
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -424,12 +507,19 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror}).") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {path} is not UTF-8 text.") from None
+    except ValueError:  # a NUL in the name
+        raise ConfigError(f"config file name {str(path)!r} cannot be a file name; pass another --config.") from None
     try:
         data = yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax there.") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests its settings too deeply to be a config; fix its structure.") from None
+    except _YAML_VALUE_ERRORS:  # PyYAML's constructors: `!!int x`, `!!timestamp x`, a 5000-digit number
+        raise ConfigError(f"config file {path} holds a value that does not read as its type "
+                          "(a !!tag that does not fit, or a number too long); fix that value.") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -448,18 +538,25 @@ def _refuse_readable_secrets(path: Path) -> None:
         )
 
 
+_YAML_VALUE_ERRORS = (Exception,)
+"""PyYAML's constructors raise more than YAMLError on a tag that does not fit (`!!int` alone is an
+IndexError, `!!timestamp x` an AttributeError, a 5000-digit number a ValueError): any of it is bad text."""
+
+
 def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     """OPENING_BELL__CACHE__DIR=/x sets cache.dir; numeric parts index lists (ACCOUNTS__0__PASSWORD)."""
-    result = _deep_copy(data)
+    result = copy.deepcopy(data)  # keeps YAML aliases shared (and cycles finite), where a naive copy would expand them
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if any(not p for p in parts):
-            raise ConfigError(f"environment variable {name} has an empty part between '__'; remove the doubled separator.")
+            raise ConfigError(
+                f"environment variable {_shown(name)} has an empty part between '__'; remove the doubled separator."
+            )
         try:
             value = yaml.load(environ[name], Loader=ConfigLoader) if environ[name] else ""  # noqa: S506
-        except yaml.YAMLError:
+        except (yaml.YAMLError, *_YAML_VALUE_ERRORS):
             value = environ[name]
         if parts[-1] in {"password", "username"}:
             value = environ[name]
@@ -467,12 +564,9 @@ def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[s
     return result
 
 
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
+def _shown(name: str) -> str:
+    """A name as given when it is plain text, else quoted, so a message stays one line."""
+    return name if name.isprintable() and " " not in name else repr(name)
 
 
 def _set_path(node: Any, parts: list[str], value: Any, env_name: str) -> None:
@@ -480,14 +574,16 @@ def _set_path(node: Any, parts: list[str], value: Any, env_name: str) -> None:
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise ConfigError(f"environment variable {env_name} names list item {part!r}, which the config does not have.")
+                raise ConfigError(
+                    f"environment variable {_shown(env_name)} names list item {part!r}, which the config does not have."
+                )
             if last:
                 node[int(part)] = value
                 return
             node = node[int(part)]
             continue
         if not isinstance(node, dict):
-            raise ConfigError(f"environment variable {env_name} goes below a setting that is not a section.")
+            raise ConfigError(f"environment variable {_shown(env_name)} goes below a setting that is not a section.")
         if last:
             node[part] = value
             return
@@ -524,5 +620,6 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
         elif str(part).startswith(("function-", "literal[", "int", "constrained-int")):
             continue
         else:
-            out += f".{part}" if out else str(part)
+            text = _shown(str(part))
+            out += f".{text}" if out else text
     return out

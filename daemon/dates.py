@@ -21,8 +21,10 @@ def parse_day(value: str | date) -> date:
         raise ValueError(f"{value.isoformat()!r} is a moment, not a day; write YYYY-MM-DD")
     if isinstance(value, date):
         year, month, day, text = value.year, value.month, value.day, value.isoformat()
+    elif not isinstance(value, str):  # a number, a list, a mapping: never a day (and not worth printing whole)
+        raise ValueError(f"a {type(value).__name__} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)")
     else:
-        text = str(value).strip()
+        text = value.strip()
         match = _DAY.fullmatch(text)
         if not match:
             raise ValueError(f"{text!r} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)")

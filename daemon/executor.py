@@ -43,6 +43,7 @@ from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, 
 from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
 from daemon.report import summarize
+from daemon.retry import no_retries
 from daemon.services import Services
 from daemon.sizing import split_amounts
 from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all, tls_context
@@ -51,6 +52,7 @@ log = get_logger("executor")
 NS = 1_000_000_000
 BOOK_PATH = "/api/v2/tradingbook/GetLastTradingBook"
 PROBE_CONNECTIONS = 4
+FINAL_CHECK_MARGIN_NS = 200_000_000  # the final check ends at least this long before the first send
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,11 +254,23 @@ class Executor:
     # ---- final check -------------------------------------------------------------------------------
 
     async def final_check(self) -> None:
-        """Fresh buying power and holdings, volumes recomputed, requests rebuilt, connections checked."""
+        """Fresh buying power and holdings, volumes recomputed, requests rebuilt, connections checked.
+
+        Every call is tried once (no retry policy): seconds before the open nothing may wait out a backoff.
+        """
         by_account: dict[str, list[FirePlan]] = defaultdict(list)
         for plan in self.plans:
             by_account[plan.account].append(plan)
-        await asyncio.gather(*(self._recheck_account(name, plans) for name, plans in by_account.items()))
+        with no_retries():
+            await asyncio.gather(*(self._recheck_account(name, plans) for name, plans in by_account.items()))
+        await self._drop_unsendable()
+
+    async def _drop_unsendable(self) -> None:
+        """A plan whose volume is not positive, or whose account another process now holds (`keep`), is never
+        sent; a connection left mid-ping is not trusted."""
+        for plan in self.plans:
+            if plan.conn is not None and plan.conn.in_flight:
+                plan.conn.close()  # its ping's answer must never be read as the order's; fire reopens it
         kept = [p for p in self.plans if p.volume > 0 and self.keep(p.account)]
         dropped = [p for p in self.plans if p not in kept]
         for plan in dropped:
@@ -317,13 +331,13 @@ class Executor:
                             uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
                             offset_source=first_clock.estimate.source if first_clock else None)
         followers: list[asyncio.Task[None]] = []
-        for group in _groups(self.plans):
-            due = group[0].send_at_ns
-            await wait_until_monotonic(due, self.clock)
-            sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
-            for plan, result in zip(group, sent):
-                followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
-        await asyncio.gather(*followers)
+        with no_retries():  # in the window the plan itself is the retry policy (attempts, spacing, window end)
+            for group in _groups(self.plans):
+                await wait_until_monotonic(group[0].send_at_ns, self.clock)
+                sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
+                for plan, result in zip(group, sent):
+                    followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
+            await asyncio.gather(*followers)
         await self.journal.flush(durable=True)
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done))
         metrics.fire_done(lambda: [r for r in summarize(read_journal(self.journal.path.parent.parent, self.day))
@@ -434,10 +448,17 @@ class Executor:
         await self.run_after_arm()
 
     async def run_after_arm(self) -> None:
+        """The final check, cut short if it would run into the first send, then the fire."""
         if self.plans:
-            check_at = min(p.send_at_ns for p in self.plans) - int(self.settings.final_check_s * NS)
-            await wait_until_monotonic(check_at, self.clock)
-            await self.final_check()
+            first_send = min(p.send_at_ns for p in self.plans)
+            await wait_until_monotonic(first_send - int(self.settings.final_check_s * NS), self.clock)
+            budget_s = max(first_send - FINAL_CHECK_MARGIN_NS - self.clock.monotonic_ns(), 0) / NS
+            try:
+                async with asyncio.timeout(budget_s):
+                    await self.final_check()
+            except TimeoutError:
+                log.error("executor.final_check_late", consequence="firing the plans as they stand")
+                await self._drop_unsendable()
         await self.fire()
 
 

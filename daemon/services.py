@@ -29,7 +29,7 @@ class Services:
         if account.name not in self._clients:
             self._clients[account.name] = EphoenixClient(
                 account, self.config.broker(account.broker), self.config, self.cache, self.http,
-                self.solver, self.limiter, self.clock, self.login_lock,
+                self.solver, self.limiter, self.clock, shared_lock=self.login_lock,
             )
         return self._clients[account.name]
 

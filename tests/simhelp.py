@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -10,7 +12,7 @@ import yaml
 
 from daemon.config import Config, validate_config
 from daemon.day_plan import DayPlan
-from daemon.simulator import Simulator
+from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 
 
 def sim_config_data(sim: Simulator, **overrides: Any) -> dict[str, Any]:
@@ -33,6 +35,19 @@ def write_sim_config(sim: Simulator, path, **overrides: Any):
     path.write_text(yaml.safe_dump(sim_config_data(sim, **overrides), allow_unicode=True))
     path.chmod(0o600)
     return path
+
+
+@asynccontextmanager
+async def running_sim(monkeypatch: Any, accounts: int, brokers: tuple[str, ...] = ("gs", "shahr", "bbi"),
+                      **kwargs: Any) -> AsyncIterator[Simulator]:
+    """A default simulator on loopback, its accounts' password exported the way `sim_config` reads it."""
+    simulator = Simulator.default(accounts=accounts, brokers=list(brokers), **kwargs)
+    await simulator.start()
+    monkeypatch.setenv(PASSWORD_ENV, DEFAULT_PASSWORD)
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
 
 
 def squeezed_day_data(sim: Simulator, *, warmup_in_s: float, open_in_s: float, arm_before_s: float,

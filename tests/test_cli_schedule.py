@@ -101,7 +101,7 @@ def test_bad_holidays_file_line_is_one_sentence_and_exit_2(tmp_path: Path) -> No
 def test_days_must_be_a_positive_number(days: str) -> None:
     result = run_daemon("schedule", "--days", days)
     assert result.returncode == 2
-    assert f"wants a whole number of days, 1 or more, not '{days}'" in result.stderr
+    assert f"wants a whole number of days from 1 to 366, not '{days}'" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -99,9 +99,12 @@ async def broker():
     await server.close()
 
 
-def make_services(broker: FakeBroker, solver: Solver | None = None, **captcha: Any) -> Services:
+def make_services(broker: FakeBroker, solver: Solver | None = None, retry: dict[str, Any] | None = None,
+                  timeout_s: float = 10.0, **captcha: Any) -> Services:
+    """One account at the fake broker; one attempt per call unless `retry` says (the mapping is tested here)."""
     config = validate_config({
         "cache": {"dir": ".cache"},
+        "client": {"retry": retry or {"attempts": 1}, "timeout_s": timeout_s},
         "market_data_url": broker.base + "/md",
         "captcha": {"solver": "manual", "spacing_s": 0, "cooldown_s": 0.05, "throttle_waits": 0, **captcha},
         "brokers": {"b": {"identity_url": broker.base + "/b/identity", "trading_url": broker.base + "/b/trading",

@@ -96,3 +96,13 @@ async def test_a_broken_answer_body_is_checked_before_a_resend(sim, tmp_path):
     ex, config, accounts = await fire_once(sim, tmp_path, accounts=2)
     assert len(sim.orders()) == 2
     assert len(sim.request_log.records(route="new_order")) == 2
+
+
+async def test_a_slow_final_check_is_cut_short_and_the_open_is_kept(sim, tmp_path):
+    def slow_broker():
+        sim.add_fault("tradingbook:delay_ms=3000")  # the final check's reads hang past the open
+
+    ex, config, accounts = await fire_once(sim, tmp_path, accounts=3, between=slow_broker, final_check_s=1.0)
+    rows = summarize(read_journal(config.state_dir, ex.day))
+    assert all(r.accepted and r.attempts == 1 for r in rows)
+    assert all(abs(r.first_send_ms) < 50 for r in rows)

@@ -22,18 +22,15 @@ from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.sizing import Limits, buy_volume
 from daemon.warmup import warmup
 from tests.conftest import REPO_ROOT
-from tests.simhelp import sim_config, write_sim_config
+from tests.simhelp import running_sim, sim_config, write_sim_config
 
 pytest.importorskip("ddddocr")
 
 
 @pytest.fixture
 async def sim(monkeypatch):
-    simulator = Simulator.default(accounts=12, brokers=["gs", "shahr", "bbi"])
-    await simulator.start()
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    yield simulator
-    await simulator.stop()
+    async with running_sim(monkeypatch, accounts=12) as simulator:
+        yield simulator
 
 
 async def test_twelve_accounts_over_three_brokers_warm_up(sim):

@@ -1,0 +1,93 @@
+"""Checks before a run talks to any broker: private files are private, and the token key opens the cache.
+
+Tokens, buying power and the journal are the account holder's business: the cache and state directories
+must be 0700 and every file in them 0600. Modes loosened by hand, a restore from a backup or a
+permissive umask are tightened here (and logged) rather than refused; what cannot be tightened (a file
+owned by another user) stops the start with one sentence. The config file's own check (no inline
+password in a file others can read) lives in `load_config`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path
+
+from daemon.cache import Cache
+from daemon.config import Config
+from daemon.errors import UserError
+from daemon.logs import get_logger
+
+log = get_logger("preflight")
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+
+
+def check_private_paths(config: Config) -> list[str]:
+    """Tighten the cache and state directories (0700) and everything in them (files 0600, folders 0700).
+
+    Symlinks inside are left alone and never followed. Returns the problems that could not be fixed,
+    each one sentence; an empty list means everything is private now.
+    """
+    problems: list[str] = []
+    for setting, root in (("cache.dir", Path(config.cache.dir)), ("state_dir", Path(config.state_dir))):
+        if not root.exists():
+            continue  # created 0700 on first use
+        if not root.is_dir():
+            problems.append(f"{setting} {root} is not a directory; point {setting} at a directory.")
+            continue
+        _tighten(root, DIR_MODE, problems, follow=True)
+        for parent, dirs, files in os.walk(root, onerror=lambda exc: problems.append(_unreadable(exc))):
+            for name in dirs:
+                _tighten(Path(parent) / name, DIR_MODE, problems)
+            for name in files:
+                _tighten(Path(parent) / name, FILE_MODE, problems)
+    return problems
+
+
+def require_private_paths(config: Config) -> None:
+    """`check_private_paths`, with the first thing it could not fix as a UserError."""
+    problems = check_private_paths(config)
+    if problems:
+        more = f" ({len(problems) - 1} more like it)" if len(problems) > 1 else ""
+        raise UserError(problems[0].rstrip(".") + more + ".")
+
+
+async def preflight(config: Config) -> None:
+    """Everything a run checks before it starts: private paths, then that the token key opens the cached tokens."""
+    require_private_paths(config)
+    async with Cache.from_config(config) as cache:
+        await cache.check_token_key()
+
+
+def _tighten(path: Path, wanted: int, problems: list[str], follow: bool = False) -> None:
+    """Remove group and other bits through a descriptor (no race with a rename to a symlink)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT):  # a symlink, left alone; or gone meanwhile
+            return
+        problems.append(f"{path} cannot be checked ({exc.strerror}); make it readable by this user.")
+        return
+    try:
+        info = os.fstat(fd)
+        kind_ok = stat.S_ISDIR(info.st_mode) if wanted == DIR_MODE else stat.S_ISREG(info.st_mode)
+        mode = stat.S_IMODE(info.st_mode)
+        if not kind_ok or not mode & 0o077:
+            return
+        try:
+            os.fchmod(fd, mode & wanted)
+        except OSError as exc:
+            problems.append(f"{path} is open to other users and cannot be tightened ({exc.strerror}); "
+                            f"run chmod {mode & wanted:o} {path} as its owner.")
+            return
+        log.warning("private_path_tightened", path=str(path), was=oct(mode), now=oct(mode & wanted))
+    finally:
+        os.close(fd)
+
+
+def _unreadable(exc: OSError) -> str:
+    return f"{exc.filename} cannot be listed ({exc.strerror}); make it readable by this user."

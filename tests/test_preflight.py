@@ -1,0 +1,108 @@
+"""File modes checked at start: cache and state directories 0700, files in them 0600, symlinks left alone."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from structlog.testing import capture_logs
+
+from daemon.cli import main
+from daemon.config import validate_config
+from daemon.errors import UserError
+from daemon.preflight import check_private_paths, require_private_paths
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.lstat().st_mode)
+
+
+def open_tree(root: Path) -> None:
+    """A cache and a state directory as a loose umask or a restored backup leaves them."""
+    for d in (root / ".cache", root / ".state", root / ".state" / "journal"):
+        d.mkdir(mode=0o755, exist_ok=True)
+        d.chmod(0o755)
+    for f in (root / ".cache" / "token_u1_gs.json", root / ".cache" / "stats.json",
+              root / ".state" / "journal" / "2026-11-28.jsonl"):
+        f.write_text("{}")
+        f.chmod(0o644)
+
+
+def test_open_directories_and_files_are_tightened_and_logged(isolated: Path) -> None:
+    open_tree(isolated)
+    (isolated / ".cache" / "token_u1_gs.json").chmod(0o666)
+    with capture_logs() as logs:
+        assert check_private_paths(validate_config({})) == []
+    for d in (".cache", ".state", ".state/journal"):
+        assert mode(isolated / d) == 0o700, d
+    for f in (".cache/token_u1_gs.json", ".cache/stats.json", ".state/journal/2026-11-28.jsonl"):
+        assert mode(isolated / f) == 0o600, f
+    tightened = {(e["path"], e["was"]) for e in logs if e["event"] == "private_path_tightened"}
+    assert (".cache/token_u1_gs.json", "0o666") in tightened and len(tightened) == 6
+    with capture_logs() as logs:
+        assert check_private_paths(validate_config({})) == []
+    assert logs == []  # nothing left to do, nothing said
+
+
+def test_symlinks_inside_are_never_followed(isolated: Path, tmp_path: Path) -> None:
+    open_tree(isolated)
+    outside = tmp_path / "shared.txt"
+    outside.write_text("not ours")
+    outside.chmod(0o644)
+    (isolated / ".cache" / "market_data_X.json").symlink_to(outside)
+    shared_dir = tmp_path / "shared"
+    shared_dir.mkdir()
+    shared_dir.chmod(0o755)
+    (shared_dir / "inside.txt").write_text("")
+    (shared_dir / "inside.txt").chmod(0o644)
+    (isolated / ".cache" / "elsewhere").symlink_to(shared_dir, target_is_directory=True)
+    assert check_private_paths(validate_config({})) == []
+    assert mode(outside) == 0o644 and mode(shared_dir) == 0o755 and mode(shared_dir / "inside.txt") == 0o644
+    assert mode(isolated / ".cache" / "token_u1_gs.json") == 0o600
+
+
+def test_missing_directories_are_left_for_first_use(isolated: Path) -> None:
+    assert check_private_paths(validate_config({"state_dir": "nowhere/state"})) == []
+    assert not (isolated / ".cache").exists() and not (isolated / "nowhere").exists()
+
+
+def test_what_cannot_be_fixed_stops_the_start_in_one_sentence(isolated: Path, monkeypatch) -> None:
+    open_tree(isolated)
+
+    def refuse(fd: int, mode: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", refuse)  # as for a file another user owns
+    problems = check_private_paths(validate_config({}))
+    assert len(problems) == 6 and all("cannot be tightened (Operation not permitted)" in p for p in problems)
+    with pytest.raises(UserError) as caught:
+        require_private_paths(validate_config({}))
+    message = str(caught.value)
+    assert "\n" not in message and message.endswith("(5 more like it).") and "run chmod 700" in message
+
+
+def test_a_file_where_the_cache_directory_should_be_is_named(isolated: Path) -> None:
+    (isolated / "blocker").write_text("")
+    with pytest.raises(UserError, match="cache.dir blocker is not a directory"):
+        require_private_paths(validate_config({"cache": {"dir": "blocker"}}))
+
+
+def test_the_warmup_command_runs_the_check(isolated: Path, monkeypatch, capsys) -> None:
+    open_tree(isolated)
+    config = isolated / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "client": {"timeout_s": 1, "retry": {"attempts": 1}},
+        "captcha": {"solver": "command", "command": ["cat"], "spacing_s": 0},
+        "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
+        "accounts": [{"name": "a", "broker": "b", "username": "u1", "password_env": "PW",
+                      "orders": [{"isin": "IRO1FOLD0001"}]}],
+    }))
+    monkeypatch.setenv("PW", "pw-preflight")
+    code = main(["warmup", "--config", str(config)])
+    assert code == 1, capsys.readouterr().err  # the broker is unreachable: the account fails
+    assert mode(isolated / ".cache") == 0o700 and mode(isolated / ".state" / "journal") == 0o700
+    assert mode(isolated / ".cache" / "stats.json") == 0o600
+    assert "cannot connect" in capsys.readouterr().out
