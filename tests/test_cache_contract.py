@@ -366,3 +366,16 @@ async def test_a_token_never_reaches_the_logs(store, clock: FakeClock, tmp_path:
     assert TOKEN not in output and "legacy-token" not in output
     assert scrub(f"x {TOKEN} y") == "x *** y"
     await broken.aclose()
+
+
+async def test_tokens_are_sealed_in_the_store_when_a_key_is_configured(store, clock: FakeClock, monkeypatch) -> None:
+    from daemon.token_seal import generate_key
+
+    monkeypatch.setenv("CONTRACT_TOKEN_KEY", generate_key())
+    await store.make_cache(clock, token_key_env="CONTRACT_TOKEN_KEY").save_token(
+        "u1", "gs", TOKEN, clock.now() + timedelta(hours=1))
+    raw = store.raw("token_u1_gs.json")
+    assert TOKEN.encode() not in raw
+    assert orjson.loads(raw)["data"]["token"].startswith("fernet:")
+    reader = store.make_cache(clock, token_key_env="CONTRACT_TOKEN_KEY")
+    assert (await reader.get_token("u1", "gs"))["token"] == TOKEN
