@@ -16,8 +16,8 @@ from urllib.parse import quote, unquote
 
 import orjson
 
-from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
 from daemon import metrics
+from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
 from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
 from daemon.errors import UserError
