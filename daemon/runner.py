@@ -48,7 +48,6 @@ class DaemonRunner:
         self.executors: list[Executor] = []
         self._journal: Journal | None = None
         self._day: DayPlan | None = None
-        self._warmed_day = None
         self._armed_day = None
         self._runs: list[asyncio.Task[None]] | None = None  # set while firing
         self._late_arms: set[asyncio.Task[None]] = set()
@@ -74,7 +73,6 @@ class DaemonRunner:
         await self.start()
         self._day = plan
         await self._warm(self.accounts, plan)
-        self._warmed_day = plan.day
 
     async def _warm(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
         results = await warmup(self.services, accounts)
@@ -158,13 +156,13 @@ class DaemonRunner:
         gained = [a for a in self.config.select_accounts() if a.name in change.gained]
         plan = self._day
         if not gained or plan is None:
-            return  # before the day's warmup: the warmup will take them
+            return  # before the day's warmup (or after its report): the warmup will take them
         if self._armed_day == plan.day:
             task = asyncio.create_task(self._arm_late(gained, plan))
             self._late_arms.add(task)
             task.add_done_callback(self._late_arms.discard)
             await asyncio.gather(task, return_exceptions=True)
-        elif self._warmed_day == plan.day:
+        else:  # the day's warmup has started (and may still run over the accounts it began with)
             await self._warm(gained, plan)
 
     async def _arm_late(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
@@ -180,7 +178,7 @@ class DaemonRunner:
             log.info("report.order", **row.to_dict())
         log.info("report.day", day=plan.day.isoformat(), orders=len(rows), accepted=sum(r.accepted for r in rows))
         await self._close_executors()
-        self._day = self._warmed_day = self._armed_day = None  # accounts gained from now on wait for the next warmup
+        self._day = self._armed_day = None  # accounts gained from now on wait for the next warmup
         if self.group is not None:
             self.group.thaw()
 
