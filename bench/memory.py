@@ -8,7 +8,8 @@ daemon's warmup over every account (tokens from a cache warmed beforehand, so no
 the OCR model is not loaded; buying power and sizes fetched afresh), then arms the `Executor` for an
 open five minutes ahead (plans, pre-built requests, one open connection per order, the broker's clock).
 It reports VmRSS from /proc/self/status after the imports, after the warmup and once armed, and the
-peak (VmHWM). Target: under 150 MB at 1000 accounts.
+peak (VmHWM); twice per count: as measured, and with the OCR model loaded too (one captcha solved
+first), as in a daemon that logged its accounts in itself. Target: under 150 MB at 1000 accounts.
 """
 
 from __future__ import annotations
@@ -44,8 +45,14 @@ def status_mb() -> dict[str, float]:
     return fields
 
 
-async def armed_daemon(config_path: Path) -> dict[str, Any]:
-    """The child: what a daemon process holds once warm and armed (runs in its own process)."""
+async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
+    """The child: what a daemon process holds once warm and armed (runs in its own process).
+
+    `load_model`: solve one captcha first, as a daemon that logged its accounts in itself has done,
+    so the OCR model (onnxruntime) is resident too."""
+    import random
+
+    from daemon.captcha_image import render_captcha
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor
@@ -59,6 +66,8 @@ async def armed_daemon(config_path: Path) -> dict[str, Any]:
     config = load_config(config_path, require_file=True)
     clock = SystemClock()
     async with Services(config, clock) as services:
+        if load_model:
+            await services.solver.solve(render_captcha("12345", "png", random.Random(1)))
         warmed = []
         for start in range(0, len(config.accounts), WARMUP_BATCH):
             warmed += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
@@ -76,18 +85,23 @@ async def armed_daemon(config_path: Path) -> dict[str, Any]:
             "rss_armed_mb": armed["VmRSS"], "peak_mb": armed["VmHWM"], "ocr_model_loaded": "ddddocr" in sys.modules}
 
 
-def measure(accounts: int, workdir: Path) -> dict[str, Any]:
-    """Warm a cache for `accounts` accounts, then measure an armed daemon in a fresh child process."""
+def measure(accounts: int, workdir: Path) -> list[dict[str, Any]]:
+    """Warm a cache for `accounts` accounts, then measure an armed daemon in fresh child processes:
+    one that found every token in the cache, one that also has the OCR model loaded."""
     race = Race(accounts, RaceOptions(workdir=workdir))
     asyncio.run(race.warm())
     with SimProcess(accounts) as sim:
         state = workdir / f"n{accounts}" / "memory"
         config = write_config(bench_config(sim.snippet, state, cache_dir=race.cache_dir), state / "config.yaml")
-        child = subprocess.run([sys.executable, "-m", "bench.memory", "--child", str(config)], cwd=REPO_ROOT,
-                               env=child_env(), capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
-    if child.returncode != 0:
-        raise RuntimeError(f"the measured daemon failed: {child.stderr[-800:]}")
-    return {**orjson.loads(child.stdout.strip().splitlines()[-1]), "warmup_s": round(race.warmup_s or 0, 2)}
+        rows = []
+        for model in ("", "--ocr-model"):
+            child = subprocess.run([sys.executable, "-m", "bench.memory", "--child", str(config), *filter(None, [model])],
+                                   cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=300,
+                                   stdin=subprocess.DEVNULL)
+            if child.returncode != 0:
+                raise RuntimeError(f"the measured daemon failed: {child.stderr[-800:]}")
+            rows.append(orjson.loads(child.stdout.strip().splitlines()[-1]))
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", default="100,1000", help="account counts, comma-separated (default 100,1000)")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--ocr-model", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        sys.stdout.write(orjson.dumps(asyncio.run(armed_daemon(args.child))).decode() + "\n")
+        sys.stdout.write(orjson.dumps(asyncio.run(armed_daemon(args.child, args.ocr_model))).decode() + "\n")
         return 0
     try:
         counts = [int(x) for x in args.accounts.split(",") if x.strip()]
@@ -109,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
 
     configure_logging("error", stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as scratch:
-        rows = [measure(n, Path(scratch)) for n in counts]
+        rows = [row for n in counts for row in measure(n, Path(scratch))]
     if args.json:
         print_json({"runs": rows, "target_mb": TARGET_MB})
     else:
