@@ -86,6 +86,7 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     options = RaceOptions(workdir=workdir, arm_lead_s=args.arm_lead_s, locust_time_s=args.locust_time_s,
                           clock_source=args.clock_source, final_check_s=args.final_check_s)
     clock = SystemClock()
+    machine_at_start = machine()
     runs: list[dict[str, Any]] = []
     warmups: dict[str, float] = {}
     for n in args.counts:
@@ -100,7 +101,7 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                          "ratios": ratios(outcomes)})
             print(f"N={n} run {run}: " + ", ".join(f"{o.contender} max {o.summary()['arrival_ms_max']} ms"
                                                    for o in outcomes), file=sys.stderr, flush=True)
-    return {"machine": machine(), "options": {"arm_lead_s": args.arm_lead_s, "locust_time_s": args.locust_time_s,
+    return {"machine": {**machine_at_start, "load_average_1m_at_end": round(os.getloadavg()[0], 2)}, "options": {"arm_lead_s": args.arm_lead_s, "locust_time_s": args.locust_time_s,
                                               "clock_source": args.clock_source, "final_check_s": args.final_check_s,
                                               "runs": args.runs},
             "warmup_s": warmups, "runs": runs, "ranges": ranges(runs)}
@@ -135,7 +136,8 @@ def machine() -> dict[str, Any]:
                       if line.startswith("model name")), "")
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(), "system": platform.platform()}
+    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(), "system": platform.platform(),
+            "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
 
 
 def print_report(result: dict[str, Any]) -> None:
