@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -71,6 +72,7 @@ class SimProcess:
     base_url: str = ""
     snippet: dict[str, Any] = field(default_factory=dict)
     _process: subprocess.Popen[str] | None = None
+    _stderr: Any = None
 
     def argv(self) -> list[str]:
         args = [sys.executable, "-m", "daemon", "simulate", "--host", "127.0.0.1", "--port", "0",
@@ -85,8 +87,9 @@ class SimProcess:
     def __enter__(self) -> SimProcess:
         # `timeout` bounds the child's life: it is ended even if this process dies without cleaning up.
         argv = ["timeout", "--signal=TERM", str(int(math.ceil(self.max_seconds))), *self.argv()]
+        self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child can never block on it
         self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                         stderr=subprocess.DEVNULL, text=True, env=child_env(), cwd=REPO_ROOT)
+                                         stderr=self._stderr, text=True, env=child_env(), cwd=REPO_ROOT)
         try:
             self._read_announcement()
         except BaseException:
@@ -107,13 +110,16 @@ class SimProcess:
                 lines.append(line)
             inside = inside or line.startswith(SNIPPET_START)
         else:
-            raise RuntimeError(f"the simulator did not start (exit code {self._process.poll()})")
+            self._stderr.seek(0)
+            said = self._stderr.read().decode(errors="replace").strip().splitlines()[-3:]
+            raise RuntimeError(f"the simulator did not start: {' / '.join(said) or 'no message'}")
         self.snippet = yaml.safe_load("".join(lines))
 
     def __exit__(self, *exc: object) -> None:
         process, self._process = self._process, None
         if process is None:
             return
+        self._stderr.close()
         process.send_signal(signal.SIGTERM)  # `timeout` passes it on; the simulator flushes its log
         try:
             process.wait(15)
