@@ -28,17 +28,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson  # noqa: E402
 
-from bench._prepared import PreparedOrder, prepared_orders  # noqa: E402
+from bench._prepared import ColdCache, PreparedOrder, prepared_orders  # noqa: E402
 from daemon.config import load_config  # noqa: E402
+from daemon.errors import UserError  # noqa: E402
 
 SENDS_ENV = "OPENING_BELL_LOCUST_SENDS"
 
 # Read once when Locust imports this file: asyncio.run drives the cache's async API to completion before
 # any user (greenlet) exists, so gevent and asyncio never run at the same time.
-_CONFIG = load_config(require_file=True)
-_ORDERS: list[PreparedOrder] = asyncio.run(prepared_orders(_CONFIG))
+try:
+    _CONFIG = load_config(require_file=True)
+    _ORDERS: list[PreparedOrder] = asyncio.run(prepared_orders(_CONFIG))
+except (UserError, ColdCache) as exc:
+    raise SystemExit(f"error: {exc}") from None
 if not _ORDERS:
-    raise SystemExit("the config has no enabled account to send for")
+    raise SystemExit("error: the config has no enabled account to send for.")
 _NEXT = itertools.count()
 _FIRST_SEND_NS: dict[str, int] = {}
 _SENT: dict[str, int] = {}

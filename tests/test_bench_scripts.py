@@ -87,3 +87,16 @@ def test_ranges_span_the_runs_per_count_and_contender() -> None:
     rows = {row["contender"]: row for row in ranges(runs)}
     assert rows["raw"]["arrival_ms_max"] == [2.0, 5.0] and rows["raw"]["first_send_error_ms"] is None
     assert rows["ratios"]["daemon/raw dispatch"] == [0.9, 1.1]
+
+
+async def test_prepared_orders_name_the_cold_accounts(tmp_path: Path) -> None:
+    from bench._prepared import ColdCache, prepared_orders
+    from daemon.config import validate_config
+
+    config = validate_config({
+        "cache": {"dir": str(tmp_path / "cache")},
+        "accounts": [{"name": "ali", "broker": "gs", "username": "u1", "password": "x",
+                      "orders": [{"isin": "IRO1FOLD0001"}]}],
+    }, source="test")
+    with pytest.raises(ColdCache, match="1 account.*first: ali.*warmup"):
+        await prepared_orders(config)
