@@ -17,7 +17,6 @@ from typing import Any, AsyncContextManager, Protocol
 
 import aiohttp
 import orjson
-from yarl import URL
 
 from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, CaptchaUnsolved
@@ -173,7 +172,9 @@ class EphoenixClient:
         self._retry = retry or RetryPolicy(config.client.retry, clock)
         self._login_lock = asyncio.Lock()
         self._shared_lock = shared_lock or NoLoginLock()
-        self._identity_host = URL(endpoints.identity_url).host or endpoints.identity_url
+        # Spacing and cooldowns are kept per identity service: its base URL, which is the broker's own host in
+        # production and tells apart brokers that one host serves under path prefixes (the simulator).
+        self._identity_host = endpoints.identity_url.rstrip("/")
         self.log = get_logger(account=account.name, broker=endpoints.code)
 
     @property

@@ -143,7 +143,7 @@ class Executor:
                     continue
                 params = await client.order_params(order, amount=amount, use_cache=True)
                 plan = FirePlan(account.name, client.broker, client.username, order.isin, order.side, params.price,
-                                params.volume, account.priority, client.endpoints.trading_url)
+                                params.volume, account.priority, client.endpoints.trading_url, amount=params.amount)
                 plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
                 plans.append(plan)
         except (BrokerError, ConfigError) as exc:
@@ -290,10 +290,12 @@ class Executor:
             token = await client.token()
             for plan in plans:
                 order = next(o for o in account.orders if o.isin == plan.isin)
-                params = await client.order_params(order, amount=amounts.get(plan.isin), use_cache=False)
-                if (params.volume, params.price) != (plan.volume, plan.price):
-                    log.info("executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume)
-                plan.volume, plan.price = params.volume, params.price
+                if order.side != "buy" or amounts.get(plan.isin) != plan.amount:
+                    # The same money sizes the same buy (the day's limits hold): resized only when it changed.
+                    params = await client.order_params(order, amount=amounts.get(plan.isin), use_cache=False)
+                    if (params.volume, params.price) != (plan.volume, plan.price):
+                        log.info("executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume)
+                    plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
                 plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
             ping = build_request("GET", plans[0].trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
         except (BrokerError, ConfigError) as exc:

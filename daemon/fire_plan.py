@@ -60,6 +60,7 @@ class FirePlan:
     slot: int = 0  # with spacing per account, an account's n-th order goes n spacings after the open
     open_monotonic_ns: int = 0
     send_at_ns: int = 0
+    amount: int = 0  # what the volume was sized on: this order's share of the buying power (buy)
 
     @property
     def key(self) -> tuple[str, str]:

@@ -144,6 +144,27 @@ async def test_final_check_replans_from_fresh_buying_power(sim, tmp_path):
     assert not sim.request_log.records(route="new_order", username=accounts[0].username)
 
 
+async def test_final_check_resizes_only_the_orders_whose_money_changed(sim, tmp_path):
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=3)
+    sized = {p.account: p.volume for p in ex.plans}
+    spent = sim.account(accounts[0].broker, accounts[0].username)
+    spent.remain, spent.credit = 100_000_000, 0  # part of the balance was spent after warmup
+    before = len(sim.request_log)
+    async with services:
+        try:
+            await ex.final_check()
+            during = sim.request_log.records()[before:]
+            await ex.fire()
+        finally:
+            await ex.aclose()
+    volumes = {p.account: p.volume for p in ex.plans}
+    assert 0 < volumes[accounts[0].name] < sized[accounts[0].name]  # resized from the fresh buying power
+    assert all(volumes[a.name] == sized[a.name] for a in accounts[1:])  # the same money: the same order
+    assert [r.route for r in during].count("tradingbook") >= 3  # every account's buying power read afresh
+    assert [r.route for r in during].count("instruments") <= 1  # market data only for the resized one
+    assert {o.username: o.volume for o in sim.orders()} == {a.username: volumes[a.name] for a in accounts}
+
+
 async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(sim, tmp_path):
     ex, services, accounts, config = await armed(sim, tmp_path, accounts=3)
     async with services:

@@ -134,6 +134,17 @@ async def test_captcha_fetches_per_host_respect_the_spacing(sim):
         assert gaps and min(gaps) >= 0.2 * 0.9, gaps  # arrival jitter on loopback is well under 10 %
 
 
+async def test_brokers_sharing_one_host_are_spaced_apart_not_together(sim):
+    """The simulator serves every broker on one host under path prefixes, as a proxy could: each broker's
+    identity service still gets its own spacing slot, so brokers log in side by side."""
+    config = sim_config(sim, captcha={"spacing_s": 30.0})
+    async with Services(config, SystemClock()) as services:
+        results = await warmup(services, config.accounts[:3])  # one account per broker: no broker waits 30 s
+        slots = {code: services.limiter.free_at_ns(config.broker(code).identity_url) for code in ("gs", "shahr", "bbi")}
+    assert all(r.ok for r in results)
+    assert all(slots.values()), slots
+
+
 async def test_a_revoked_token_is_refreshed_on_401(sim):
     config = sim_config(sim)
     async with Services(config, SystemClock()) as services:

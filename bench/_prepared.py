@@ -1,0 +1,66 @@
+"""The orders a warm cache holds: each account's token and order parameters, read through `daemon.cache`.
+
+The raw reference and the Locust harness send what the daemon would send, from what its warmup stored,
+so no contender logs in or sizes an order during the race.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from daemon.cache import Cache
+from daemon.client import OrderParams
+from daemon.clock import SystemClock
+from daemon.config import Config
+from daemon.fire_plan import SIDE_CODES, NEW_ORDER_PATH, new_order_request
+
+
+@dataclass(frozen=True)
+class PreparedOrder:
+    account: str
+    username: str
+    trading_url: str
+    token: str
+    isin: str
+    side: str
+    price: int
+    volume: int
+
+    @property
+    def url(self) -> str:
+        return self.trading_url + NEW_ORDER_PATH
+
+    def payload(self) -> dict[str, object]:
+        """The NewOrder body, as `daemon.fire_plan.new_order_request` encodes it."""
+        return {"isin": self.isin, "side": SIDE_CODES[self.side], "validity": 1, "validityDate": None,
+                "accountType": 1, "price": self.price, "volume": self.volume, "serialNumber": 0}
+
+    def request_bytes(self) -> bytes:
+        return new_order_request(self.trading_url, self.token, self.isin, self.side, self.price, self.volume)
+
+
+class ColdCache(RuntimeError):
+    """Some account has no valid token or order parameters in the cache."""
+
+
+async def prepared_orders(config: Config) -> list[PreparedOrder]:
+    """Each enabled account's first order from the cache; ColdCache names the accounts that are not warm."""
+    out: list[PreparedOrder] = []
+    cold: list[str] = []
+    async with Cache.from_config(config, SystemClock()) as cache:
+        for account in config.accounts:
+            if not account.enabled:
+                continue
+            order = account.orders[0]
+            token = await cache.get_token(account.username, account.broker)
+            params = await cache.get_order_params(account.username, account.broker, order.isin)
+            if not token or not params:
+                cold.append(account.name)
+                continue
+            ready = OrderParams.from_cache(params)
+            out.append(PreparedOrder(account.name, account.username, config.broker(account.broker).trading_url,
+                                     token["token"], order.isin, order.side, ready.price, ready.volume))
+    if cold:
+        raise ColdCache(f"{len(cold)} account(s) are not warm in {config.cache.dir} (first: {cold[0]}); "
+                        "run the daemon's warmup (python -m daemon warmup) first.")
+    return out
