@@ -14,10 +14,12 @@ fire()         waits for the instant on the event loop's clock with a short fina
 from __future__ import annotations
 
 import asyncio
+import gc
 import ssl
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -333,12 +335,13 @@ class Executor:
                             uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
                             offset_source=first_clock.estimate.source if first_clock else None)
         followers: list[asyncio.Task[None]] = []
-        with no_retries():  # in the window the plan itself is the retry policy (attempts, spacing, window end)
+        with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
             for group in _groups(self.plans):
                 await wait_until_monotonic(group[0].send_at_ns, self.clock)
                 sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
                 for plan, result in zip(group, sent):
                     followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
+        with no_retries():
             await asyncio.gather(*followers)
         await self.journal.flush(durable=True)
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done))
@@ -462,6 +465,22 @@ class Executor:
                 log.error("executor.final_check_late", consequence="firing the plans as they stand")
                 await self._drop_unsendable()
         await self.fire()
+
+
+@contextmanager
+def _no_gc_pause() -> Iterator[None]:
+    """No garbage-collection pause between the wait and the last first send: collect and freeze before,
+    leave the collector off until every group has been written (a few ms, even at 1000 accounts)."""
+    enabled = gc.isenabled()
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        if enabled:
+            gc.enable()
 
 
 def _groups(plans: list[FirePlan], tolerance_ns: int = 200_000) -> list[list[FirePlan]]:

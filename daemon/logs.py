@@ -22,12 +22,15 @@ _SECRET_KEY = re.compile(
 )
 _MIN_SECRET_LEN = 4
 _secrets: set[str] = set()
+_longest_first: tuple[str, ...] = ()  # kept sorted on registration, not on every scrub (one per journal line)
 
 
 def register_secret(value: str | None) -> None:
     """Make `value` disappear from every later log event, wherever it appears."""
-    if value and len(value) >= _MIN_SECRET_LEN:
+    global _longest_first
+    if value and len(value) >= _MIN_SECRET_LEN and value not in _secrets:
         _secrets.add(value)
+        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
 
 
 def known_secrets() -> frozenset[str]:
@@ -36,7 +39,7 @@ def known_secrets() -> frozenset[str]:
 
 def scrub(text: str) -> str:
     """`text` with every registered secret replaced; for messages that leave the process (errors, output)."""
-    for secret in sorted(_secrets, key=len, reverse=True):
+    for secret in _longest_first:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return text
