@@ -24,6 +24,7 @@ from daemon.config import Config, load_config
 from daemon.day_plan import calendar_for, next_events
 from daemon.errors import UserError
 from daemon.logs import get_logger, scrub
+from daemon.preflight import preflight
 from daemon.scheduler import Alarm, APSchedulerAlarm, DayRunner, DayScheduler, describe_next, one_line
 from daemon.sdnotify import Notifier
 
@@ -63,6 +64,7 @@ class Service:
     async def run(self) -> int:
         """Serve until stopped; 0 after a stop signal, 1 if the scheduler died. Bad config: `UserError` before READY."""
         config, calendar = self._load()
+        await preflight(config)
         self.runner = self._runner_factory(config, self._clock)
         loop = asyncio.get_running_loop()
         for signum, command in SIGNALS.items():
@@ -128,6 +130,7 @@ class Service:
         self._notifier.reloading()
         try:
             config, calendar = self._load()
+            await preflight(config)
             runner = self._runner_factory(config, self._clock)
         except Exception as exc:  # noqa: BLE001 (a reload must never take the running schedule down)
             reason = scrub(str(exc)) if isinstance(exc, UserError) else one_line(exc)

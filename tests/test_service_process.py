@@ -184,3 +184,11 @@ def test_an_invalid_config_is_one_sentence_and_exit_2(tmp_path: Path) -> None:
 def test_run_is_listed_in_the_help() -> None:
     result = run_daemon("run", "--help")
     assert result.returncode == 0 and "SIGHUP reloads the config" in result.stdout
+
+
+def test_run_refuses_a_bad_token_key_before_it_starts(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("cache:\n  token_key_env: OB_TEST_KEY\n")
+    result = run_daemon("run", "--config", str(config), env={"OB_TEST_KEY": "not-a-key"}, timeout=30)
+    assert result.returncode == 2
+    assert "OB_TEST_KEY" in result.stderr and "Traceback" not in result.stderr
