@@ -10,7 +10,6 @@ import asyncio
 import base64
 import contextlib
 import math
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, AsyncContextManager, Protocol
@@ -21,26 +20,20 @@ import orjson
 from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
-from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
 from daemon import metrics
+from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
 from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
 from daemon.logs import get_logger, register_secret
+from daemon.order_answer import Verdict, interpret
 from daemon.ratelimit import HostRateLimiter
 from daemon.retry import RetryPolicy
 from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume
 from daemon.tokens import token_valid_until
+from daemon.wire import tls_context
 
 LOGIN_WRONG_CAPTCHA = -1000
 LOGIN_WRONG_CREDENTIALS = 3000
 SIDE_CODES = {"buy": 1, "sell": 2}
-
-
-def tls_context(ca_bundle: str | None = None) -> ssl.SSLContext:
-    """Verification is always on; a CA bundle only adds trust, it never removes a check."""
-    context = ssl.create_default_context()
-    if ca_bundle:
-        context.load_verify_locations(cafile=str(ca_bundle))
-    return context
 
 
 class LoginLock(Protocol):
@@ -435,8 +428,11 @@ class EphoenixClient:
         payload = {"isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
                    "price": price, "volume": volume, "serialNumber": 0}
         body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/NewOrder", json=payload, retry=False)
-        _raise_for_error_code(body)
-        return parse_order_accepted(body)
+        answer = interpret(200, body)  # an error status with a JSON error code reaches here as that code
+        if answer.verdict is not Verdict.ACCEPTED:
+            raise OrderRejected(answer.code if answer.code is not None else -1, answer.message)
+        return OrderAccepted(body if isinstance(body, dict) else {"result": body}, answer.serial_number,
+                             answer.tracking_number)
 
     async def open_orders(self) -> list[dict[str, Any]]:
         body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/orders/GetOpenOrders?type=1")
@@ -479,16 +475,6 @@ def _raise_for_error_code(body: Any) -> None:
     code = _int_or_none(body.get("errorCode"))
     if (code not in (None, 0)) or body.get("isSuccess") is False:
         raise OrderRejected(code if code is not None else -1, str(body.get("errorMessage") or body.get("message") or ""))
-
-
-def parse_order_accepted(body: Any) -> OrderAccepted:
-    """The success shape is unconfirmed: the ids may sit at the top or under `result`/`data`."""
-    if not isinstance(body, dict):
-        return OrderAccepted({"result": body}, None, None)
-    places = [body] + [body[k] for k in ("result", "data", "response") if isinstance(body.get(k), dict)]
-    serial = next((_int_or_none(p.get("serialNumber")) for p in places if p.get("serialNumber") is not None), None)
-    tracking = next((str(p["trackingNumber"]) for p in places if p.get("trackingNumber") is not None), None)
-    return OrderAccepted(body, serial, tracking)
 
 
 def parse_instrument(body: Any, isin: str) -> Instrument:

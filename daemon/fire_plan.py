@@ -8,39 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from enum import Enum
 from typing import Any
 
 import orjson
 
+from daemon.order_answer import Answer, Verdict, interpret
 from daemon.wire import WireConnection, WireResponse, build_request
 
 NEW_ORDER_PATH = "/api/v2/orders/NewOrder"
 SIDE_CODES = {"buy": 1, "sell": 2}
-
-RETRY_CODES = frozenset({1017, 1018})  # not open yet; too soon after this account's previous order
-TERMINAL_CODES = {
-    1011: "insufficient balance",
-    1001: "invalid volume",
-    1006: "order value below minimum",
-}
-
-
-class Verdict(Enum):
-    ACCEPTED = "accepted"
-    RETRY = "retry"  # the same order again after the spacing
-    TERMINAL = "terminal"  # stop this order: resending cannot help
-    UNKNOWN = "unknown"  # no usable answer (5xx, garbage): the order may or may not exist
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    verdict: Verdict
-    code: int | None
-    message: str
-    serial_number: int | None = None
-    tracking_number: str | None = None
-
 
 @dataclass(eq=False)
 class FirePlan:
@@ -102,35 +78,11 @@ def assign_slots(plans: list[FirePlan], scope: str) -> None:
 
 
 def classify(response: WireResponse) -> Answer:
-    """What a NewOrder answer means; keyed on the error code, never the (Persian) message text."""
-    if response.status == 401:
-        return Answer(Verdict.TERMINAL, 401, "the broker refused the token")
+    """What a NewOrder answer on a pre-opened connection means."""
     try:
         body = orjson.loads(response.body) if response.body else {}
     except orjson.JSONDecodeError:
+        if response.status == 401:
+            return interpret(401, None)
         return Answer(Verdict.UNKNOWN, None, f"HTTP {response.status} with a body that is not JSON")
-    if response.status >= 500:
-        return Answer(Verdict.UNKNOWN, None, f"HTTP {response.status}")
-    if not isinstance(body, dict):
-        if 200 <= response.status < 300:
-            return Answer(Verdict.ACCEPTED, 0, "accepted")
-        return Answer(Verdict.UNKNOWN, None, f"HTTP {response.status}")
-    code = _int(body.get("errorCode"))
-    message = str(body.get("errorMessage") or body.get("message") or "")
-    if 200 <= response.status < 300 and code in (None, 0) and body.get("isSuccess") is not False:
-        places = [body] + [body[k] for k in ("result", "data", "response") if isinstance(body.get(k), dict)]
-        serial = next((_int(p.get("serialNumber")) for p in places if p.get("serialNumber") is not None), None)
-        tracking = next((str(p["trackingNumber"]) for p in places if p.get("trackingNumber") is not None), None)
-        return Answer(Verdict.ACCEPTED, 0, "accepted", serial, tracking)
-    if code in RETRY_CODES:
-        return Answer(Verdict.RETRY, code, message)
-    if code is None:
-        return Answer(Verdict.UNKNOWN, None, message or f"HTTP {response.status} without an error code")
-    return Answer(Verdict.TERMINAL, code, message or TERMINAL_CODES.get(code, "rejected"))
-
-
-def _int(value: Any) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
+    return interpret(response.status, body)

@@ -236,11 +236,15 @@ def _decode_body(body: bytes, encoding: str) -> bytes:
 
 
 def tls_context(ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
-    """A verifying TLS context (system trust store, or `ca_file` instead). Verification cannot be turned off."""
-    try:
-        return ssl.create_default_context(cafile=ca_file)
-    except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"The CA bundle {os.fspath(ca_file)!r} cannot be read ({type(exc).__name__}); fix the path.") from None
+    """A verifying TLS context: the system's trust store, plus `ca_file` when given (it adds trust, never
+    removes a check). Verification cannot be turned off."""
+    context = ssl.create_default_context()
+    if ca_file:
+        try:
+            context.load_verify_locations(cafile=ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise UserError(f"The CA bundle {os.fspath(ca_file)!r} cannot be read ({type(exc).__name__}); fix the path.") from None
+    return context
 
 
 def _checked_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
