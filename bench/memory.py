@@ -2,9 +2,10 @@
 
     python -m bench.memory [--accounts 100,1000]
 
-There is no long-running `python -m daemon run` command yet, so this measures what such a process holds
-at 08:44: a child process builds `Services` from a config pointing at a simulator process, runs the
-daemon's warmup over every account (tokens from a cache warmed beforehand, so no captcha is solved and
+First `python -m daemon run` itself, on a day squeezed so that it warms up at once and arms soon after
+(VmRSS of the service process read from /proc once it logs `executor.armed`). Then, to see where the
+memory goes, what such a process holds at 08:44 step by step: a child process builds `Services` from a
+config pointing at a simulator process, runs the daemon's warmup over every account (tokens from a cache warmed beforehand, so no captcha is solved and
 the OCR model is not loaded; buying power and sizes fetched afresh), then arms the `Executor` for an
 open five minutes ahead (plans, pre-built requests, one open connection per order, the broker's clock).
 It reports VmRSS from /proc/self/status after the imports, after the warmup and once armed, and the
@@ -85,6 +86,52 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             "rss_armed_mb": armed["VmRSS"], "peak_mb": armed["VmHWM"], "ocr_model_loaded": "ddddocr" in sys.modules}
 
 
+def service_rss(snippet: dict[str, Any], cache_dir: Path, state: Path, timeout_s: float = 240) -> dict[str, Any]:
+    """`python -m daemon run` itself, on a day squeezed so that it warms up at once and arms a little
+    later: its VmRSS read from /proc once it logs `executor.armed` (then it is killed: a bench, not a day)."""
+    import json
+    import time as _time
+    from zoneinfo import ZoneInfo
+
+    from daemon.clock import SystemClock
+
+    now = SystemClock().now()
+    offset = 12 - now.hour  # a zone where it is about noon: the squeezed day never crosses midnight
+    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
+    local = now.astimezone(ZoneInfo(zone))
+    arm_after_s = 10 + len(snippet["accounts"]) / 50  # time for the warmup first (its tokens are cached)
+    schedule = {"warmup": f"{local + timedelta(seconds=2):%H:%M:%S}",
+                "open": f"{local + timedelta(seconds=arm_after_s + 60):%H:%M:%S}",
+                "arm_before_s": 60, "window_s": 5, "official_holidays": False,
+                "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
+    data = bench_config(snippet, state / "run", cache_dir=cache_dir, extra={"timezone": zone})
+    data["schedule"] = schedule
+    path = write_config(data, state / "run" / "config.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "daemon", "run", "--config", str(path), "--log-level", "info"],
+                            cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, text=True)
+    deadline = _time.monotonic() + timeout_s
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if _time.monotonic() > deadline:
+                raise RuntimeError("`daemon run` did not arm in time")
+            event = json.loads(line)
+            if event.get("event") == "executor.armed":
+                fields = {}
+                for row in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                    name, _, value = row.partition(":")
+                    if name in ("VmRSS", "VmHWM"):
+                        fields[name] = round(int(value.split()[0]) / 1024, 1)
+                return {"measured": "daemon run", "accounts": len(snippet["accounts"]), "plans": event.get("plans"),
+                        "rss_armed_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"],
+                        "ocr_model_loaded": "no (tokens were cached)"}
+        raise RuntimeError("`daemon run` ended before it armed")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def measure(accounts: int, workdir: Path) -> list[dict[str, Any]]:
     """Warm a cache for `accounts` accounts, then measure an armed daemon in fresh child processes:
     one that found every token in the cache, one that also has the OCR model loaded."""
@@ -93,7 +140,7 @@ def measure(accounts: int, workdir: Path) -> list[dict[str, Any]]:
     with SimProcess(accounts) as sim:
         state = workdir / f"n{accounts}" / "memory"
         config = write_config(bench_config(sim.snippet, state, cache_dir=race.cache_dir), state / "config.yaml")
-        rows = []
+        rows = [service_rss(sim.snippet, race.cache_dir, state)]
         for model in ("", "--ocr-model"):
             child = subprocess.run([sys.executable, "-m", "bench.memory", "--child", str(config), *filter(None, [model])],
                                    cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=300,
@@ -128,10 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json({"runs": rows, "target_mb": TARGET_MB})
     else:
-        keys = ["accounts", "warm_ok", "plans", "connections", "rss_imports_mb", "rss_warm_mb", "rss_armed_mb",
+        keys = ["measured", "accounts", "warm_ok", "plans", "connections", "rss_imports_mb", "rss_warm_mb", "rss_armed_mb",
                 "peak_mb", "ocr_model_loaded"]
-        print_table(keys, [[r[k] for k in keys] for r in rows])
-        print(f"measured: an armed Executor in a child process (no `daemon run` command yet); target under {TARGET_MB} MB")
+        print_table(keys, [[r.get(k, "armed executor" if k == "measured" else None) for k in keys] for r in rows])
+        print(f"target under {TARGET_MB} MB once armed")
     return 0
 
 

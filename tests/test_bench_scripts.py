@@ -67,9 +67,11 @@ def test_warmup_bench_counts_captchas_against_the_lower_bound() -> None:
     assert run["wall_s"] > 0.2  # the second captcha per broker waited one spacing
 
 
-def test_memory_bench_measures_an_armed_executor() -> None:
+def test_memory_bench_measures_daemon_run_and_an_armed_executor() -> None:
     result = run_bench("bench.memory", "--accounts", "5")
-    cache_only, with_model = result["runs"]
+    service, cache_only, with_model = result["runs"]
+    assert service["measured"] == "daemon run" and service["plans"] == 5
+    assert 0 < service["rss_armed_mb"] <= service["peak_mb"]
     for row in (cache_only, with_model):
         assert row["plans"] == row["connections"] == 5 and row["warm_ok"] == 5
         assert 0 < row["rss_imports_mb"] <= row["peak_mb"] and row["rss_armed_mb"] > 0
