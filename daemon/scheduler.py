@@ -4,8 +4,8 @@ The scheduler decides *when* and calls a `DayRunner` for *what*; it knows nothin
 sockets, and nothing calls back into it.
 
 Why the deciding is apart from the waking. APScheduler 3.11 reads the wall clock itself
-(`datetime.now(tz)` in `BaseScheduler._process_jobs` and `_real_add_job`, `datetime.now(UTC)` in the
-executors' misfire check) and has no hook for another clock, so a trading week cannot run through it in
+(the wall time in `BaseScheduler._process_jobs` and `_real_add_job`, and again in the executors'
+misfire check) and has no hook for another clock, so a trading week cannot run through it in
 fake time without patching its module globals. So every decision is made here, from the pure day
 arithmetic of `daemon.day_plan` and `clock.now()`, in one coroutine per day (`DayScheduler.run`), and
 the only thing it asks of the outside is an `Alarm`: "return at this wall time". In production that is
