@@ -41,7 +41,7 @@ from daemon.clocksync import (
 )
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
+from daemon.fire_plan import SIDE_CODES, Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
 from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
 from daemon.report import summarize
@@ -140,7 +140,7 @@ class Executor:
                 if previous == "accepted":
                     self._skip(account, client.broker, order.isin, "already accepted earlier today (journal)")
                     continue
-                if previous == "sent" and await self._found_at_broker(client, order.isin, order.side):
+                if previous == "sent" and await self._at_broker(client, order.isin, order.side, when_unknown=True):
                     self._skip(account, client.broker, order.isin, "already at the broker (open orders)")
                     continue
                 params = await client.order_params(order, amount=amount, use_cache=True)
@@ -161,14 +161,17 @@ class Executor:
         power = await client.get_buying_power(use_cache=use_cache)
         return split_amounts(float(power.get("buyingPower") or 0), [o.share for o in account.orders])
 
-    async def _found_at_broker(self, client: EphoenixClient, isin: str, side: str) -> bool:
+    async def _at_broker(self, client: EphoenixClient, isin: str, side: str, when_unknown: bool) -> bool:
+        """Whether the broker's open orders hold this account's order for `isin` and `side`; `when_unknown`
+        when they cannot be read (at arm: True, never risk a duplicate after a restart; in the window:
+        False, resend, as a duplicate of an order sized on the whole buying power is refused with 1011)."""
         try:
             orders = await client.open_orders()
         except BrokerError as exc:
             log.warning("executor.reconcile_failed", account=client.account.name, reason=scrub(str(exc)))
-            return True  # unknown: never risk a duplicate order
-        side_code = {"buy": 1, "sell": 2}[side]
-        return any(o.get("isin") == isin and int(o.get("side", side_code)) == side_code for o in orders)
+            return when_unknown
+        wanted = SIDE_CODES[side]
+        return any(o.get("isin") == isin and _int_or(o.get("side"), wanted) == wanted for o in orders)
 
     def _skip(self, account: AccountSettings, broker: str, isin: str, reason: str) -> None:
         self.journal.record("skip", account=account.name, broker=broker, isin=isin, reason=reason)
@@ -366,7 +369,9 @@ class Executor:
                 return self._outcome(plan, True, 0, "accepted")
             if answer is not None and answer.verdict is Verdict.TERMINAL:
                 return self._outcome(plan, False, answer.code, answer.message or "rejected")
-            if answer is None and not isinstance(sent_ns, WireError) and await self._lost_but_placed(plan):
+            # An answer that never came may hide an accepted order: ask the broker before sending again.
+            if answer is None and not isinstance(sent_ns, WireError) and await self._at_broker(
+                    self.services.client(self._accounts[plan.account]), plan.isin, plan.side, when_unknown=False):
                 self._done.add(plan.key)
                 return self._outcome(plan, True, 0, "accepted (found in open orders after a lost answer)")
             if attempt >= self.settings.max_attempts:
@@ -398,17 +403,6 @@ class Executor:
         if answer.verdict is Verdict.UNKNOWN:
             return None
         return answer
-
-    async def _lost_but_placed(self, plan: FirePlan) -> bool:
-        """An answer that never came may hide an accepted order: ask the broker before sending again."""
-        client = self.services.client(self._accounts[plan.account])
-        try:
-            orders = await client.open_orders()
-        except BrokerError as exc:
-            log.warning("executor.reconcile_failed", account=plan.account, reason=scrub(str(exc)))
-            return False
-        side_code = 1 if plan.side == "buy" else 2
-        return any(o.get("isin") == plan.isin and int(o.get("side", side_code)) == side_code for o in orders)
 
     async def _resend(self, plan: FirePlan) -> int | WireError:
         conn = plan.conn
@@ -492,6 +486,13 @@ def _groups(plans: list[FirePlan], tolerance_ns: int = 200_000) -> list[list[Fir
         else:
             groups.append([plan])
     return groups
+
+
+def _int_or(value: Any, default: int) -> int:
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return -1
 
 
 def _clock_summary(clock: BrokerClock) -> dict[str, Any]:
