@@ -152,7 +152,8 @@ async def test_a_revoked_token_is_refreshed_on_401(sim):
         await client.get_buying_power()
         sim.revoke_tokens()
         assert (await client.get_buying_power(use_cache=False))["buyingPower"] > 0
-    assert len(sim.request_log.records(route="login", username=config.accounts[0].username)) == 2
+    logins = sim.request_log.records(route="login", username=config.accounts[0].username)
+    assert len([r for r in logins if r.error_code == 0]) == 2  # a captcha misread adds a request, not a login
 
 
 async def test_local_formula_matches_the_simulators_endpoint(sim):
