@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httptools
 import orjson
@@ -221,8 +222,12 @@ FireFn = Callable[[], list[int]]
 
 
 def raw_fire(clients: Sequence[_RawClient], requests: Sequence[bytes], clock: Clock) -> FireFn:
+    return raw_loop([(c.transport, r) for c, r in zip(clients, requests)], clock)
+
+
+def raw_loop(pairs: Sequence[tuple[Any, bytes]], clock: Clock) -> FireFn:
+    """The physical limit: `transport.write` then a clock read, per pair, nothing else."""
     mono = clock.monotonic_ns
-    pairs = [(c.transport, r) for c, r in zip(clients, requests)]
 
     def fire() -> list[int]:
         sent = []
@@ -305,21 +310,12 @@ def loop_overhead_ns(accounts: int, clock: Clock | None = None) -> dict[str, flo
     from daemon.wire import fire_all
 
     clock = clock or SystemClock()
-    mono = clock.monotonic_ns
     data = order_requests("http://127.0.0.1:1", 1)[0]
     conns = [WireConnection("http://127.0.0.1:1", clock) for _ in range(accounts)]
     for conn in conns:  # attach a null transport, as connect() would attach a real one
         conn._transport, conn._error = _NullTransport(), None  # type: ignore[assignment]
     pairs = [(conn, data) for conn in conns]
-    raw_pairs = [(_NullTransport(), data) for _ in range(accounts)]
-
-    def raw() -> list[int]:
-        sent = []
-        append = sent.append
-        for transport, payload in raw_pairs:
-            transport.write(payload)
-            append(mono())
-        return sent
+    raw = raw_loop([(_NullTransport(), data) for _ in range(accounts)], clock)
 
     def best(fn: Callable[[], object]) -> float:
         return min(timeit.repeat(fn, number=20, repeat=7)) / 20 / accounts * 1e9
