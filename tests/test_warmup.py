@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from daemon.captcha import make_solver
 from daemon.clock import SystemClock
-from daemon.config import OrderSettings
 from daemon.services import Services
 from daemon.sim_auth import LimiterSettings
 from daemon.sim_market import calculate_order_param
