@@ -27,7 +27,7 @@ from daemon.logs import get_logger, register_secret
 from daemon.order_answer import Verdict, interpret
 from daemon.ratelimit import HostRateLimiter
 from daemon.retry import RetryPolicy
-from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume
+from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume, split_amounts
 from daemon.tokens import token_valid_until
 from daemon.wire import tls_context
 
@@ -356,6 +356,14 @@ class EphoenixClient:
         data = {k: body.get(k) for k in ("buyingPower", "remain", "credit", "timestamp")}
         await self._cache.save_buying_power(self.username, self.broker, data)
         return data
+
+    async def order_amounts(self, use_cache: bool = True) -> list[int]:
+        """Each order's part of the buying power, in the account's order list; no read when nothing is a buy."""
+        orders = self.account.orders
+        if not any(o.side == "buy" for o in orders):
+            return [0] * len(orders)
+        power = await self.get_buying_power(use_cache=use_cache)
+        return split_amounts(float(power.get("buyingPower") or 0), [o.share for o in orders])
 
     async def get_instrument(self, isin: str, use_cache: bool = True) -> Instrument:
         if use_cache and (cached := await self._cache.get_market_data(isin)):

@@ -47,7 +47,6 @@ from daemon.logs import get_logger, scrub
 from daemon.report import summarize
 from daemon.retry import no_retries
 from daemon.services import Services
-from daemon.sizing import split_amounts
 from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all, tls_context
 
 log = get_logger("executor")
@@ -133,7 +132,7 @@ class Executor:
         plans: list[FirePlan] = []
         try:
             token = await client.token()
-            amounts = await self._amounts(client, use_cache=True)
+            amounts = await client.order_amounts(use_cache=True)
             for order, amount in zip(account.orders, amounts):
                 key = (account.name, order.isin)
                 previous = already.get(key)
@@ -153,13 +152,6 @@ class Executor:
                 self._skip(account, client.broker, order.isin, f"not ready: {scrub(str(exc))}")
             return []
         return plans
-
-    async def _amounts(self, client: EphoenixClient, use_cache: bool) -> list[int]:
-        account = client.account
-        if not any(o.side == "buy" for o in account.orders):
-            return [0] * len(account.orders)
-        power = await client.get_buying_power(use_cache=use_cache)
-        return split_amounts(float(power.get("buyingPower") or 0), [o.share for o in account.orders])
 
     async def _at_broker(self, client: EphoenixClient, isin: str, side: str, when_unknown: bool) -> bool:
         """Whether the broker's open orders hold this account's order for `isin` and `side`; `when_unknown`
@@ -291,7 +283,7 @@ class Executor:
         try:
             # A fresh buying power read is also the token probe: a token revoked since warmup gets a 401,
             # a new login follows, and the requests below are rebuilt with the new token.
-            amounts = dict(zip((o.isin for o in account.orders), await self._amounts(client, use_cache=False)))
+            amounts = dict(zip((o.isin for o in account.orders), await client.order_amounts(use_cache=False)))
             token = await client.token()
             for plan in plans:
                 order = next(o for o in account.orders if o.isin == plan.isin)

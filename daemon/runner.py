@@ -27,7 +27,6 @@ from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
 from daemon.report import summarize
 from daemon.services import Services
-from daemon.sizing import split_amounts
 from daemon.warmup import warmup
 
 log = get_logger("runner")
@@ -94,11 +93,7 @@ class DaemonRunner:
         account = client.account
         try:
             await client.token()
-            amounts = [0] * len(account.orders)
-            if any(o.side == "buy" for o in account.orders):
-                power = await client.get_buying_power(use_cache=True)
-                amounts = split_amounts(float(power.get("buyingPower") or 0), [o.share for o in account.orders])
-            for order, amount in zip(account.orders, amounts):
+            for order, amount in zip(account.orders, await client.order_amounts(use_cache=True)):
                 await client.get_instrument(order.isin, use_cache=True)
                 await client.order_params(order, amount=amount, use_cache=False)
         except (BrokerError, ConfigError) as exc:
