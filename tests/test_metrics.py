@@ -111,9 +111,11 @@ async def test_run_serves_metrics_until_it_stops(tmp_path) -> None:
             env=daemon_env({PASSWORD_ENV: "sim-pass"}), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         try:
             async with asyncio.timeout(30):
-                while (event := json.loads(await proc.stdout.readline()))["event"] != "metrics.serving":  # type: ignore[union-attr]
-                    pass
-                page = await scrape(event["url"])
+                url = None
+                # the endpoint serves from before the runner exists: scrape once the service has started
+                while (event := json.loads(await proc.stdout.readline()))["event"] != "service started":  # type: ignore[union-attr]
+                    url = event.get("url", url) if event["event"] == "metrics.serving" else url
+                page = await scrape(url)
                 assert "opening_bell_cache_entries" in page and "opening_bell_warmup_duration_seconds" in page
                 proc.send_signal(signal.SIGTERM)
                 assert await proc.wait() == 0
