@@ -12,7 +12,9 @@ import contextlib
 import math
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date, datetime
 from typing import Any, AsyncContextManager, Protocol
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import orjson
@@ -34,6 +36,9 @@ from daemon.wire import tls_context
 LOGIN_WRONG_CAPTCHA = -1000
 LOGIN_WRONG_CREDENTIALS = 3000
 SIDE_CODES = {"buy": 1, "sell": 2}
+BROKER_ZONE = ZoneInfo("Asia/Tehran")  # where a broker's times without an offset are wall-clock times
+ORDERS_PAGE_SIZE = 50
+ORDERS_MAX_PAGES = 100  # 5,000 orders in one account's day: past that the broker is answering nonsense
 
 
 class LoginLock(Protocol):
@@ -443,9 +448,42 @@ class EphoenixClient:
                              answer.tracking_number)
 
     async def open_orders(self) -> list[dict[str, Any]]:
-        body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/orders/GetOpenOrders?type=1")
+        """The account's open orders, normalised as `normalise_order` says. An answer that is not a list of
+        orders raises BrokerUnavailable: an unreadable answer must never pass for "no orders"."""
+        path = "/api/v2/orders/GetOpenOrders?type=1"
+        body = await self._authed("GET", self.endpoints.trading_url, path)
         _raise_for_error_code(body)
-        return _list_of_orders(body)
+        return [normalise_order(row) for row in _list_of_orders(body, self.broker, path)]
+
+    async def today_orders(self, day: date) -> list[dict[str, Any]]:
+        """Every order of this account on `day` (the broker's Tehran day) in any state, open, filled or
+        cancelled, from GetOrders: filled orders are no longer "open", so only this tells what exists.
+
+        Every page is read (through the retry policy; a 401 logs in once and asks for the same page again)
+        until `totalRecords` rows are in, or a page comes back short or empty when the total is missing.
+        Rows are normalised as `normalise_order` says; a row seen on two pages (a new order shifts the
+        newest-first pages while they are read) is kept once. A garbage answer raises BrokerUnavailable.
+        """
+        path = "/api/v2/orders/GetOrders"
+        stamp = f"{day:%Y/%m/%d}"
+        found: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for page in range(1, ORDERS_MAX_PAGES + 1):
+            payload = {"page": page, "pageSize": ORDERS_PAGE_SIZE, "fromDate": stamp, "toDate": stamp, "side": None,
+                       "isin": None, "includeStatus": [], "pamCode": None}
+            body = await self._authed("POST", self.endpoints.trading_url, path, json=payload)
+            _raise_for_error_code(body)
+            rows, total = _orders_page(body, self.broker, path)
+            before = len(found)
+            for n, row in enumerate(rows):
+                order = normalise_order(row)
+                found.setdefault(_order_key(order, page, n), order)
+            if rows and len(found) == before:
+                raise BrokerUnavailable(f"broker {self.broker}: {path} answered page {page} with the rows already read.")
+            if not rows or (total is not None and len(found) >= total) or (total is None and len(rows) < ORDERS_PAGE_SIZE):
+                if total is not None and len(found) < total:
+                    self.log.warning("orders.fewer_than_total", day=stamp, rows=len(found), total=total)
+                return list(found.values())
+        raise BrokerUnavailable(f"broker {self.broker}: {path} still had rows after {ORDERS_MAX_PAGES} pages.")
 
     async def cancel_order(self, serial_number: int) -> dict[str, Any]:
         body = await self._authed(
@@ -517,14 +555,94 @@ def parse_holdings(body: Any, isin: str, broker: str) -> int:
     return 0
 
 
-def _list_of_orders(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, list):
-        return [o for o in body if isinstance(o, dict)]
+def _list_of_orders(body: Any, broker: str, path: str) -> list[dict[str, Any]]:
+    """The rows of an open-orders answer: a list, or one under result/data/orders/rows; anything else raises."""
+    rows = body if isinstance(body, list) else None
     if isinstance(body, dict):
-        for key in ("result", "data", "orders"):
-            if isinstance(body.get(key), list):
-                return [o for o in body[key] if isinstance(o, dict)]
-    return []
+        rows = next((body[key] for key in ("result", "data", "orders", "rows") if isinstance(body.get(key), list)), None)
+    if rows is None or not all(isinstance(row, dict) for row in rows):
+        raise BrokerUnavailable(f"broker {broker}: {path} answered something that is not a list of orders.")
+    return rows
+
+
+def _orders_page(body: Any, broker: str, path: str) -> tuple[list[dict[str, Any]], int | None]:
+    """A GetOrders page: its rows and `totalRecords` (None when missing or not a count); garbage raises."""
+    if isinstance(body, dict) and "rows" not in body and isinstance(body.get("result"), dict):
+        body = body["result"]
+    rows = body.get("rows") if isinstance(body, dict) else None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise BrokerUnavailable(f"broker {broker}: {path} answered something that is not a page of orders.")
+    total = _whole_or_none(body.get("totalRecords"))
+    return rows, total if total is not None and total >= 0 else None
+
+
+def normalise_order(row: dict[str, Any]) -> dict[str, Any]:
+    """An order row from GetOpenOrders or GetOrders with the keys the executor reads, typed alike for both.
+
+    The row's own fields stay; these are replaced or added: `isin` (str or None), `side` (1 buy, 2 sell or
+    None; GetOrders calls it `orderSide`), `serialNumber`, `price`, `volume`, `executedVolume`, `state` (int
+    or None), `trackingNumber` (str or None), `createdAt` (the broker's own text: `created` in GetOrders) and
+    `created`: an aware datetime, or None when the broker's time cannot be read (see `broker_time`).
+    """
+    created = next((row[key] for key in ("created", "createdAt") if row.get(key) is not None), None)
+    side = next((row[key] for key in ("orderSide", "side") if row.get(key) is not None), None)
+    return {
+        **row,
+        "isin": row.get("isin") if isinstance(row.get("isin"), str) else None,
+        "side": _side_code(side),
+        "serialNumber": _whole_or_none(row.get("serialNumber")),
+        "trackingNumber": _id_text(row.get("trackingNumber")),
+        "price": _whole_or_none(row.get("price")),
+        "volume": _whole_or_none(row.get("volume")),
+        "executedVolume": _whole_or_none(row.get("executedVolume")),
+        "state": _whole_or_none(row.get("state")),
+        "createdAt": created,
+        "created": broker_time(created),
+    }
+
+
+def broker_time(value: Any) -> datetime | None:
+    """A broker's ISO time as an aware datetime: with its offset (or Z) as given, without one as Tehran wall
+    time (the brokers' own zone); None for anything without a time of day or not ISO text."""
+    if not isinstance(value, str) or ":" not in value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=BROKER_ZONE) if moment.tzinfo is None else moment
+
+
+def _order_key(order: dict[str, Any], page: int, n: int) -> tuple[Any, ...]:
+    """What tells two rows apart: the broker's row id, else the serial number, else the row's place."""
+    row_id = _id_text(order.get("id"))
+    if row_id is not None:
+        return ("id", row_id)
+    if order["serialNumber"] is not None:
+        return ("serial", order["serialNumber"])
+    return ("place", page, n)
+
+
+def _id_text(value: Any) -> str | None:
+    """An id the broker may send as text or as a number, as text; None when empty or of another type."""
+    if isinstance(value, str):
+        return value.strip() or None
+    number = _whole_or_none(value)
+    return str(number) if number is not None else None
+
+
+def _side_code(value: Any) -> int | None:
+    code = _whole_or_none(value)
+    return code if code in (1, 2) else None
+
+
+def _whole_or_none(value: Any) -> int | None:
+    """A whole number (or its text) as int; None for a bool, a fraction or anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    return _int_or_none(value) if isinstance(value, (int, str)) else None
 
 
 def _int_or_none(value: Any) -> int | None:

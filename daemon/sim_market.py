@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 BUY, SELL = 1, 2
+TEHRAN = ZoneInfo("Asia/Tehran")  # the brokers' own zone: an order's day and GetOrders' times are Tehran's
 
 # Order states (the API numbers them 1-11): 2 = registered and open, 4 = cancelled.
 STATE_ADDED = 2
 STATE_CANCELED = 4
+STATE_DESCRIPTIONS = {STATE_ADDED: "ثبت شده", STATE_CANCELED: "لغو شده"}
+MAX_PAGE_SIZE = 500  # GetOrders' largest page; a bigger pageSize is a malformed request
 
 # Codes from ephoenix-api.md, then the simulator's own for cases the document does not name.
 OK = 0
@@ -122,6 +127,8 @@ class Order:
     validity: Any = 1
     validity_date: Any = None
     state: int = STATE_ADDED
+    row_id: int = 0  # GetOrders' `id`: the order's place in the simulator's book, from 1
+    symbol_title: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -134,6 +141,63 @@ class Order:
             "volume": self.volume, "executedVolume": 0, "state": self.state,
             "validity": self.validity, "validityDate": self.validity_date, "createdAt": created_iso,
         }
+
+    @property
+    def day(self) -> date:
+        """The Tehran day the order was placed on, which GetOrders' fromDate and toDate select by."""
+        return created_at(self.created_ns).date()
+
+    def history_row(self) -> dict[str, Any]:
+        """A GetOrders row. Nothing is ever filled here, so the executed figures are 0 and executionDate null;
+        `created` is Tehran wall time without an offset (the client must read either form)."""
+        created = created_at(self.created_ns)
+        return {
+            "id": self.row_id, "serialNumber": self.serial_number, "trackingNumber": self.tracking_number,
+            "isin": self.isin, "symbol": self.symbol, "symbolTitle": self.symbol_title, "orderSide": self.side,
+            "price": self.price, "volume": self.volume, "executedVolume": 0, "executedAmount": 0,
+            "netTradedValue": 0, "totalFee": 0, "state": self.state,
+            "stateDesc": STATE_DESCRIPTIONS.get(self.state, ""), "isDone": not self.is_open,
+            "date": f"{created:%Y/%m/%d}", "created": created.replace(tzinfo=None).isoformat(timespec="milliseconds"),
+            "executionDate": None, "pamCode": pam_code(self.broker, self.username),
+        }
+
+
+def created_at(created_ns: int) -> datetime:
+    """An order's simulator-clock instant (epoch ns) as Tehran time, to the microsecond."""
+    seconds, ns = divmod(created_ns, 10**9)
+    return datetime.fromtimestamp(seconds, TEHRAN).replace(microsecond=ns // 1000)
+
+
+def pam_code(broker: str, username: str) -> str:
+    """The account code GetOrders rows carry: it ends with the username, as the brokers' do."""
+    return f"{broker.upper()}{username}"
+
+
+@dataclass(frozen=True)
+class OrdersQuery:
+    """A GetOrders body, checked for shape: a page of one account's orders, newest first, after the filters."""
+
+    page: int = 1
+    page_size: int = 50
+    from_date: date | None = None
+    to_date: date | None = None
+    side: int | None = None
+    isin: str | None = None
+    include_status: frozenset[int] = frozenset()  # empty: every state
+    pam_code: str | None = None
+
+    def selects(self, order: Order) -> bool:
+        day = order.day
+        return ((self.from_date is None or day >= self.from_date) and (self.to_date is None or day <= self.to_date)
+                and (self.side is None or order.side == self.side) and (self.isin is None or order.isin == self.isin)
+                and (not self.include_status or order.state in self.include_status)
+                and (self.pam_code is None or pam_code(order.broker, order.username) == self.pam_code))
+
+    def page_of(self, orders: list[Order]) -> tuple[list[Order], int]:
+        """This query's page of `orders` and how many pass the filters in all (`totalRecords`)."""
+        chosen = sorted((o for o in orders if self.selects(o)), key=lambda o: (o.created_ns, o.row_id), reverse=True)
+        start = (self.page - 1) * self.page_size
+        return chosen[start:start + self.page_size], len(chosen)
 
 
 @dataclass(frozen=True)
@@ -211,6 +275,7 @@ class Market:
         self.orders: dict[tuple[str, int], Order] = {}
         self._rng = rng or random.Random()
         self._next_serial: dict[str, int] = {}
+        self._booked = 0
         self._last_attempt_ns: dict[tuple[str, ...], int] = {}
 
     # ---- set-up -------------------------------------------------------------------------------
@@ -274,11 +339,14 @@ class Market:
             account.holdings[order.isin] = account.holdings.get(order.isin, 0) - order.volume
         serial = self._next_serial.get(account.broker, 1_000_001 + self._rng.randrange(0, 9_000_000, 1000))
         self._next_serial[account.broker] = serial + 1
+        self._booked += 1
+        instrument = self.instruments[order.isin]
         booked = Order(
             broker=account.broker, username=account.username, serial_number=serial,
             tracking_number=str(self._rng.randrange(10**11, 10**12)), isin=order.isin,
-            symbol=self.instruments[order.isin].symbol, side=order.side, price=order.price, volume=order.volume,
+            symbol=instrument.symbol, side=order.side, price=order.price, volume=order.volume,
             charged=charged, created_ns=created_ns, validity=order.validity, validity_date=order.validity_date,
+            row_id=self._booked, symbol_title=instrument.title,
         )
         self.orders[(account.broker, serial)] = booked
         return booked
@@ -311,6 +379,46 @@ def parse_order_request(body: Any) -> OrderRequest | None:
         return None
     return OrderRequest(isin=isin, side=side, price=price, volume=volume,
                         validity=body.get("validity", 1), validity_date=body.get("validityDate"))
+
+
+def parse_orders_query(body: Any) -> OrdersQuery | None:
+    """The GetOrders body as a query, or None when a field has the wrong type or value. Missing fields take
+    the defaults (page 1 of 50, no filter); dates are Gregorian YYYY/MM/DD as ephoenix-api.md shows."""
+    if not isinstance(body, dict):
+        return None
+    page, size = body.get("page", 1), body.get("pageSize", 50)
+    side, isin, pam, states = body.get("side"), body.get("isin"), body.get("pamCode"), body.get("includeStatus") or []
+    if not (_plain_int(page) and page >= 1 and _plain_int(size) and 1 <= size <= MAX_PAGE_SIZE):
+        return None
+    if side not in (None, BUY, SELL) or isinstance(side, bool) or not isinstance(isin, (str, type(None))) \
+            or not isinstance(pam, (str, type(None))):
+        return None
+    if not isinstance(states, list) or not all(_plain_int(s) for s in states):
+        return None
+    bounds = [_slashed_date(body.get(key)) for key in ("fromDate", "toDate")]
+    if any(bound is False for bound in bounds):
+        return None
+    return OrdersQuery(page=page, page_size=size, from_date=bounds[0] or None, to_date=bounds[1] or None,
+                       side=side, isin=isin, include_status=frozenset(states), pam_code=pam)
+
+
+def _plain_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _slashed_date(value: Any) -> date | None | Literal[False]:
+    """YYYY/MM/DD as a date, None for null, False for anything else."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return False
+    parts = value.strip().split("/")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
+        return False
+    try:
+        return date(int(parts[0]), int(parts[1]), int(parts[2]))
+    except ValueError:
+        return False
 
 
 def _whole(value: Any) -> int | None:

@@ -6,7 +6,7 @@
     /{broker}/trading/api/v2/orders/CalculateOrderParam                calc
     /{broker}/trading/api/v2/orders/NewOrder                           new_order
     /{broker}/trading/api/v2/orders/GetOpenOrders?type=1               open_orders
-    /{broker}/trading/api/v2/orders/GetOrders                          orders
+    /{broker}/trading/api/v2/orders/GetOrders (POST, paged, filtered)  orders
     /{broker}/trading/api/v2/orders/CancelOrder?serialNumber=N         cancel
     /{broker}/backoffice/api/portfolio/getrealsecuritypositionbydate   holdings
     /marketdata/api/v2/instruments/full                                instruments
@@ -34,7 +34,7 @@ from daemon.sim_faults import Fault
 from daemon.sim_log import RequestRecord
 from daemon.sim_market import (
     BUY, INVALID_REQUEST, MARKET_CLOSED, MESSAGES, OK, SELL, TOO_SOON, UNKNOWN_INSTRUMENT, WRONG_CAPTCHA,
-    WRONG_CREDENTIALS, Account, Order, as_decimal, calculate_order_param, parse_order_request,
+    WRONG_CREDENTIALS, Account, Order, as_decimal, calculate_order_param, parse_order_request, parse_orders_query,
 )
 from daemon.sim_state import SimState
 
@@ -210,9 +210,14 @@ async def open_orders(request: web.Request) -> web.StreamResponse:
     return json_response(_orders_json(st.market.orders_of(authorized(request), open_only=True)))
 
 
-async def all_orders(request: web.Request) -> web.StreamResponse:
-    st = _state(request)
-    return json_response(_orders_json(st.market.orders_of(authorized(request))))
+async def orders_history(request: web.Request) -> web.StreamResponse:
+    """GetOrders: one page of the account's orders in every state, newest first, with the filters applied."""
+    account = authorized(request)
+    query = parse_orders_query(await read_json(request))
+    if query is None:
+        return rejection(request, INVALID_REQUEST, status=400)
+    rows, total = query.page_of(_state(request).market.orders_of(account))
+    return json_response({"rows": [o.history_row() for o in rows], "totalRecords": total})
 
 
 async def cancel_order(request: web.Request) -> web.StreamResponse:
@@ -342,7 +347,7 @@ def build_app(state: SimState) -> web.Application:
     app.router.add_post(f"{trading}/orders/CalculateOrderParam", calculate_order_param_route, name="calc")
     app.router.add_post(f"{trading}/orders/NewOrder", new_order, name="new_order")
     app.router.add_get(f"{trading}/orders/GetOpenOrders", open_orders, name="open_orders")
-    app.router.add_get(f"{trading}/orders/GetOrders", all_orders, name="orders")
+    app.router.add_post(f"{trading}/orders/GetOrders", orders_history, name="orders")
     app.router.add_delete(f"{trading}/orders/CancelOrder", cancel_order, name="cancel")
     app.router.add_post("/{broker}/backoffice/api/portfolio/getrealsecuritypositionbydate", holdings, name="holdings")
     app.router.add_post("/marketdata/api/v2/instruments/full", instruments_full, name="instruments")

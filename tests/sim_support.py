@@ -62,8 +62,12 @@ class BrokerClient:
     async def open_orders(self) -> aiohttp.ClientResponse:
         return await self.session.get(f"{self.trading}/api/v2/orders/GetOpenOrders?type=1", headers=self._auth(None))
 
-    async def orders(self) -> aiohttp.ClientResponse:
-        return await self.session.get(f"{self.trading}/api/v2/orders/GetOrders", headers=self._auth(None))
+    async def orders(self, day: str | None = None, **fields: Any) -> aiohttp.ClientResponse:
+        """GetOrders with the body ephoenix-api.md shows: page 1 of 50, `day` (YYYY/MM/DD) as both bounds,
+        no filter; `fields` replace any of its keys (`pageSize=2`, `includeStatus=[4]`...)."""
+        body = {"page": 1, "pageSize": 50, "fromDate": day, "toDate": day, "side": None, "isin": None,
+                "includeStatus": [], "pamCode": None, **fields}
+        return await self.session.post(f"{self.trading}/api/v2/orders/GetOrders", json=body, headers=self._auth(None))
 
     async def cancel(self, serial: int | str) -> aiohttp.ClientResponse:
         return await self.session.delete(f"{self.trading}/api/v2/orders/CancelOrder?serialNumber={serial}",

@@ -306,9 +306,123 @@ async def test_open_orders_history_and_cancel(sim: Simulator, gs: BrokerClient, 
     cancelled = await gs.cancel(serial)
     assert await cancelled.json() == {"isSuccess": True, "errorCode": 0, "errorMessage": None, "serialNumber": serial}
     assert await (await gs.open_orders()).json() == []
-    assert [o["state"] for o in await (await gs.orders()).json()] == [STATE_CANCELED]
+    assert [o["state"] for o in (await (await gs.orders()).json())["rows"]] == [STATE_CANCELED]
     assert (await (await gs.trading_book()).json())["buyingPower"] == 5_000_000_000
     assert await _error_code(await gs.cancel(serial)) == 1020
+
+
+# ---- GetOrders: the day's orders in every state, paged and filtered --------------------------------
+TODAY = "2026/11/21"  # the fake clock's day in Tehran (07:30 there)
+ROW_FIELDS = {
+    "id", "serialNumber", "trackingNumber", "isin", "symbol", "symbolTitle", "orderSide", "price", "volume",
+    "executedVolume", "executedAmount", "netTradedValue", "totalFee", "state", "stateDesc", "isDone", "date",
+    "created", "executionDate", "pamCode",
+}
+
+
+async def _place(gs: BrokerClient, clock: FakeClock, *orders: dict[str, int | str]) -> list[int]:
+    """Each order accepted (a spacing apart on the fake clock); their serial numbers."""
+    serials = []
+    for fields in orders:
+        clock.advance(0.5)
+        body = await (await gs.new_order(**fields)).json()  # type: ignore[arg-type]
+        assert body["errorCode"] == 0, body
+        serials.append(body["serialNumber"])
+    return serials
+
+
+async def _rows(gs: BrokerClient, day: str | None = TODAY, **fields: object) -> tuple[list[dict], int]:
+    response = await gs.orders(day, **fields)
+    body = await response.json()
+    assert response.status == 200 and set(body) == {"rows", "totalRecords"}, body
+    return body["rows"], body["totalRecords"]
+
+
+async def test_get_orders_rows_carry_the_documented_fields(sim: Simulator, gs: BrokerClient, clock: FakeClock) -> None:
+    await gs.sign_in(GS_USER)
+    answer = await (await gs.new_order(1000)).json()
+    rows, total = await _rows(gs)
+    assert total == 1 and len(rows) == 1 and set(rows[0]) == ROW_FIELDS
+    row = rows[0]
+    assert (row["serialNumber"], row["trackingNumber"]) == (answer["serialNumber"], answer["trackingNumber"])
+    assert (row["isin"], row["symbol"], row["symbolTitle"], row["orderSide"]) == (HOT, "فولاد", "فولاد مبارکه اصفهان", 1)
+    assert (row["price"], row["volume"], row["state"], row["isDone"]) == (5580, 1000, 2, False)
+    assert (row["executedVolume"], row["executedAmount"], row["netTradedValue"], row["totalFee"]) == (0, 0, 0, 0)
+    assert row["executionDate"] is None and row["stateDesc"]
+    assert (row["date"], row["created"]) == (TODAY, "2026-11-21T07:30:00.000")  # Tehran wall time, no offset
+    assert row["pamCode"].endswith(GS_USER) and row["pamCode"] != GS_USER
+    assert isinstance(row["id"], int) and row["id"] >= 1
+
+
+async def test_get_orders_is_newest_first_in_pages_with_the_total(sim: Simulator, gs: BrokerClient,
+                                                                 clock: FakeClock) -> None:
+    await gs.sign_in(GS_USER)
+    serials = await _place(gs, clock, *[{"volume": 1000 + n} for n in range(5)])
+    pages = [await _rows(gs, page=page, pageSize=2) for page in (1, 2, 3, 4)]
+    assert [len(rows) for rows, _ in pages] == [2, 2, 1, 0]
+    assert {total for _, total in pages} == {5}
+    assert [row["serialNumber"] for rows, _ in pages for row in rows] == serials[::-1]
+    created = [row["created"] for rows, _ in pages for row in rows]
+    assert created == sorted(created, reverse=True) and len(set(created)) == 5
+
+
+async def test_get_orders_filters(sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock) -> None:
+    await gs.sign_in(GS_USER)
+    await shahr.sign_in(SHAHR_USER)
+    buy, sell, other = await _place(gs, clock, {"volume": 1000}, {"volume": 1000, "side": 2},
+                                    {"volume": 2000, "isin": "IRO1IKCO0001", "price": 3000})
+    (theirs,) = await _place(shahr, clock, {"volume": 1000})
+    assert await _error_code(await gs.cancel(buy)) == 0
+    clock.advance(timedelta(days=1))
+    await gs.sign_in(GS_USER)  # yesterday's token has expired
+    (tomorrow,) = await _place(gs, clock, {"volume": 1500})
+
+    def serials(rows: list[dict]) -> set[int]:
+        return {row["serialNumber"] for row in rows}
+
+    assert serials((await _rows(gs))[0]) == {buy, sell, other}
+    assert serials((await _rows(gs, "2026/11/22"))[0]) == {tomorrow}
+    assert serials((await _rows(gs, None))[0]) == {buy, sell, other, tomorrow}  # null bounds: every day
+    assert serials((await _rows(gs, None, fromDate="2026/11/22"))[0]) == {tomorrow}
+    assert serials((await _rows(gs, None, toDate="2026/11/21"))[0]) == {buy, sell, other}
+    assert (await _rows(gs, None, fromDate="2026/11/22", toDate="2026/11/21")) == ([], 0)
+    assert serials((await _rows(gs, side=2))[0]) == {sell}
+    assert serials((await _rows(gs, side=1))[0]) == {buy, other}
+    assert serials((await _rows(gs, isin="IRO1IKCO0001"))[0]) == {other}
+    cancelled, total = await _rows(gs, includeStatus=[STATE_CANCELED])
+    assert serials(cancelled) == {buy} and total == 1
+    assert cancelled[0]["isDone"] is True and cancelled[0]["stateDesc"] != (await _rows(gs, side=2))[0][0]["stateDesc"]
+    assert serials((await _rows(gs, includeStatus=[2]))[0]) == {sell, other}
+    assert serials((await _rows(gs, includeStatus=[2, 4], side=1, isin=HOT))[0]) == {buy}
+    pam = (await _rows(gs))[0][0]["pamCode"]
+    assert serials((await _rows(gs, pamCode=pam))[0]) == {buy, sell, other}
+    assert (await _rows(gs, pamCode="someone-else")) == ([], 0)
+    everything, total = await _rows(gs, None)
+    assert total == 4 and all(row["pamCode"].endswith(GS_USER) for row in everything)  # never another account's
+    await shahr.sign_in(SHAHR_USER)
+    assert serials((await _rows(shahr, None))[0]) == {theirs}
+
+
+@pytest.mark.parametrize("fields", [
+    {"page": 0}, {"page": "1"}, {"page": True}, {"pageSize": 0}, {"pageSize": 501}, {"pageSize": 2.5},
+    {"fromDate": "2026-11-21"}, {"toDate": "2026/13/01"}, {"fromDate": 20261121}, {"side": 3}, {"side": True},
+    {"isin": 5}, {"includeStatus": "3"}, {"includeStatus": [3, "4"]}, {"pamCode": 12},
+])
+async def test_get_orders_refuses_a_malformed_body_with_400(gs: BrokerClient, fields: dict) -> None:
+    await gs.sign_in(GS_USER)
+    response = await gs.orders(TODAY, **fields)
+    assert response.status == 400 and await _error_code(response) == 1000
+
+
+async def test_get_orders_needs_a_token_and_a_json_body(sim: Simulator, gs: BrokerClient) -> None:
+    assert (await gs.orders(TODAY)).status == 401
+    await gs.sign_in(GS_USER)
+    response = await gs.session.post(f"{gs.trading}/api/v2/orders/GetOrders", data=b"{nope",
+                                     headers={"Authorization": f"Bearer {gs.token}"})
+    assert response.status == 400 and await _error_code(response) == 1000
+    assert (await gs.session.get(f"{gs.trading}/api/v2/orders/GetOrders",
+                                 headers={"Authorization": f"Bearer {gs.token}"})).status == 405
+    assert [r.status for r in sim.request_log.records(route="orders")] == [401, 400]  # faults and logs say "orders"
 
 
 async def test_malformed_order_body_is_1000(gs: BrokerClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import random
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -16,9 +17,10 @@ from daemon.sim_auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSign
 from daemon.sim_faults import FaultPlan, parse_fault
 from daemon.sim_market import (
     BELOW_MIN_VALUE, BUY, INSUFFICIENT_BALANCE, INSUFFICIENT_HOLDINGS, INVALID_VOLUME, OK, ORDER_NOT_FOUND,
-    PRICE_OUT_OF_RANGE, SELL, UNKNOWN_INSTRUMENT, Account, Instrument, Market, OrderRequest, OrderRules,
-    calculate_order_param, parse_order_request,
+    PRICE_OUT_OF_RANGE, SELL, UNKNOWN_INSTRUMENT, Account, Instrument, Market, OrderRequest, OrderRules, OrdersQuery,
+    calculate_order_param, parse_order_request, parse_orders_query,
 )
+from daemon.sim_state import to_ns
 
 BUY_FEE = Decimal("0.003712")
 SELL_FEE = Decimal("0.0088")
@@ -152,6 +154,29 @@ def test_order_body_parsing() -> None:
     for broken in ({**body, "side": 3}, {**body, "side": True}, {**body, "price": "5150"}, {**body, "volume": 1.5},
                    {k: v for k, v in body.items() if k != "isin"}, [], None):
         assert parse_order_request(broken) is None
+
+
+def test_an_orders_day_is_tehrans() -> None:
+    """GetOrders' dates select by the Tehran day: 00:05 there is still the previous day in UTC."""
+    market, account = _market(min_order_value=0)
+    late = market.accept(account, _order(volume=10), to_ns(datetime(2026, 11, 21, 20, 25, tzinfo=UTC)))  # 23:55
+    early = market.accept(account, _order(volume=11), to_ns(datetime(2026, 11, 21, 20, 35, 0, 123456, tzinfo=UTC)))
+    assert (late.day, early.day) == (date(2026, 11, 21), date(2026, 11, 22))
+    assert early.history_row()["created"] == "2026-11-22T00:05:00.123" and early.history_row()["date"] == "2026/11/22"
+    day = OrdersQuery(from_date=date(2026, 11, 22), to_date=date(2026, 11, 22))
+    assert day.page_of(market.orders_of(account)) == ([early], 1)
+    assert OrdersQuery(page=2, page_size=1).page_of(market.orders_of(account)) == ([late], 2)
+
+
+def test_orders_query_parsing() -> None:
+    body = {"page": 2, "pageSize": 10, "fromDate": "2026/11/21", "toDate": "2026/1/2", "side": 2, "isin": "X",
+            "includeStatus": [3, 4], "pamCode": None}
+    assert parse_orders_query(body) == OrdersQuery(2, 10, date(2026, 11, 21), date(2026, 1, 2), 2, "X", frozenset({3, 4}))
+    assert parse_orders_query({}) == OrdersQuery()  # every field missing: page 1 of 50, no filter
+    assert parse_orders_query({"includeStatus": None}) == OrdersQuery()
+    for broken in ({"fromDate": "21/11/2026"}, {"toDate": "2026/02/30"}, {"fromDate": "2026/11/21/1"},
+                   {"pageSize": 501}, {"page": -1}, {"side": 0}, {"includeStatus": [True]}, [], None, "x"):
+        assert parse_orders_query(broken) is None, broken
 
 
 # ---- captchas, tokens, limiter ------------------------------------------------------------------
