@@ -275,6 +275,13 @@ class ExecutorSettings(_Strict):
     clock_source: Literal["date", "timestamp", "ntp", "none"] = "date"
     ntp_server: str | None = None
     connect_timeout_s: Seconds = 5.0
+    # When an order's answer is lost (or a restart finds an order that may have been sent), the broker's open
+    # orders and today's orders are asked up to lookup_attempts times, lookup_spacing_ms apart, within the
+    # window. Only a positive "no such order" allows a resend; on_unknown: resend sends anyway when the
+    # broker never says (a duplicate may then be booked), the default wait reports "unknown: check the broker".
+    lookup_attempts: PositiveInt = Field(default=10, le=1000)
+    lookup_spacing_ms: float = Field(default=500.0, ge=0, le=60_000)
+    on_unknown: Literal["wait", "resend"] = "wait"
 
     @field_validator("lead_ms")
     @classmethod

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Literal
 
 from daemon import metrics
 from daemon.client import EphoenixClient
@@ -41,15 +41,17 @@ from daemon.clocksync import (
 )
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import SIDE_CODES, Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
-from daemon.journal import Journal, read_journal
+from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
+from daemon.journal import Journal
 from daemon.logs import get_logger, scrub
-from daemon.report import summarize
+from daemon.order_lookup import Lookup, Presence, look_up
+from daemon.report import ReportRow, resume_action, summarize
 from daemon.retry import no_retries
 from daemon.services import Services
 from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all, tls_context
 
 log = get_logger("executor")
+OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
 NS = 1_000_000_000
 BOOK_PATH = "/api/v2/tradingbook/GetLastTradingBook"
 PROBE_CONNECTIONS = 4
@@ -70,6 +72,17 @@ class BrokerClock:
         return max(0, self.rtt_ns // 2 - int(self.estimate.uncertainty_s * NS))
 
 
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """An order an arm did not plan: `done` when it ended earlier today, else it is not ready, and why."""
+
+    account: str
+    isin: str
+    side: str
+    reason: str
+    done: bool = False
+
+
 class Executor:
     def __init__(self, services: Services, journal: Journal, day: date | None = None) -> None:
         self.services = services
@@ -82,7 +95,9 @@ class Executor:
         self.reference = ClockReference.take(self.clock)
         self.open_at: datetime | None = None
         self._accounts: dict[str, AccountSettings] = {}
-        self._done: set[tuple[str, str]] = set()
+        self._done: set[tuple[str, str, str]] = set()
+        self.skipped: list[Skipped] = []
+        """Every order this arm did not plan and why, for `fire --dry-run`."""
         self._tls_context: ssl.SSLContext | None = None
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
@@ -96,77 +111,87 @@ class Executor:
         self.open_at = open_at
         self._accounts = {a.name: a for a in accounts}
         self.journal.record("arm", open_at=open_at.isoformat(), accounts=len(accounts))
-        already = self._reconcile_from_journal()
-        results = await asyncio.gather(*(self._plan_account(a, already) for a in accounts))
+        history = {row.key: row for row in summarize(self.journal.records())}
+        late = self.clock.now() >= open_at  # a restart inside the window: precision no longer pays for itself
+        results = await asyncio.gather(*(self._plan_account(a, history) for a in accounts))
         self.plans = [p for plans in results for p in plans]
         assign_slots(self.plans, self.settings.spacing_scope)
-        await self._measure_clocks()
+        await self._measure_clocks(skip=late)
         await asyncio.gather(*(self._open_connection(p) for p in self.plans))
         self._schedule()
         for plan in self.plans:
-            self.journal.record("plan", **plan.journal_fields(), side=plan.side, price=plan.price, volume=plan.volume,
+            self.journal.record("plan", **plan.journal_fields(), price=plan.price, volume=plan.volume,
                                 slot=plan.slot, open_monotonic_ns=plan.open_monotonic_ns, send_at_ns=plan.send_at_ns)
-        await self.journal.flush()
+        if not await self.journal.flush(durable=True):
+            log.error("executor.journal_unwritable", path=str(self.journal.path),
+                      consequence="firing without a durable journal: a restart could not tell what was sent")
         for broker, clock in self.clocks.items():
             metrics.broker_clock(broker, clock.estimate.offset_s, clock.estimate.uncertainty_s)
         log.info("executor.armed", plans=len(self.plans), accounts=len(accounts), open_at=open_at.isoformat(),
-                 clocks={b: _clock_summary(c) for b, c in self.clocks.items()})
+                 late=late, clocks={b: _clock_summary(c) for b, c in self.clocks.items()})
         return self.plans
 
-    def _reconcile_from_journal(self) -> dict[tuple[str, str], str]:
-        """Orders today's journal already shows accepted (a restart inside the window must not resend them),
-        and orders sent without a final answer (the broker is asked before anything is resent)."""
-        state: dict[tuple[str, str], str] = {}
-        for record in read_journal(self.journal.path.parent.parent, self.day):
-            key = (str(record.get("account")), str(record.get("isin")))
-            if record.get("kind") == "answer" and record.get("accepted"):
-                state[key] = "accepted"
-            elif record.get("kind") == "send" and state.get(key) != "accepted":
-                state[key] = "sent"
-            elif record.get("kind") == "outcome" and state.get(key) == "sent":
-                state[key] = "closed"
-        return state
-
-    async def _plan_account(self, account: AccountSettings, already: dict[tuple[str, str], str]) -> list[FirePlan]:
+    async def _plan_account(self, account: AccountSettings, history: dict[tuple[str, str, str], ReportRow]) -> list[FirePlan]:
+        """The account's plans; an order today's journal shows ended is left alone, and one an earlier process
+        may have sent (a restart inside the window) is first looked up at the broker."""
         client = self.services.client(account)
         plans: list[FirePlan] = []
         try:
             token = await client.token()
             amounts = await client.order_amounts(use_cache=True)
             for order, amount in zip(account.orders, amounts):
-                key = (account.name, order.isin)
-                previous = already.get(key)
-                if previous == "accepted":
-                    self._skip(account, client.broker, order.isin, "already accepted earlier today (journal)")
+                row = history.get((account.name, order.isin, order.side))
+                action = resume_action(row, self.clock.time_ns())
+                if action == "done":
+                    assert row is not None
+                    log.info("executor.already_done", account=account.name, isin=order.isin, side=order.side,
+                             result=row.result)
+                    self.skipped.append(Skipped(account.name, order.isin, order.side, f"ended earlier today: {row.result}",
+                                                done=True))
                     continue
-                if previous == "sent" and await self._at_broker(client, order.isin, order.side, when_unknown=True):
-                    self._skip(account, client.broker, order.isin, "already at the broker (open orders)")
-                    continue
+                unsure_since = None
+                if action == "ask_broker":
+                    assert row is not None
+                    since = _since(row, self.services.config.tz)
+                    with no_retries():
+                        found = await self._ask_broker(client, order.isin, order.side, since, row.serial_number,
+                                                       reason="restart")
+                    if found.presence is Presence.FOUND:
+                        self._record_outcome_fields(account.name, client.broker, order.isin, order.side, "accepted", 0,
+                                                    "found at the broker after a restart", found)
+                        self.skipped.append(Skipped(account.name, order.isin, order.side,
+                                                    "accepted earlier (found at the broker)", done=True))
+                        continue
+                    if found.presence is Presence.UNKNOWN:
+                        unsure_since = since
                 params = await client.order_params(order, amount=amount, use_cache=True)
                 plan = FirePlan(account.name, client.broker, client.username, order.isin, order.side, params.price,
                                 params.volume, account.priority, client.endpoints.trading_url, amount=params.amount)
+                plan.unsure_since = unsure_since
                 plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
                 plans.append(plan)
         except (BrokerError, ConfigError) as exc:
+            planned = {p.isin for p in plans}
             for order in account.orders:
-                self._skip(account, client.broker, order.isin, f"not ready: {scrub(str(exc))}")
-            return []
+                if order.isin not in planned:
+                    self._skip(account, client.broker, order.isin, order.side, f"not ready: {scrub(str(exc))}")
+            return plans
         return plans
 
-    async def _at_broker(self, client: EphoenixClient, isin: str, side: str, when_unknown: bool) -> bool:
-        """Whether the broker's open orders hold this account's order for `isin` and `side`; `when_unknown`
-        when they cannot be read (at arm: True, never risk a duplicate after a restart; in the window:
-        False, resend, as a duplicate of an order sized on the whole buying power is refused with 1011)."""
-        try:
-            orders = await client.open_orders()
-        except BrokerError as exc:
-            log.warning("executor.reconcile_failed", account=client.account.name, reason=scrub(str(exc)))
-            return when_unknown
-        wanted = SIDE_CODES[side]
-        return any(o.get("isin") == isin and _int_or(o.get("side"), wanted) == wanted for o in orders)
+    async def _ask_broker(self, client: EphoenixClient, isin: str, side: str, since: datetime | None,
+                          serial_number: int | None, reason: str) -> Lookup:
+        """The broker's open and today's orders, asked once; the answer is journaled."""
+        result = await look_up(client, self.day, isin, side, since, self.services.config.tz, serial_number)
+        self.journal.record("lookup", account=client.account.name, broker=client.broker, isin=isin, side=side,
+                            presence=result.presence.value, serial_number=result.serial_number,
+                            tracking_number=result.tracking_number, reason=reason, error=result.reason or None)
+        if result.presence is Presence.UNKNOWN:
+            log.warning("executor.broker_cannot_say", account=client.account.name, isin=isin, reason=result.reason)
+        return result
 
-    def _skip(self, account: AccountSettings, broker: str, isin: str, reason: str) -> None:
-        self.journal.record("skip", account=account.name, broker=broker, isin=isin, reason=reason)
+    def _skip(self, account: AccountSettings, broker: str, isin: str, side: str, reason: str) -> None:
+        self.journal.record("skip", account=account.name, broker=broker, isin=isin, side=side, reason=reason)
+        self.skipped.append(Skipped(account.name, isin, side, reason))
         log.warning("executor.skip", account=account.name, isin=isin, reason=reason)
 
     async def _open_connection(self, plan: FirePlan) -> None:
@@ -185,8 +210,13 @@ class Executor:
             self._tls_context = tls_context(str(bundle) if bundle else None)
         return self._tls_context
 
-    async def _measure_clocks(self) -> None:
-        """One measurement per trading host: brokers behind one host share one clock."""
+    async def _measure_clocks(self, skip: bool = False) -> None:
+        """One measurement per trading host: brokers behind one host share one clock (none after the open)."""
+        if skip:
+            self.clocks = {p.broker: BrokerClock(OffsetEstimate(0.0, 1.0, 0, "skipped: armed after the open"), 0)
+                           for p in self.plans}
+            self.reference = ClockReference.take(self.clock)
+            return
         by_origin: dict[Origin, FirePlan] = {}
         for plan in self.plans:
             by_origin.setdefault(Origin.from_url(plan.trading_url), plan)
@@ -272,7 +302,12 @@ class Executor:
         dropped = [p for p in self.plans if p not in kept]
         for plan in dropped:
             reason = "volume not positive at the final check" if plan.volume <= 0 else "another process holds the account now"
+            if plan.unsure_since is not None:  # it may be at the broker already: not "not sent"
+                self._outcome(plan, "unknown", None, f"{reason}; an earlier process may have sent it and the broker "
+                                                     "could not say")
+                continue
             self.journal.record("skip", **plan.journal_fields(), reason=reason)
+            self.skipped.append(Skipped(plan.account, plan.isin, plan.side, reason))
             log.warning("executor.skip", account=plan.account, isin=plan.isin, reason=reason)
         self.plans = kept
         await self.journal.flush()
@@ -317,10 +352,13 @@ class Executor:
     # ---- fire --------------------------------------------------------------------------------------
 
     async def fire(self) -> None:
-        """Send at the planned instants, then follow every order until it ends or the window closes."""
+        """Send at the planned instants, then follow every order until it ends or the window closes.
+
+        Every plan's intent is fsynced before the first send; the sends are queued for the disk right after
+        each first-send loop, and every final answer right when it comes (see `daemon.journal`)."""
         if not self.plans:
             log.warning("executor.nothing_to_fire")
-            await self.journal.flush(durable=True)
+            await self.journal.close()
             return
         window_end_ns = max(p.open_monotonic_ns for p in self.plans) + int(self.services.config.schedule.window_s * NS)
         first_open = min(p.open_monotonic_ns for p in self.plans)
@@ -329,67 +367,134 @@ class Executor:
                             offset_ms=round(first_clock.estimate.offset_s * 1000, 3) if first_clock else None,
                             uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
                             offset_source=first_clock.estimate.source if first_clock else None)
+        self._record_intents()
+        if not await self.journal.flush(durable=True):
+            log.error("executor.intents_unwritten", path=str(self.journal.path),
+                      consequence="firing anyway: a restart may not see these intents")
         followers: list[asyncio.Task[None]] = []
+        unsure = [p for p in self.plans if p.unsure_since is not None]
+        for plan in unsure:  # the broker decides first whether these are sent at all
+            followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
         with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
-            for group in _groups(self.plans):
+            for group in _groups([p for p in self.plans if p.unsure_since is None]):
                 await wait_until_monotonic(group[0].send_at_ns, self.clock)
                 sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
+                for plan, result in zip(group, sent):
+                    self._journal_attempt(plan, 1, result)
+                self.journal.flush_soon()
                 for plan, result in zip(group, sent):
                     followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
         with no_retries():
             await asyncio.gather(*followers)
-        await self.journal.flush(durable=True)
-        log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done))
-        metrics.fire_done(lambda: [r for r in summarize(read_journal(self.journal.path.parent.parent, self.day))
-                                   if r.account in self._accounts])
+        complete = await self.journal.close()
+        log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
+        metrics.fire_done(lambda: [r for r in summarize(self.journal.records()) if r.account in self._accounts])
 
-    async def _follow(self, plan: FirePlan, first: int | WireError, window_end_ns: int) -> None:
-        """One order after its first send: read answers, resend on 1017/1018 after the spacing, stop when it ends."""
+    def _record_intents(self) -> None:
+        """What is about to be sent and when, on both clocks: what a restart reads to know what may be out."""
+        for plan in self.plans:
+            clock = self.clocks.get(plan.broker)
+            wall_ns = self.reference.wall_of(plan.send_at_ns)
+            broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
+            self.journal.record(
+                "intent", **plan.journal_fields(), price=plan.price, volume=plan.volume, planned_wall_ns=wall_ns,
+                planned_broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
+                open_monotonic_ns=plan.open_monotonic_ns, unsure=plan.unsure_since is not None,
+            )
+
+    async def _follow(self, plan: FirePlan, first: int | WireError | None, window_end_ns: int) -> None:
+        """One order after its first send (already journaled): read answers, resend on 1017/1018 after the
+        spacing, stop when it ends. A lost answer is settled at the broker before anything is sent again;
+        `first` None: an order an earlier process may have sent, settled before its first send."""
         spacing_ns = int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
         attempt, sent_ns = 1, first
+        if sent_ns is None:
+            assert plan.unsure_since is not None
+            if not await self._settle(plan, plan.unsure_since, window_end_ns, "restart"):
+                return
+            sent_ns = await self._resend(plan)
+            self._journal_attempt(plan, attempt, sent_ns)
+        last_answer: Answer | None = None
         while True:
             if isinstance(sent_ns, WireError):
-                self._journal_error(plan, attempt, sent_ns)
                 answer: Answer | None = None
                 last_send = self.clock.monotonic_ns()
             else:
                 last_send = sent_ns
-                self._journal_send(plan, attempt, sent_ns)
                 answer = await self._read_answer(plan, attempt, window_end_ns)
+            last_answer = answer or last_answer
             if answer is not None and answer.verdict is Verdict.ACCEPTED:
-                self._done.add(plan.key)
-                return self._outcome(plan, True, 0, "accepted")
+                return self._outcome(plan, "accepted", 0, "accepted", answer=answer)
             if answer is not None and answer.verdict is Verdict.TERMINAL:
-                return self._outcome(plan, False, answer.code, answer.message or "rejected")
-            # An answer that never came may hide an accepted order: ask the broker before sending again.
-            if answer is None and not isinstance(sent_ns, WireError) and await self._at_broker(
-                    self.services.client(self._accounts[plan.account]), plan.isin, plan.side, when_unknown=False):
-                self._done.add(plan.key)
-                return self._outcome(plan, True, 0, "accepted (found in open orders after a lost answer)")
+                return self._outcome(plan, "rejected", answer.code, answer.message or "rejected", answer=answer)
+            # An answer that never came may hide an accepted order: only the broker can say (unknown is not absent).
+            if answer is None and not isinstance(sent_ns, WireError):
+                since = self._sent_since(plan)
+                if not await self._settle(plan, since, window_end_ns, "lost answer"):
+                    return
             if attempt >= self.settings.max_attempts:
-                return self._outcome(plan, False, answer.code if answer else None, "attempts used up")
+                return self._outcome(plan, "not placed", last_answer.code if last_answer else None,
+                                     "attempts used up", answer=last_answer)
             # Nothing reached the broker after a failed write, so no spacing is owed then.
             next_ns = self.clock.monotonic_ns() if isinstance(sent_ns, WireError) else max(
                 last_send + spacing_ns, self.clock.monotonic_ns())
             if next_ns >= window_end_ns:
-                return self._outcome(plan, False, answer.code if answer else None, "window closed")
+                return self._outcome(plan, "not placed", last_answer.code if last_answer else None, "window closed",
+                                     answer=last_answer)
             await wait_until_monotonic(next_ns, self.clock)
             attempt += 1
             sent_ns = await self._resend(plan)
+            self._journal_attempt(plan, attempt, sent_ns)
+
+    async def _settle(self, plan: FirePlan, since: datetime | None, window_end_ns: int, reason: str) -> bool:
+        """Ask the broker until it says whether the order exists: True when it positively does not (so it may be
+        sent), False when the order ended here (found: accepted; never told: unknown, or per `on_unknown`)."""
+        client = self.services.client(self._accounts[plan.account])
+        spacing_ns = int(self.settings.lookup_spacing_ms * 1e6)
+        result = Lookup(Presence.UNKNOWN)
+        for asked in range(self.settings.lookup_attempts):
+            if asked:
+                next_ns = self.clock.monotonic_ns() + spacing_ns
+                if next_ns >= window_end_ns:
+                    break
+                await wait_until_monotonic(next_ns, self.clock)
+            result = await self._ask_broker(client, plan.isin, plan.side, since, None, reason)
+            if result.presence is not Presence.UNKNOWN:
+                break
+        if result.presence is Presence.FOUND:
+            self._outcome(plan, "accepted", 0, f"found at the broker after a {reason}", lookup=result)
+            return False
+        if result.presence is Presence.UNKNOWN:
+            if self.settings.on_unknown == "resend":
+                log.warning("executor.resend_on_unknown", account=plan.account, isin=plan.isin,
+                            consequence="executor.on_unknown is resend: a duplicate may be booked")
+                return True
+            self._outcome(plan, "unknown", None, f"{reason}, and the broker's order lists could not be read "
+                                                 f"({result.reason or 'no answer'})")
+            return False
+        plan.unsure_since = None
+        return True
+
+    def _sent_since(self, plan: FirePlan) -> datetime:
+        """The earliest broker time this order could have been booked at (its planned first send)."""
+        clock = self.clocks.get(plan.broker)
+        broker_ns = self.reference.wall_of(plan.send_at_ns) + (int(clock.estimate.offset_s * NS) if clock else 0)
+        return datetime.fromtimestamp(broker_ns / NS, tz=self.services.config.tz)
 
     async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> Answer | None:
         timeout = min(self.settings.answer_timeout_s, max((window_end_ns - self.clock.monotonic_ns()) / NS, 0.05))
         try:
             response = await plan.conn.next_response(timeout)  # type: ignore[union-attr]
         except WireError as exc:
-            self._journal_error(plan, attempt, exc)
+            self.journal.record("error", **plan.journal_fields(), attempt=attempt,
+                                monotonic_ns=self.clock.monotonic_ns(), reason=f"answer lost: {exc}")
             return None
         answer = classify(response)
         self.journal.record(
             "answer", **plan.journal_fields(), attempt=attempt, monotonic_ns=response.last_byte_ns,
             first_byte_ns=response.first_byte_ns, wall_ns=self.reference.wall_of(response.last_byte_ns),
             status=response.status, code=answer.code, accepted=answer.verdict is Verdict.ACCEPTED,
-            verdict=answer.verdict.value, serial_number=answer.serial_number,
+            verdict=answer.verdict.value, message=answer.message or None, serial_number=answer.serial_number,
             tracking_number=answer.tracking_number, body=response.body,
         )
         if answer.verdict is Verdict.UNKNOWN:
@@ -407,29 +512,47 @@ class Executor:
         except WireError as exc:
             return exc
 
-    def _journal_send(self, plan: FirePlan, attempt: int, sent_ns: int) -> None:
+    def _journal_attempt(self, plan: FirePlan, attempt: int, sent: int | WireError) -> None:
+        """A send that left (with its instants) or a write that failed (nothing reached the broker)."""
+        if isinstance(sent, WireError):
+            self.journal.record("error", **plan.journal_fields(), attempt=attempt,
+                                monotonic_ns=self.clock.monotonic_ns(), reason=str(sent))
+            return
         clock = self.clocks.get(plan.broker)
-        wall_ns = self.reference.wall_of(sent_ns)
+        wall_ns = self.reference.wall_of(sent)
         broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
         self.journal.record(
-            "send", **plan.journal_fields(), attempt=attempt, monotonic_ns=sent_ns, wall_ns=wall_ns,
-            planned_ns=plan.send_at_ns, vs_open_ms=round((sent_ns - plan.open_monotonic_ns) / 1e6, 3),
+            "send", **plan.journal_fields(), attempt=attempt, monotonic_ns=sent, wall_ns=wall_ns,
+            planned_ns=plan.send_at_ns, vs_open_ms=round((sent - plan.open_monotonic_ns) / 1e6, 3),
             broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
         )
 
-    def _journal_error(self, plan: FirePlan, attempt: int, exc: Exception) -> None:
-        self.journal.record("error", **plan.journal_fields(), attempt=attempt, monotonic_ns=self.clock.monotonic_ns(),
-                            reason=str(exc))
+    def _outcome(self, plan: FirePlan, state: OutcomeState, code: int | None, reason: str,
+                 answer: Answer | None = None, lookup: Lookup | None = None) -> None:
+        if state == "accepted":
+            self._done.add(plan.key)
+        self._record_outcome_fields(plan.account, plan.broker, plan.isin, plan.side, state, code, reason, lookup,
+                                    answer)
 
-    def _outcome(self, plan: FirePlan, accepted: bool, code: int | None, reason: str) -> None:
-        self.journal.record("outcome", **plan.journal_fields(), accepted=accepted, code=code, reason=reason)
-        log.info("executor.outcome", account=plan.account, isin=plan.isin, accepted=accepted, code=code, reason=reason)
+    def _record_outcome_fields(self, account: str, broker: str, isin: str, side: str, state: OutcomeState,
+                               code: int | None, reason: str, lookup: Lookup | None = None,
+                               answer: Answer | None = None) -> None:
+        """The order's final line, on disk soon (not waiting): a restart must find it."""
+        serial = (answer.serial_number if answer else None) or (lookup.serial_number if lookup else None)
+        tracking = (answer.tracking_number if answer else None) or (lookup.tracking_number if lookup else None)
+        self.journal.record("outcome", account=account, broker=broker, isin=isin, side=side, state=state,
+                            accepted=state == "accepted", code=code, reason=reason,
+                            message=answer.message if answer and state != "accepted" else None,
+                            serial_number=serial, tracking_number=tracking)
+        self.journal.flush_soon()
+        (log.info if state == "accepted" else log.warning)(
+            "executor.outcome", account=account, isin=isin, side=side, state=state, code=code, reason=reason)
 
     async def aclose(self) -> None:
         for plan in self.plans:
             if plan.conn is not None:
                 plan.conn.close()
-        await self.journal.flush(durable=True)
+        await self.journal.close()
 
     # ---- the whole open ----------------------------------------------------------------------------
 
@@ -442,6 +565,15 @@ class Executor:
         """The final check, cut short if it would run into the first send, then the fire."""
         if self.plans:
             first_send = min(p.send_at_ns for p in self.plans)
+            if first_send <= self.clock.monotonic_ns():  # armed after the open (a restart): fresh reads, then fire
+                try:
+                    async with asyncio.timeout(self.settings.answer_timeout_s):
+                        await self.final_check()
+                except TimeoutError:
+                    log.error("executor.final_check_late", consequence="firing the plans as they stand")
+                    await self._drop_unsendable()
+                await self.fire()
+                return
             await wait_until_monotonic(first_send - int(self.settings.final_check_s * NS), self.clock)
             budget_s = max(first_send - FINAL_CHECK_MARGIN_NS - self.clock.monotonic_ns(), 0) / NS
             try:
@@ -480,11 +612,16 @@ def _groups(plans: list[FirePlan], tolerance_ns: int = 200_000) -> list[list[Fir
     return groups
 
 
-def _int_or(value: Any, default: int) -> int:
-    try:
-        return int(value) if value is not None else default
-    except (TypeError, ValueError):
-        return -1
+def _since(row: ReportRow, tz: Any) -> datetime | None:
+    """The earliest broker instant an earlier process planned to send this order at (None: unknown)."""
+    if row.planned_broker_time:
+        try:
+            return datetime.fromisoformat(row.planned_broker_time)
+        except ValueError:
+            pass
+    if row.planned_wall_ns is not None:
+        return datetime.fromtimestamp(row.planned_wall_ns / NS, tz=tz)
+    return None
 
 
 def _clock_summary(clock: BrokerClock) -> dict[str, Any]:

@@ -7,7 +7,7 @@ tested without a network and the hot path only writes bytes built by these funct
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -37,13 +37,16 @@ class FirePlan:
     open_monotonic_ns: int = 0
     send_at_ns: int = 0
     amount: int = 0  # what the volume was sized on: this order's share of the buying power (buy)
+    unsure_since: datetime | None = None
+    """Set when an earlier process may have sent this order (a restart) and the broker could not say yet:
+    its lists are asked again before it is sent; the earliest broker instant it could have been sent at."""
 
     @property
-    def key(self) -> tuple[str, str]:
-        return (self.account, self.isin)
+    def key(self) -> tuple[str, str, str]:
+        return (self.account, self.isin, self.side)
 
     def journal_fields(self) -> dict[str, Any]:
-        return {"account": self.account, "broker": self.broker, "isin": self.isin}
+        return {"account": self.account, "broker": self.broker, "isin": self.isin, "side": self.side}
 
 
 def new_order_request(trading_url: str, token: str, isin: str, side: str, price: int, volume: int) -> bytes:

@@ -1,8 +1,12 @@
-"""The day's journal: every send and every answer of the fire window, as JSON lines.
+"""The day's journal: every plan's intent, every send and every answer of the fire window, as JSON lines.
 
-Recording is a list append (no I/O on the hot path); lines reach the disk in a worker thread and are
-fsynced when the window closes. The journal is what `report` reads and what a restart inside the window
-reconciles against, so a torn last line (a crash mid-write) is skipped on read, never fatal.
+It is the write-ahead log of the exactly-once promise. Recording is a list append (no I/O on the hot
+path). Before the first send every plan's intent is fsynced (`flush(durable=True)`); right after the
+first-send loop and at every final answer the queued lines are written in a worker thread
+(`flush_soon`): an `os.write` without fsync is enough then, since a SIGKILL loses nothing the kernel
+already has. A write that fails is kept queued, retried at the next flush and counted
+(`write_failures`), so the summary and the exit code can say that the journal is incomplete. A torn
+last line (a crash mid-write) is skipped on read, never fatal.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from daemon.logs import get_logger, scrub
 from daemon.private_files import ensure_private_dir, open_private_append
 
 log = get_logger("journal")
+DURABLE_TRIES = 3
+"""How often the closing (fsynced) flush is tried before the window's summary says the journal failed."""
+RETRY_PAUSE_S = 0.1
 
 
 def journal_path(state_dir: Path, day: date) -> Path:
@@ -27,34 +34,75 @@ def journal_path(state_dir: Path, day: date) -> Path:
 
 class Journal:
     def __init__(self, state_dir: Path, day: date) -> None:
+        self.state_dir = Path(state_dir)
+        self.day = day
         self.path = journal_path(state_dir, day)
         self._pending: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[bool]] = set()
         self._failed = False
+        self.write_failures = 0
+        """Flushes that could not write (each retried later); non-zero means lines may be missing on disk."""
+
+    @property
+    def unwritten(self) -> int:
+        """Lines recorded but not (yet) on disk."""
+        return len(self._pending)
 
     def record(self, kind: str, **fields: Any) -> None:
         """Queue one line; cheap enough for the fire window."""
         fields["kind"] = kind
         self._pending.append(fields)
 
-    async def flush(self, durable: bool = False) -> None:
-        """Write what is queued (in a thread); `durable` also fsyncs, as after the window."""
+    def flush_soon(self) -> None:
+        """Write what is queued in the background (never waits: for the fire window)."""
+        if not self._pending:
+            return
+        task = asyncio.ensure_future(self.flush())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def flush(self, durable: bool = False) -> bool:
+        """Write what is queued (in a thread); `durable` also fsyncs (the intents, the window's end).
+        False when the write failed: the lines stay queued for the next flush."""
         async with self._lock:
             batch, self._pending = self._pending, []
             if not batch and not durable:
-                return
+                return True
             data = b"".join(_line(record) for record in batch)
             try:
                 await asyncio.to_thread(self._append, data, durable)
             except OSError as exc:
-                self._pending[:0] = batch  # keep them for the next try; nothing recorded is dropped
+                self._pending[:0] = batch  # kept for the next try; nothing recorded is dropped
+                self.write_failures += 1
                 if not self._failed:
-                    log.error("journal.write_failed", path=str(self.path), error=exc.strerror or type(exc).__name__)
+                    log.error("journal.write_failed", path=str(self.path), error=exc.strerror or type(exc).__name__,
+                              consequence="kept in memory and retried; a restart may not see these lines")
                 self._failed = True
-                return
+                return False
             if self._failed:
                 log.info("journal.write_recovered", path=str(self.path))
             self._failed = False
+            return True
+
+    async def close(self) -> bool:
+        """The background writes finished, then everything fsynced, tried a few times; False if lines are lost."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+        for attempt in range(DURABLE_TRIES):
+            if await self.flush(durable=True):
+                return True
+            if attempt + 1 < DURABLE_TRIES:
+                await asyncio.sleep(RETRY_PAUSE_S)  # a pause between tries of a failing disk, not a synchronization
+        return False
+
+    def records(self) -> list[dict[str, Any]]:
+        """Everything known of the day: what is on disk, then what could not be written yet."""
+        try:
+            written = read_journal(self.state_dir, self.day)
+        except OSError:
+            written = []  # the state directory went away: what this process recorded is still here
+        return written + [dict(r) for r in self._pending]
 
     def _append(self, data: bytes, durable: bool) -> None:
         ensure_private_dir(self.path.parent)
