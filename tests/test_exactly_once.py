@@ -142,3 +142,23 @@ async def test_intents_are_on_disk_before_the_first_send(sim, tmp_path, monkeypa
     monkeypatch.setattr(sim.request_log, "add", spying_add)
     await fire_once(sim, tmp_path, accounts=3)
     assert seen and seen[0].count("intent") == 3
+
+
+async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_summary(sim, tmp_path, capsys):
+    """The journal file turns into a directory after the arm (every write now fails): the orders still go,
+    every record is kept in memory, and the summary and exit code say the journal is incomplete."""
+    from daemon.cmd_fire import print_summary
+
+    def break_journal() -> None:
+        [path] = (tmp_path / "state" / "journal").glob("*.jsonl")
+        path.rename(path.with_suffix(".moved"))
+        path.mkdir()
+
+    ex, config, accounts = await fire_once(sim, tmp_path, accounts=2, between=break_journal)
+    assert len(sim.orders()) == 2
+    assert ex.journal.write_failures >= 2 and ex.journal.unwritten > 0
+    code = print_summary(ex.journal, {a.name for a in accounts}, as_json=False)
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "2 accepted of 2 orders." in out  # what this process recorded is all there
+    assert "journal: the journal" in out and "could not be written" in out

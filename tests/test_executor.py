@@ -10,6 +10,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
@@ -20,7 +21,7 @@ from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import warmup
 from daemon.wire import WireConnection
 from tests.conftest import REPO_ROOT
-from tests.simhelp import sim_config, write_sim_config
+from tests.simhelp import sim_config, sim_config_data, write_sim_config
 
 pytest.importorskip("ddddocr")
 
@@ -249,3 +250,20 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(sim, tmp_path, monkeypatch):
+    data = sim_config_data(sim, state_dir=str(tmp_path / "state"), executor=FAST)
+    data["accounts"] = data["accounts"][:2]
+    data["accounts"][1] = {**data["accounts"][1], "password_env": "WRONG_PASSWORD"}
+    monkeypatch.setenv("WRONG_PASSWORD", "not-the-password")
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    out, err, code = await _daemon("fire", "--config", str(path), "--now", "--dry-run", "--json")
+    assert code == 1, err
+    plans = {p["account"]: p for p in orjson.loads(out)["plans"]}
+    assert plans[data["accounts"][0]["name"]]["status"] == "ready"
+    unready = plans[data["accounts"][1]["name"]]
+    assert unready["status"].startswith("not ready: ") and "password" in unready["status"]
+    assert "not-the-password" not in out + err
+    assert not sim.orders() and not sim.request_log.records(route="new_order")
