@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from daemon.dates import parse_day
 from daemon.errors import ConfigError
@@ -35,6 +36,12 @@ _ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
 class _Strict(BaseModel):
     # No NaN or infinity anywhere: every float here is a duration, a fee or a share.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _error_at(model: str, loc: tuple[str | int, ...], reason: str, value: Any) -> ValidationError:
+    """A validation error placed at `loc` below the model, so the sentence names the very item (orders[1])."""
+    error = PydanticCustomError("value_error", "{reason}", {"reason": reason})  # the reason is data, never a template
+    return ValidationError.from_exception_data(model, [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 def _no_nul(value: Path) -> Path:
@@ -340,6 +347,19 @@ class AccountSettings(_Strict):
             raise ValueError("the orders' shares add up to more than 1")
         return self
 
+    @model_validator(mode="after")
+    def _one_order_per_isin_and_side(self) -> AccountSettings:
+        """A restart finds an order again by account, ISIN and side (journal, open orders): a twin would pass for it."""
+        first: dict[tuple[str, str], int] = {}
+        for index, order in enumerate(self.orders):
+            seen = first.setdefault((order.isin, order.side), index)
+            if seen != index:
+                raise _error_at("AccountSettings", ("orders", index), (
+                    f"has the same isin and side as orders[{seen}] ({order.isin}, {order.side}); "
+                    "an account places one order per symbol and side, so remove one or merge them"
+                ), order.model_dump())
+        return self
+
     def resolve_password(self) -> str:
         """The account's password, read now from its source (never stored in the config object)."""
         if self.password is not None:
@@ -400,10 +420,19 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _accounts_consistent(self) -> Config:
         seen: set[str] = set()
-        for account in self.accounts:
+        logins: dict[tuple[str, str], int] = {}
+        for index, account in enumerate(self.accounts):
             if account.name in seen:
                 raise ValueError(f"account name {account.name!r} is used twice; names must be unique")
             seen.add(account.name)
+            # One login is one broker account: two entries would fire its orders twice and fight over its token.
+            login = logins.setdefault((account.broker, account.username.strip().casefold()), index)
+            if login != index:
+                raise _error_at("Config", ("accounts", index), (
+                    f"has the same broker and username as accounts[{login}] ({self.accounts[login].name!r}: "
+                    f"{account.broker}, {_shown(account.username)}); one broker login is one account, "
+                    "so remove one or merge their orders"
+                ), account.name)
             if account.broker not in self.brokers and account.broker not in KNOWN_BROKERS:
                 raise ValueError(
                     f"account {account.name!r} uses broker {account.broker!r}, which is neither a known Ephoenix broker "

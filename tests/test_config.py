@@ -62,6 +62,11 @@ def test_env_var_names_the_config(tmp_path):
         ({"accounts": [ACCOUNT, ACCOUNT]}, "used twice"),
         ({"captcha": {"solver": "command"}}, "captcha.command"),
         ({"brokers": {"gs": {"trading_url": "ftp://x"}}}, "brokers.gs.trading_url"),
+        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0002"},
+                                              {"isin": "IRO1FOLD0001", "side": "buy", "price": 5000}]}]},
+         "accounts[0].orders[2]: has the same isin and side as orders[0] (IRO1FOLD0001, buy)"),
+        ({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": " 0012345678", "enabled": False}]},
+         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, ' 0012345678')"),
     ],
 )
 def test_bad_config_is_one_sentence_naming_the_field(data, expected):
@@ -80,6 +85,30 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     assert "schedule.open" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_buy_and_a_sell_of_one_isin_and_one_username_at_two_brokers_are_allowed():
+    orders = [{"isin": "IRO1FOLD0001", "side": "buy"}, {"isin": "IRO1FOLD0001", "side": "sell", "volume": 10}]
+    config = validate_config({"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "shahr"}]})
+    assert [(o.isin, o.side) for o in config.accounts[0].orders] == [("IRO1FOLD0001", "buy"), ("IRO1FOLD0001", "sell")]
+    assert [(a.broker, a.username) for a in config.accounts] == [("gs", "0012345678"), ("shahr", "0012345678")]
+
+
+@pytest.mark.parametrize(
+    ("accounts", "expected"),
+    [
+        ([{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0001", "share": 0.5}]}],
+         "accounts[0].orders[1]: has the same isin and side as orders[0]"),
+        ([ACCOUNT, {**ACCOUNT, "name": "sara", "orders": [{"isin": "IRO1KHODRO01"}]}],
+         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, 0012345678)"),
+    ],
+)
+def test_a_twin_order_or_account_exits_2_naming_it(tmp_path, accounts, expected):
+    path = write_config(tmp_path / "c.yaml", {"accounts": accounts})
+    result = run_daemon("--config", str(path), "fire", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {path}: {expected}") and result.stderr.endswith(".\n")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):
@@ -175,7 +204,7 @@ def test_broker_urls_default_to_the_pattern_and_can_be_overridden():
 
 
 def test_select_accounts(monkeypatch):
-    config = validate_config({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "enabled": False}]})
+    config = validate_config({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": "0087654321", "enabled": False}]})
     assert [a.name for a in config.select_accounts()] == ["ali"]
     assert [a.name for a in config.select_accounts(["sara"])] == ["sara"]
     with pytest.raises(ConfigError, match="'nobody'"):
