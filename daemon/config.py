@@ -512,7 +512,7 @@ def load_config(
     if named or require_file or _exists(path):
         raw = _read_yaml(path)
     data = apply_env_overrides(raw, environ)
-    config = validate_config(data, source=str(path))
+    config = validate_config(data, source=str(path), overrides=_env_overrides(environ))
     if any(a.password is not None for a in config.accounts):
         _refuse_readable_secrets(path)
         for account in config.accounts:
@@ -572,13 +572,19 @@ _YAML_VALUE_ERRORS = (Exception,)
 IndexError, `!!timestamp x` an AttributeError, a 5000-digit number a ValueError): any of it is bad text."""
 
 
+def _env_overrides(environ: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Each OPENING_BELL__ variable, in the order applied, with the setting path it names (lowercase parts)."""
+    return [
+        (name, [p.lower() for p in name[len(ENV_PREFIX) :].split("__")])
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX)
+    ]
+
+
 def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     """OPENING_BELL__CACHE__DIR=/x sets cache.dir; numeric parts index lists (ACCOUNTS__0__PASSWORD)."""
     result = copy.deepcopy(data)  # keeps YAML aliases shared (and cycles finite), where a naive copy would expand them
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+    for name, parts in _env_overrides(environ):
         if any(not p for p in parts):
             raise ConfigError(
                 f"environment variable {_shown(name)} has an empty part between '__'; remove the doubled separator."
@@ -619,17 +625,22 @@ def _set_path(node: Any, parts: list[str], value: Any, env_name: str) -> None:
         node = node.setdefault(part, {})
 
 
-def validate_config(data: Any, source: str = "config") -> Config:
+def validate_config(data: Any, source: str = "config", overrides: list[tuple[str, list[str]]] | None = None) -> Config:
+    """A Config, or a ConfigError naming where the bad value came from: `source`, or the variable that set it."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+        raise ConfigError(describe_validation_error(exc, source, overrides or [])) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first error as one sentence: the field path, then what is wrong with it."""
+def describe_validation_error(exc: ValidationError, source: str, overrides: list[tuple[str, list[str]]]) -> str:
+    """The first error as one sentence: where it came from, the field path, then what is wrong with it.
+
+    A value an environment variable set (or lies inside) is blamed on that variable, not on the file,
+    which does not hold it; an error about a section a variable changed names the file and the variables.
+    """
     error = exc.errors(include_url=False)[0]
-    path = _format_loc(error["loc"])
+    loc = _loc_parts(error["loc"])
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -637,17 +648,29 @@ def describe_validation_error(exc: ValidationError) -> str:
     message = message.replace("Field required", "is required")
     extra = len(exc.errors()) - 1
     more = f" ({extra} more problem{'s' if extra > 1 else ''} after this one)" if extra else ""
-    sentence = f"{path}: {message}" if path else message
+    named = [str(p) for p in loc]
+    setting = [(name, parts) for name, parts in overrides if named[: len(parts)] == parts]
+    if setting:
+        name, parts = max(setting, key=lambda found: len(found[1]))  # the most specific: ..._ORDERS__0__ISIN over ..._ORDERS
+        head, loc = _shown(name), loc[len(parts) :]
+    else:
+        within = [_shown(name) for name, parts in overrides if parts[: len(named)] == named]
+        head = f"{source} with {', '.join(within)}" if within else source
+    sentence = ": ".join(text for text in (head, _format_loc(loc), message) if text)
     return sentence.rstrip(".") + more + "."
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _loc_parts(loc: tuple[Any, ...]) -> list[Any]:
+    """The setting path in a pydantic error location, less the validator steps pydantic puts in it."""
+    return [part for part in loc if isinstance(part, int)
+            or not str(part).startswith(("function-", "literal[", "int", "constrained-int"))]
+
+
+def _format_loc(loc: list[Any]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "literal[", "int", "constrained-int")):
-            continue
         else:
             text = _shown(str(part))
             out += f".{text}" if out else text

@@ -150,8 +150,50 @@ def test_env_override_of_missing_list_item_is_clear():
 
 
 def test_env_override_is_validated():
-    with pytest.raises(ConfigError, match="cache.ttl.market"):
+    with pytest.raises(ConfigError, match="^OPENING_BELL__CACHE__TTL__MARKET: Input should be a valid number"):
         load_config(environ={"OPENING_BELL__CACHE__TTL__MARKET": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"},
+         "OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer."),
+        ({"OPENING_BELL__EXECUTOR": "{max_attempts: 0}", "OPENING_BELL__CACHE__DIR": "/tmp/x"},
+         "OPENING_BELL__EXECUTOR: max_attempts: Input should be greater than 0."),
+        ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPT": "5"}, "OPENING_BELL__EXECUTOR__MAX_ATTEMPT: is not a known setting"),
+        ({"OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN": "bad", "OPENING_BELL__ACCOUNTS__0__ORDERS": "[{isin: x}]"},
+         "OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN: 'bad' is not an ISIN"),
+    ],
+)
+def test_an_env_override_error_names_the_variable_not_the_file(tmp_path, environ, expected):
+    path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=environ)
+    assert str(caught.value).startswith(expected) and str(path) not in str(caught.value)
+
+
+def test_an_error_in_a_section_an_override_changed_names_the_file_and_the_variable(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"schedule": {"open": "08:45"}, "accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"OPENING_BELL__SCHEDULE__WARMUP": "09:00", "OPENING_BELL__CACHE__DIR": "/tmp/x"})
+    assert str(caught.value) == f"{path} with OPENING_BELL__SCHEDULE__WARMUP: schedule: warmup must come before open."
+
+
+def test_an_error_in_the_file_still_names_the_file_beside_unrelated_overrides(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"fees": {"buy": 2}, "accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"OPENING_BELL__FEES__SELL": "0.01", "OPENING_BELL__CACHE__DIR": "/tmp/x"})
+    assert str(caught.value) == f"{path}: fees.buy: Input should be less than 1."
+
+
+def test_an_env_override_error_exits_2_in_one_line(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
+    result = run_daemon("--config", str(path), "fire", "--dry-run", env={"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"})
+    assert result.returncode == 2
+    assert result.stderr == (
+        "error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer.\n"
+    )
 
 
 def test_literal_password_in_readable_file_is_refused(tmp_path):
