@@ -26,6 +26,8 @@ from daemon.logs import register_secret
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 CONFIG_PATH_ENV = "OPENING_BELL_CONFIG"
 ENV_PREFIX = "OPENING_BELL__"
+MAX_CONFIG_BYTES = 1_000_000
+"""A config is a few kilobytes even with hundreds of accounts; anything past 1 MB is refused before it is parsed."""
 
 KNOWN_BROKERS = ("gs", "shahr", "bbi", "karamad", "tejarat", "ebb", "hbc", "rabin", "ayandeh", "farabi", "ideal", "ib")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -529,7 +531,12 @@ def _exists(path: Path) -> bool:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a wrong file must not be read whole
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is over 1 MB, and a config is a few kilobytes; "
+                              "check that --config names the right file.")
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text would
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; copy config.yaml.example to {path} or pass --config.") from None
     except OSError as exc:

@@ -118,6 +118,30 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_config(path)
 
 
+@pytest.mark.parametrize("size", [1_000_001, 5_000_000])
+def test_a_config_over_1_mb_is_refused_before_it_is_parsed(tmp_path, size):
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"[" * size)  # as YAML, nested far too deep: only a refusal before parsing names the size
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"config file {path} is over 1 MB, and a config is a few kilobytes; check that --config names the right file."
+    )
+
+
+def test_an_endless_config_is_cut_at_the_limit_and_exits_2():
+    result = run_daemon("--config", "/dev/zero", "warmup")  # read whole, it would never end
+    assert result.returncode == 2 and result.stderr.startswith("error: config file /dev/zero is over 1 MB")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_config_of_exactly_1_mb_is_read(tmp_path):
+    path = tmp_path / "padded.yaml"
+    head = b"cache:\n  dir: /tmp/padded\r\n"
+    path.write_bytes(head + b"#" * (1_000_000 - len(head) - 1) + b"\n")
+    assert load_config(path).cache.dir == Path("/tmp/padded")
+
+
 def test_top_level_must_be_a_mapping(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("- a\n- b\n")
