@@ -364,24 +364,55 @@ class AccountSettings(_Strict):
 
     def resolve_password(self) -> str:
         """The account's password, read now from its source (never stored in the config object)."""
+        value = self._read_password()
+        register_secret(value)
+        return value
+
+    def password_problem(self) -> str | None:
+        """Why the password cannot be read now, as one sentence naming what to fix; None when it can.
+
+        The start checks this so a missing password is heard of at warmup, not when a cached token
+        ends at 08:44; what is read is dropped at once (logins still read it when they need it).
+        """
+        try:
+            self._read_password()
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def _read_password(self) -> str:
         if self.password is not None:
+            if not self.password:
+                raise ConfigError(
+                    f"account {self.name!r}: password is empty; write it in, or use password_env or password_file."
+                )
             return self.password
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
-            if not value:
+            if value is None:
                 raise ConfigError(
                     f"account {self.name!r}: environment variable {self.password_env} is not set; export it or change password_env."
                 )
-            register_secret(value)
+            if not value:
+                raise ConfigError(
+                    f"account {self.name!r}: environment variable {self.password_env} is empty; "
+                    "export the password in it or change password_env."
+                )
             return value
         path = _expand_credentials(self.password_file)  # type: ignore[arg-type]
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"account {self.name!r}: password_file {path} cannot be read ({exc.strerror}).") from None
+            raise ConfigError(
+                f"account {self.name!r}: password_file {path} cannot be read ({exc.strerror}); "
+                "create it readable by this user or change password_file."
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"account {self.name!r}: password_file {path} is not UTF-8 text; write only the password in it."
+            ) from None
         if not value:
-            raise ConfigError(f"account {self.name!r}: password_file {path} is empty.")
-        register_secret(value)
+            raise ConfigError(f"account {self.name!r}: password_file {path} is empty; write the password in it.")
         return value
 
 
@@ -658,7 +689,7 @@ def describe_validation_error(exc: ValidationError, source: str, overrides: list
     named = [str(p) for p in loc]
     setting = [(name, parts) for name, parts in overrides if named[: len(parts)] == parts]
     if setting:
-        name, parts = max(setting, key=lambda found: len(found[1]))  # the most specific: ..._ORDERS__0__ISIN over ..._ORDERS
+        name, parts = max(setting, key=lambda found: len(found[1]))  # the most specific variable (..._ORDERS__0__ISIN)
         head, loc = _shown(name), loc[len(parts) :]
     else:
         within = [_shown(name) for name, parts in overrides if parts[: len(named)] == named]

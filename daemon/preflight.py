@@ -1,4 +1,4 @@
-"""Checks before a run talks to any broker: private files are private, and the token key opens the cache.
+"""Checks before a run talks to any broker: passwords readable, private files private, the token key opens the cache.
 
 Tokens, buying power and the journal are the account holder's business: the cache and state directories
 must be 0700 and every file in them 0600. Modes loosened by hand, a restore from a backup or a
@@ -55,11 +55,28 @@ def require_private_paths(config: Config) -> None:
         raise UserError(problems[0].rstrip(".") + more + ".")
 
 
+def warn_missing_passwords(config: Config) -> list[str]:
+    """One warning per enabled account whose password cannot be read now; the problems, each one sentence.
+
+    A cached token hides a missing password until the token ends, which can be 08:44: said at every
+    start, it is fixed in time. Never fatal (the token may well last the day), never the password itself.
+    """
+    problems = []
+    for account in config.accounts:
+        problem = account.password_problem() if account.enabled else None
+        if problem is not None:
+            log.warning("account_password_missing", account=account.name, fix=problem)
+            problems.append(problem)
+    return problems
+
+
 async def preflight(config: Config) -> None:
-    """Everything a run checks before it starts: private paths, then that the token key opens the cached tokens."""
+    """Everything a run checks before it starts: private paths, that the token key opens the cached tokens,
+    then passwords readable (warnings, last: a start that stops says one sentence and nothing else)."""
     require_private_paths(config)
     async with Cache.from_config(config) as cache:
         await cache.check_token_key()
+    warn_missing_passwords(config)
 
 
 def _tighten(path: Path, wanted: int, problems: list[str], follow: bool = False) -> None:

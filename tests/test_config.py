@@ -89,9 +89,9 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
 
 def test_a_buy_and_a_sell_of_one_isin_and_one_username_at_two_brokers_are_allowed():
     orders = [{"isin": "IRO1FOLD0001", "side": "buy"}, {"isin": "IRO1FOLD0001", "side": "sell", "volume": 10}]
-    config = validate_config({"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "shahr"}]})
+    config = validate_config({"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "bbi"}]})
     assert [(o.isin, o.side) for o in config.accounts[0].orders] == [("IRO1FOLD0001", "buy"), ("IRO1FOLD0001", "sell")]
-    assert [(a.broker, a.username) for a in config.accounts] == [("gs", "0012345678"), ("shahr", "0012345678")]
+    assert [(a.broker, a.username) for a in config.accounts] == [("gs", "0012345678"), ("bbi", "0012345678")]
 
 
 @pytest.mark.parametrize(
@@ -215,9 +215,8 @@ def test_an_env_override_error_exits_2_in_one_line(tmp_path):
     path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
     result = run_daemon("--config", str(path), "fire", "--dry-run", env={"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"})
     assert result.returncode == 2
-    assert result.stderr == (
-        "error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer.\n"
-    )
+    assert result.stderr == ("error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: "
+                             "Input should be a valid integer, unable to parse string as an integer.\n")
 
 
 def test_literal_password_in_readable_file_is_refused(tmp_path):
@@ -270,7 +269,8 @@ def test_broker_urls_default_to_the_pattern_and_can_be_overridden():
 
 
 def test_select_accounts(monkeypatch):
-    config = validate_config({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": "0087654321", "enabled": False}]})
+    sara = {**ACCOUNT, "name": "sara", "username": "0087654321", "enabled": False}
+    config = validate_config({"accounts": [ACCOUNT, sara]})
     assert [a.name for a in config.select_accounts()] == ["ali"]
     assert [a.name for a in config.select_accounts(["sara"])] == ["sara"]
     with pytest.raises(ConfigError, match="'nobody'"):

@@ -94,7 +94,7 @@ def check(path: Path, environ: dict[str, str] | None = None) -> Config | None:
     except ConfigError as exc:
         message = str(exc)
         assert message.isprintable() and message.endswith("."), repr(message)
-        from_env = any(message.startswith((f"{name}: ", f"{name!r}: ")) for name in environ or {})  # a value a variable set
+        from_env = any(message.startswith((f"{name}: ", f"{name!r}: ")) for name in environ or {})  # a variable's value
         assert str(path) in message or "environment variable" in message or from_env, message
         return None
 

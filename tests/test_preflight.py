@@ -1,19 +1,29 @@
-"""File modes checked at start: cache and state directories 0700, files in them 0600, symlinks left alone."""
+"""Checks at start: cache and state directories 0700 (files 0600, symlinks left alone), passwords readable."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import stat
+from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from daemon.cache import Cache
 from daemon.cli import main
-from daemon.config import validate_config
+from daemon.clock import SystemClock
+from daemon.config import CacheSettings, validate_config
 from daemon.errors import UserError
 from daemon.preflight import check_private_paths, require_private_paths
+from daemon.simulator import PASSWORD_ENV
+from tests.conftest import run_daemon
+from tests.sim_support import BrokerClient
+from tests.simhelp import running_sim, write_sim_config
 
 
 def mode(path: Path) -> int:
@@ -106,3 +116,47 @@ def test_the_warmup_command_runs_the_check(isolated: Path, monkeypatch, capsys) 
     assert mode(isolated / ".cache") == 0o700 and mode(isolated / ".state" / "journal") == 0o700
     assert mode(isolated / ".cache" / "stats.json") == 0o600
     assert "cannot connect" in capsys.readouterr().out
+
+
+def log_events(stderr: str, event: str) -> list[dict]:
+    """The JSON log lines of one event in a child's stderr."""
+    return [line for line in map(json.loads, filter(str.strip, stderr.splitlines())) if line.get("event") == event]
+
+
+async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_token_serves(
+        monkeypatch, isolated: Path, tmp_path: Path) -> None:
+    async with running_sim(monkeypatch, accounts=1, brokers=("gs",)) as sim:
+        served = sim.config_snippet().data["accounts"][0]
+        async with aiohttp.ClientSession() as session:
+            token = await BrokerClient(session, sim, "gs").sign_in(served["username"])
+        async with Cache(CacheSettings(dir=Path(".cache")), SystemClock()) as cache:
+            await cache.save_token(served["username"], "gs", token, SystemClock().now() + timedelta(hours=1))
+        blank = tmp_path / "blank"
+        blank.write_text("  \n")
+        others = [
+            {"name": "empty", "password_env": "EMPTY_PW"},
+            {"name": "nofile", "password_file": str(tmp_path / "absent")},
+            {"name": "blank", "password_file": str(blank)},
+            {"name": "fine", "password_env": "FINE_PW"},
+            {"name": "off", "password_env": "UNSET_PW", "enabled": False},
+        ]
+        accounts = [served] + [{**a, "broker": "gs", "username": f"u{n}", "orders": served["orders"]}
+                               for n, a in enumerate(others)]
+        config = write_sim_config(sim, isolated / "config.yaml", accounts=accounts)
+        env = {"EMPTY_PW": "", "FINE_PW": "fine-secret-pw"}  # the simulator's password variable is not passed on
+        only = ["--accounts", served["name"]]
+        for command in (["warmup", *only], ["fire", "--dry-run", "--now", *only]):
+            result = await asyncio.to_thread(run_daemon, "--config", str(config), *command, env=env)
+            assert result.returncode == 0, result.stderr  # the cached token serves: no login was needed
+            warned = {e["account"]: e["fix"] for e in log_events(result.stderr, "account_password_missing")}
+            assert warned == {
+                served["name"]: f"account {served['name']!r}: environment variable {PASSWORD_ENV} is not set; "
+                                "export it or change password_env.",
+                "empty": "account 'empty': environment variable EMPTY_PW is empty; "
+                         "export the password in it or change password_env.",
+                "nofile": f"account 'nofile': password_file {tmp_path / 'absent'} cannot be read "
+                          "(No such file or directory); create it readable by this user or change password_file.",
+                "blank": f"account 'blank': password_file {blank} is empty; write the password in it.",
+            }, command
+            assert all(e["level"] == "warning" for e in log_events(result.stderr, "account_password_missing"))
+            assert "fine-secret-pw" not in result.stdout + result.stderr and token not in result.stdout + result.stderr
