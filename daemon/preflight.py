@@ -39,7 +39,7 @@ def check_private_paths(config: Config) -> list[str]:
         if not root.exists():
             continue  # created 0700 on first use
         if not root.is_dir():
-            problems.append(f"{setting} {root} is not a directory; point {setting} at a directory.")
+            problems.append(_not_a_directory(setting, root))
             continue
         _tighten(root, DIR_MODE, problems, follow=True)
         for parent, dirs, files in os.walk(root, onerror=lambda exc: problems.append(_unreadable(exc))):
@@ -48,6 +48,18 @@ def check_private_paths(config: Config) -> list[str]:
             for name in files:
                 _tighten(Path(parent) / name, FILE_MODE, problems)
     return problems
+
+
+def _not_a_directory(setting: str, root: Path) -> str:
+    return f"{setting} {root} is not a directory; point {setting} at a directory."
+
+
+def require_cache_dir(config: Config) -> None:
+    """For the `cache` commands, which write nothing (no tightening): a file where the file backend's
+    directory should be is the sentence `warmup` gives, not a traceback or an empty cache."""
+    root = Path(config.cache.dir)
+    if config.cache.backend == "file" and root.exists() and not root.is_dir():
+        raise UserError(_not_a_directory("cache.dir", root))
 
 
 def require_private_paths(config: Config) -> None:
