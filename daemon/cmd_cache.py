@@ -22,6 +22,7 @@ from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.logs import redact, scrub
 from daemon.output import format_table, print_json, print_table
+from daemon.preflight import require_cache_dir
 from daemon.token_seal import generate_key, write_new_key
 
 TYPE_HELP = f"one of {', '.join(TYPES)} (or {', '.join(ALIASES)})"
@@ -55,6 +56,7 @@ def register(subparsers: Any) -> None:
 
 def _open(args: argparse.Namespace) -> tuple[Cache, tzinfo]:
     config = load_config(args.config)
+    require_cache_dir(config)
     return Cache.from_config(config, SystemClock()), config.tz
 
 

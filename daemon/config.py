@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from daemon.dates import parse_day
 from daemon.errors import ConfigError
@@ -25,6 +26,8 @@ from daemon.logs import register_secret
 DEFAULT_CONFIG_PATH = Path("config.yaml")
 CONFIG_PATH_ENV = "OPENING_BELL_CONFIG"
 ENV_PREFIX = "OPENING_BELL__"
+MAX_CONFIG_BYTES = 1_000_000
+"""A config is a few kilobytes even with hundreds of accounts; anything past 1 MB is refused before it is parsed."""
 
 KNOWN_BROKERS = ("gs", "shahr", "bbi", "karamad", "tejarat", "ebb", "hbc", "rabin", "ayandeh", "farabi", "ideal", "ib")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -35,6 +38,12 @@ _ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
 class _Strict(BaseModel):
     # No NaN or infinity anywhere: every float here is a duration, a fee or a share.
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _error_at(model: str, loc: tuple[str | int, ...], reason: str, value: Any) -> ValidationError:
+    """A validation error placed at `loc` below the model, so the sentence names the very item (orders[1])."""
+    error = PydanticCustomError("value_error", "{reason}", {"reason": reason})  # the reason is data, never a template
+    return ValidationError.from_exception_data(model, [InitErrorDetails(type=error, loc=loc, input=value)])
 
 
 def _no_nul(value: Path) -> Path:
@@ -347,26 +356,70 @@ class AccountSettings(_Strict):
             raise ValueError("the orders' shares add up to more than 1")
         return self
 
+    @model_validator(mode="after")
+    def _one_order_per_isin_and_side(self) -> AccountSettings:
+        """A restart finds an order again by account, ISIN and side (journal, open orders): a twin would pass for it."""
+        first: dict[tuple[str, str], int] = {}
+        for index, order in enumerate(self.orders):
+            seen = first.setdefault((order.isin, order.side), index)
+            if seen != index:
+                raise _error_at("AccountSettings", ("orders", index), (
+                    f"has the same isin and side as orders[{seen}] ({order.isin}, {order.side}); "
+                    "an account places one order per symbol and side, so remove one or merge them"
+                ), order.model_dump())
+        return self
+
     def resolve_password(self) -> str:
         """The account's password, read now from its source (never stored in the config object)."""
+        value = self._read_password()
+        register_secret(value)
+        return value
+
+    def password_problem(self) -> str | None:
+        """Why the password cannot be read now, as one sentence naming what to fix; None when it can.
+
+        The start checks this so a missing password is heard of at warmup, not when a cached token
+        ends at 08:44; what is read is dropped at once (logins still read it when they need it).
+        """
+        try:
+            self._read_password()
+        except ConfigError as exc:
+            return str(exc)
+        return None
+
+    def _read_password(self) -> str:
         if self.password is not None:
+            if not self.password:
+                raise ConfigError(
+                    f"account {self.name!r}: password is empty; write it in, or use password_env or password_file."
+                )
             return self.password
         if self.password_env is not None:
             value = os.environ.get(self.password_env)
-            if not value:
+            if value is None:
                 raise ConfigError(
                     f"account {self.name!r}: environment variable {self.password_env} is not set; export it or change password_env."
                 )
-            register_secret(value)
+            if not value:
+                raise ConfigError(
+                    f"account {self.name!r}: environment variable {self.password_env} is empty; "
+                    "export the password in it or change password_env."
+                )
             return value
         path = _expand_credentials(self.password_file)  # type: ignore[arg-type]
         try:
             value = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise ConfigError(f"account {self.name!r}: password_file {path} cannot be read ({exc.strerror}).") from None
+            raise ConfigError(
+                f"account {self.name!r}: password_file {path} cannot be read ({exc.strerror}); "
+                "create it readable by this user or change password_file."
+            ) from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"account {self.name!r}: password_file {path} is not UTF-8 text; write only the password in it."
+            ) from None
         if not value:
-            raise ConfigError(f"account {self.name!r}: password_file {path} is empty.")
-        register_secret(value)
+            raise ConfigError(f"account {self.name!r}: password_file {path} is empty; write the password in it.")
         return value
 
 
@@ -407,10 +460,19 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _accounts_consistent(self) -> Config:
         seen: set[str] = set()
-        for account in self.accounts:
+        logins: dict[tuple[str, str], int] = {}
+        for index, account in enumerate(self.accounts):
             if account.name in seen:
                 raise ValueError(f"account name {account.name!r} is used twice; names must be unique")
             seen.add(account.name)
+            # One login is one broker account: two entries would fire its orders twice and fight over its token.
+            login = logins.setdefault((account.broker, account.username.strip().casefold()), index)
+            if login != index:
+                raise _error_at("Config", ("accounts", index), (
+                    f"has the same broker and username as accounts[{login}] ({self.accounts[login].name!r}: "
+                    f"{account.broker}, {_shown(account.username)}); one broker login is one account, "
+                    "so remove one or merge their orders"
+                ), account.name)
             if account.broker not in self.brokers and account.broker not in KNOWN_BROKERS:
                 raise ValueError(
                     f"account {account.name!r} uses broker {account.broker!r}, which is neither a known Ephoenix broker "
@@ -490,7 +552,7 @@ def load_config(
     if named or require_file or _exists(path):
         raw = _read_yaml(path)
     data = apply_env_overrides(raw, environ)
-    config = validate_config(data, source=str(path))
+    config = validate_config(data, source=str(path), overrides=_env_overrides(environ))
     if any(a.password is not None for a in config.accounts):
         _refuse_readable_secrets(path)
         for account in config.accounts:
@@ -507,7 +569,12 @@ def _exists(path: Path) -> bool:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a wrong file must not be read whole
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {path} is over 1 MB, and a config is a few kilobytes; "
+                              "check that --config names the right file.")
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text would
     except FileNotFoundError:
         raise ConfigError(f"config file {path} not found; copy config.yaml.example to {path} or pass --config.") from None
     except OSError as exc:
@@ -550,13 +617,19 @@ _YAML_VALUE_ERRORS = (Exception,)
 IndexError, `!!timestamp x` an AttributeError, a 5000-digit number a ValueError): any of it is bad text."""
 
 
+def _env_overrides(environ: dict[str, str]) -> list[tuple[str, list[str]]]:
+    """Each OPENING_BELL__ variable, in the order applied, with the setting path it names (lowercase parts)."""
+    return [
+        (name, [p.lower() for p in name[len(ENV_PREFIX) :].split("__")])
+        for name in sorted(environ)
+        if name.startswith(ENV_PREFIX) and len(name) > len(ENV_PREFIX)
+    ]
+
+
 def apply_env_overrides(data: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
     """OPENING_BELL__CACHE__DIR=/x sets cache.dir; numeric parts index lists (ACCOUNTS__0__PASSWORD)."""
     result = copy.deepcopy(data)  # keeps YAML aliases shared (and cycles finite), where a naive copy would expand them
-    for name in sorted(environ):
-        if not name.startswith(ENV_PREFIX) or len(name) == len(ENV_PREFIX):
-            continue
-        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+    for name, parts in _env_overrides(environ):
         if any(not p for p in parts):
             raise ConfigError(
                 f"environment variable {_shown(name)} has an empty part between '__'; remove the doubled separator."
@@ -597,17 +670,22 @@ def _set_path(node: Any, parts: list[str], value: Any, env_name: str) -> None:
         node = node.setdefault(part, {})
 
 
-def validate_config(data: Any, source: str = "config") -> Config:
+def validate_config(data: Any, source: str = "config", overrides: list[tuple[str, list[str]]] | None = None) -> Config:
+    """A Config, or a ConfigError naming where the bad value came from: `source`, or the variable that set it."""
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_validation_error(exc)}") from None
+        raise ConfigError(describe_validation_error(exc, source, overrides or [])) from None
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """The first error as one sentence: the field path, then what is wrong with it."""
+def describe_validation_error(exc: ValidationError, source: str, overrides: list[tuple[str, list[str]]]) -> str:
+    """The first error as one sentence: where it came from, the field path, then what is wrong with it.
+
+    A value an environment variable set (or lies inside) is blamed on that variable, not on the file,
+    which does not hold it; an error about a section a variable changed names the file and the variables.
+    """
     error = exc.errors(include_url=False)[0]
-    path = _format_loc(error["loc"])
+    loc = _loc_parts(error["loc"])
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, ") :]
@@ -615,17 +693,29 @@ def describe_validation_error(exc: ValidationError) -> str:
     message = message.replace("Field required", "is required")
     extra = len(exc.errors()) - 1
     more = f" ({extra} more problem{'s' if extra > 1 else ''} after this one)" if extra else ""
-    sentence = f"{path}: {message}" if path else message
+    named = [str(p) for p in loc]
+    setting = [(name, parts) for name, parts in overrides if named[: len(parts)] == parts]
+    if setting:
+        name, parts = max(setting, key=lambda found: len(found[1]))  # the most specific variable (..._ORDERS__0__ISIN)
+        head, loc = _shown(name), loc[len(parts) :]
+    else:
+        within = [_shown(name) for name, parts in overrides if parts[: len(named)] == named]
+        head = f"{source} with {', '.join(within)}" if within else source
+    sentence = ": ".join(text for text in (head, _format_loc(loc), message) if text)
     return sentence.rstrip(".") + more + "."
 
 
-def _format_loc(loc: tuple[Any, ...]) -> str:
+def _loc_parts(loc: tuple[Any, ...]) -> list[Any]:
+    """The setting path in a pydantic error location, less the validator steps pydantic puts in it."""
+    return [part for part in loc if isinstance(part, int)
+            or not str(part).startswith(("function-", "literal[", "int", "constrained-int"))]
+
+
+def _format_loc(loc: list[Any]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif str(part).startswith(("function-", "literal[", "int", "constrained-int")):
-            continue
         else:
             text = _shown(str(part))
             out += f".{text}" if out else text

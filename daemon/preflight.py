@@ -1,4 +1,5 @@
-"""Checks before a run talks to any broker: private files are private, and the token key opens the cache.
+"""Checks before a run talks to any broker: private files private, the journal writable, the token key opens the
+cache, passwords readable.
 
 Tokens, buying power and the journal are the account holder's business: the cache and state directories
 must be 0700 and every file in them 0600. Modes loosened by hand, a restore from a backup or a
@@ -12,12 +13,14 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import tempfile
 from pathlib import Path
 
 from daemon.cache import Cache
 from daemon.config import Config
 from daemon.errors import UserError
 from daemon.logs import get_logger
+from daemon.private_files import ensure_private_dir
 
 log = get_logger("preflight")
 
@@ -36,7 +39,7 @@ def check_private_paths(config: Config) -> list[str]:
         if not root.exists():
             continue  # created 0700 on first use
         if not root.is_dir():
-            problems.append(f"{setting} {root} is not a directory; point {setting} at a directory.")
+            problems.append(_not_a_directory(setting, root))
             continue
         _tighten(root, DIR_MODE, problems, follow=True)
         for parent, dirs, files in os.walk(root, onerror=lambda exc: problems.append(_unreadable(exc))):
@@ -47,6 +50,18 @@ def check_private_paths(config: Config) -> list[str]:
     return problems
 
 
+def _not_a_directory(setting: str, root: Path) -> str:
+    return f"{setting} {root} is not a directory; point {setting} at a directory."
+
+
+def require_cache_dir(config: Config) -> None:
+    """For the `cache` commands, which write nothing (no tightening): a file where the file backend's
+    directory should be is the sentence `warmup` gives, not a traceback or an empty cache."""
+    root = Path(config.cache.dir)
+    if config.cache.backend == "file" and root.exists() and not root.is_dir():
+        raise UserError(_not_a_directory("cache.dir", root))
+
+
 def require_private_paths(config: Config) -> None:
     """`check_private_paths`, with the first thing it could not fix as a UserError."""
     problems = check_private_paths(config)
@@ -55,11 +70,65 @@ def require_private_paths(config: Config) -> None:
         raise UserError(problems[0].rstrip(".") + more + ".")
 
 
+def require_writable_state_dir(config: Config) -> None:
+    """No journal, no fire: prove now that `state_dir/journal` takes a file, or stop the start with one sentence.
+
+    The journal is what keeps a restart inside the window from sending an accepted order again, so a
+    fire that could not write it must not begin. Missing directories are made 0700 here; the probe is
+    a 0600 temp file created, fsynced (a full disk may only say so then) and removed.
+    """
+    root = Path(config.state_dir)
+    journal = root / "journal"
+    at = root
+    try:
+        ensure_private_dir(root)
+        at = journal
+        ensure_private_dir(journal)
+        fd, probe = tempfile.mkstemp(prefix=".writable-", suffix=".probe", dir=journal)  # 0600, O_EXCL, no symlink
+        try:
+            os.write(fd, b"opening-bell writes its journal here\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        raise UserError(_unwritable(root, at, exc)) from None
+
+
+def _unwritable(root: Path, at: Path, exc: OSError) -> str:
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        where = f"{at} is a file" if exc.errno == errno.EEXIST else f"a parent of {at} is a file"
+        reason, fix = where, "move the file away or point state_dir at a directory"
+    elif exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        reason, fix = f"{exc.strerror} on {at}", "free space on that disk or point state_dir at another one"
+    else:
+        reason, fix = f"{exc.strerror} on {at}", "make it writable by this user or point state_dir elsewhere"
+    return f"state_dir {root} cannot hold the journal ({reason}), and nothing is fired without one; {fix}."
+
+
+def warn_missing_passwords(config: Config) -> list[str]:
+    """One warning per enabled account whose password cannot be read now; the problems, each one sentence.
+
+    A cached token hides a missing password until the token ends, which can be 08:44: said at every
+    start, it is fixed in time. Never fatal (the token may well last the day), never the password itself.
+    """
+    problems = []
+    for account in config.accounts:
+        problem = account.password_problem() if account.enabled else None
+        if problem is not None:
+            log.warning("account_password_missing", account=account.name, fix=problem)
+            problems.append(problem)
+    return problems
+
+
 async def preflight(config: Config) -> None:
-    """Everything a run checks before it starts: private paths, then that the token key opens the cached tokens."""
+    """Everything a run checks before it starts: private paths, a writable journal, that the token key opens
+    the cached tokens, then passwords readable (warnings, last: a start that stops says one sentence only)."""
     require_private_paths(config)
+    require_writable_state_dir(config)
     async with Cache.from_config(config) as cache:
         await cache.check_token_key()
+    warn_missing_passwords(config)
 
 
 def _tighten(path: Path, wanted: int, problems: list[str], follow: bool = False) -> None:

@@ -189,3 +189,23 @@ def test_in_a_child_process(cache_dir: Path) -> None:
     assert TOKEN not in shown.stdout + shown.stderr
     refused = run_daemon("cache", "clear")
     assert refused.returncode == 2 and "add --yes" in refused.stderr and "Traceback" not in refused.stderr
+
+
+@pytest.mark.parametrize("argv", [["stats"], ["stats", "--json"], ["clear", "--yes"], ["clear", "tokens"], ["clean"],
+                                  ["list", "tokens"], ["show", "tokens", "u1_gs"]])
+def test_a_file_as_the_cache_directory_is_the_sentence_warmup_gives(capsys, argv: list[str]) -> None:
+    Path("blocker").write_text("not a directory")
+    Path("c.yaml").write_text("cache:\n  dir: blocker\n")
+    assert run(capsys, "warmup", "--config", "c.yaml") == (
+        2, "", "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n")
+    assert run(capsys, "cache", *argv, "--config", "c.yaml") == (
+        2, "", "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n")
+    assert Path("blocker").read_text() == "not a directory"
+
+
+def test_a_file_as_the_cache_directory_in_a_child_process() -> None:
+    Path("blocker").write_text("not a directory")
+    for argv in (["stats"], ["clear", "--yes"]):
+        result = run_daemon("cache", *argv, env={"OPENING_BELL__CACHE__DIR": "blocker"})
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr == "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n"

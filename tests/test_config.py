@@ -62,6 +62,11 @@ def test_env_var_names_the_config(tmp_path):
         ({"accounts": [ACCOUNT, ACCOUNT]}, "used twice"),
         ({"captcha": {"solver": "command"}}, "captcha.command"),
         ({"brokers": {"gs": {"trading_url": "ftp://x"}}}, "brokers.gs.trading_url"),
+        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0002"},
+                                              {"isin": "IRO1FOLD0001", "side": "buy", "price": 5000}]}]},
+         "accounts[0].orders[2]: has the same isin and side as orders[0] (IRO1FOLD0001, buy)"),
+        ({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": " 0012345678", "enabled": False}]},
+         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, ' 0012345678')"),
     ],
 )
 def test_bad_config_is_one_sentence_naming_the_field(data, expected):
@@ -82,11 +87,59 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_buy_and_a_sell_of_one_isin_and_one_username_at_two_brokers_are_allowed():
+    orders = [{"isin": "IRO1FOLD0001", "side": "buy"}, {"isin": "IRO1FOLD0001", "side": "sell", "volume": 10}]
+    config = validate_config({"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "bbi"}]})
+    assert [(o.isin, o.side) for o in config.accounts[0].orders] == [("IRO1FOLD0001", "buy"), ("IRO1FOLD0001", "sell")]
+    assert [(a.broker, a.username) for a in config.accounts] == [("gs", "0012345678"), ("bbi", "0012345678")]
+
+
+@pytest.mark.parametrize(
+    ("accounts", "expected"),
+    [
+        ([{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0001", "share": 0.5}]}],
+         "accounts[0].orders[1]: has the same isin and side as orders[0]"),
+        ([ACCOUNT, {**ACCOUNT, "name": "sara", "orders": [{"isin": "IRO1KHODRO01"}]}],
+         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, 0012345678)"),
+    ],
+)
+def test_a_twin_order_or_account_exits_2_naming_it(tmp_path, accounts, expected):
+    path = write_config(tmp_path / "c.yaml", {"accounts": accounts})
+    result = run_daemon("--config", str(path), "fire", "--dry-run")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"error: {path}: {expected}") and result.stderr.endswith(".\n")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr and result.stdout == ""
+
+
 def test_yaml_syntax_error_names_the_line(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("cache:\n  dir: [unclosed\n")
     with pytest.raises(ConfigError, match=r"not valid YAML at line \d+"):
         load_config(path)
+
+
+@pytest.mark.parametrize("size", [1_000_001, 5_000_000])
+def test_a_config_over_1_mb_is_refused_before_it_is_parsed(tmp_path, size):
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"[" * size)  # as YAML, nested far too deep: only a refusal before parsing names the size
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"config file {path} is over 1 MB, and a config is a few kilobytes; check that --config names the right file."
+    )
+
+
+def test_an_endless_config_is_cut_at_the_limit_and_exits_2():
+    result = run_daemon("--config", "/dev/zero", "warmup")  # read whole, it would never end
+    assert result.returncode == 2 and result.stderr.startswith("error: config file /dev/zero is over 1 MB")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_a_config_of_exactly_1_mb_is_read(tmp_path):
+    path = tmp_path / "padded.yaml"
+    head = b"cache:\n  dir: /tmp/padded\r\n"
+    path.write_bytes(head + b"#" * (1_000_000 - len(head) - 1) + b"\n")
+    assert load_config(path).cache.dir == Path("/tmp/padded")
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
@@ -121,8 +174,49 @@ def test_env_override_of_missing_list_item_is_clear():
 
 
 def test_env_override_is_validated():
-    with pytest.raises(ConfigError, match="cache.ttl.market"):
+    with pytest.raises(ConfigError, match="^OPENING_BELL__CACHE__TTL__MARKET: Input should be a valid number"):
         load_config(environ={"OPENING_BELL__CACHE__TTL__MARKET": "soon"})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"},
+         "OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer."),
+        ({"OPENING_BELL__EXECUTOR": "{max_attempts: 0}", "OPENING_BELL__CACHE__DIR": "/tmp/x"},
+         "OPENING_BELL__EXECUTOR: max_attempts: Input should be greater than 0."),
+        ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPT": "5"}, "OPENING_BELL__EXECUTOR__MAX_ATTEMPT: is not a known setting"),
+        ({"OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN": "bad", "OPENING_BELL__ACCOUNTS__0__ORDERS": "[{isin: x}]"},
+         "OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN: 'bad' is not an ISIN"),
+    ],
+)
+def test_an_env_override_error_names_the_variable_not_the_file(tmp_path, environ, expected):
+    path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ=environ)
+    assert str(caught.value).startswith(expected) and str(path) not in str(caught.value)
+
+
+def test_an_error_in_a_section_an_override_changed_names_the_file_and_the_variable(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"schedule": {"open": "08:45"}, "accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"OPENING_BELL__SCHEDULE__WARMUP": "09:00", "OPENING_BELL__CACHE__DIR": "/tmp/x"})
+    assert str(caught.value) == f"{path} with OPENING_BELL__SCHEDULE__WARMUP: schedule: warmup must come before open."
+
+
+def test_an_error_in_the_file_still_names_the_file_beside_unrelated_overrides(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"fees": {"buy": 2}, "accounts": [ACCOUNT]})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={"OPENING_BELL__FEES__SELL": "0.01", "OPENING_BELL__CACHE__DIR": "/tmp/x"})
+    assert str(caught.value) == f"{path}: fees.buy: Input should be less than 1."
+
+
+def test_an_env_override_error_exits_2_in_one_line(tmp_path):
+    path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
+    result = run_daemon("--config", str(path), "fire", "--dry-run", env={"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"})
+    assert result.returncode == 2
+    assert result.stderr == ("error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: "
+                             "Input should be a valid integer, unable to parse string as an integer.\n")
 
 
 def test_literal_password_in_readable_file_is_refused(tmp_path):
@@ -175,7 +269,8 @@ def test_broker_urls_default_to_the_pattern_and_can_be_overridden():
 
 
 def test_select_accounts(monkeypatch):
-    config = validate_config({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "enabled": False}]})
+    sara = {**ACCOUNT, "name": "sara", "username": "0087654321", "enabled": False}
+    config = validate_config({"accounts": [ACCOUNT, sara]})
     assert [a.name for a in config.select_accounts()] == ["ali"]
     assert [a.name for a in config.select_accounts(["sara"])] == ["sara"]
     with pytest.raises(ConfigError, match="'nobody'"):

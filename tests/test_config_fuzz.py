@@ -1,7 +1,7 @@
 """Config fuzzing: any YAML, any value at any real field, missing and extra keys, any environment override.
 
-`load_config` returns a Config or raises ConfigError with one line that names the file (and the field,
-when it is about one) and ends with a period; never another exception.
+`load_config` returns a Config or raises ConfigError with one line that names the file, or the variable
+that set the bad value (and the field, when it is about one), and ends with a period; never another exception.
 """
 
 from __future__ import annotations
@@ -94,7 +94,8 @@ def check(path: Path, environ: dict[str, str] | None = None) -> Config | None:
     except ConfigError as exc:
         message = str(exc)
         assert message.isprintable() and message.endswith("."), repr(message)
-        assert str(path) in message or "environment variable" in message, message
+        from_env = any(message.startswith((f"{name}: ", f"{name!r}: ")) for name in environ or {})  # a variable's value
+        assert str(path) in message or "environment variable" in message or from_env, message
         return None
 
 

@@ -1,19 +1,31 @@
-"""File modes checked at start: cache and state directories 0700, files in them 0600, symlinks left alone."""
+"""Checks at start: cache and state directories 0700 (files 0600, symlinks left alone), passwords readable."""
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import json
 import os
 import stat
+import tempfile
+from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 import yaml
 from structlog.testing import capture_logs
 
+from daemon.cache import Cache
 from daemon.cli import main
-from daemon.config import validate_config
+from daemon.clock import SystemClock
+from daemon.config import CacheSettings, validate_config
 from daemon.errors import UserError
-from daemon.preflight import check_private_paths, require_private_paths
+from daemon.preflight import check_private_paths, require_private_paths, require_writable_state_dir
+from daemon.simulator import PASSWORD_ENV
+from tests.conftest import run_daemon
+from tests.sim_support import BrokerClient
+from tests.simhelp import running_sim, write_sim_config
 
 
 def mode(path: Path) -> int:
@@ -106,3 +118,129 @@ def test_the_warmup_command_runs_the_check(isolated: Path, monkeypatch, capsys) 
     assert mode(isolated / ".cache") == 0o700 and mode(isolated / ".state" / "journal") == 0o700
     assert mode(isolated / ".cache" / "stats.json") == 0o600
     assert "cannot connect" in capsys.readouterr().out
+
+
+def log_events(stderr: str, event: str) -> list[dict]:
+    """The JSON log lines of one event in a child's stderr."""
+    return [line for line in map(json.loads, filter(str.strip, stderr.splitlines())) if line.get("event") == event]
+
+
+async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_token_serves(
+        monkeypatch, isolated: Path, tmp_path: Path) -> None:
+    async with running_sim(monkeypatch, accounts=1, brokers=("gs",)) as sim:
+        served = sim.config_snippet().data["accounts"][0]
+        async with aiohttp.ClientSession() as session:
+            token = await BrokerClient(session, sim, "gs").sign_in(served["username"])
+        async with Cache(CacheSettings(dir=Path(".cache")), SystemClock()) as cache:
+            await cache.save_token(served["username"], "gs", token, SystemClock().now() + timedelta(hours=1))
+        blank = tmp_path / "blank"
+        blank.write_text("  \n")
+        others = [
+            {"name": "empty", "password_env": "EMPTY_PW"},
+            {"name": "nofile", "password_file": str(tmp_path / "absent")},
+            {"name": "blank", "password_file": str(blank)},
+            {"name": "fine", "password_env": "FINE_PW"},
+            {"name": "off", "password_env": "UNSET_PW", "enabled": False},
+        ]
+        accounts = [served] + [{**a, "broker": "gs", "username": f"u{n}", "orders": served["orders"]}
+                               for n, a in enumerate(others)]
+        config = write_sim_config(sim, isolated / "config.yaml", accounts=accounts)
+        env = {"EMPTY_PW": "", "FINE_PW": "fine-secret-pw"}  # the simulator's password variable is not passed on
+        only = ["--accounts", served["name"]]
+        for command in (["warmup", *only], ["fire", "--dry-run", "--now", *only]):
+            result = await asyncio.to_thread(run_daemon, "--config", str(config), *command, env=env)
+            assert result.returncode == 0, result.stderr  # the cached token serves: no login was needed
+            warned = {e["account"]: e["fix"] for e in log_events(result.stderr, "account_password_missing")}
+            assert warned == {
+                served["name"]: f"account {served['name']!r}: environment variable {PASSWORD_ENV} is not set; "
+                                "export it or change password_env.",
+                "empty": "account 'empty': environment variable EMPTY_PW is empty; "
+                         "export the password in it or change password_env.",
+                "nofile": f"account 'nofile': password_file {tmp_path / 'absent'} cannot be read "
+                          "(No such file or directory); create it readable by this user or change password_file.",
+                "blank": f"account 'blank': password_file {blank} is empty; write the password in it.",
+            }, command
+            assert all(e["level"] == "warning" for e in log_events(result.stderr, "account_password_missing"))
+            assert "fine-secret-pw" not in result.stdout + result.stderr and token not in result.stdout + result.stderr
+
+
+def blocked_state_dir(isolated: Path, case: str) -> str:
+    """A state_dir the journal cannot be written in, as a mistake, a restore or a full disk leaves it."""
+    if case == "a file":
+        (isolated / "state").write_text("not a directory")
+    elif case == "a file as its journal":
+        (isolated / "state").mkdir(mode=0o700)  # private already: nothing to tighten, nothing logged
+        (isolated / "state" / "journal").write_text("not a directory")
+        (isolated / "state" / "journal").chmod(0o600)
+    elif case == "under a file":
+        (isolated / "state").write_text("not a directory")
+        return "state/below"
+    elif case == "read-only":
+        (isolated / "state").mkdir(mode=0o700)
+        (isolated / "state" / "journal").mkdir(mode=0o500)
+    return "state"
+
+
+UNWRITABLE = {
+    "a file": "error: state_dir state is not a directory; point state_dir at a directory.\n",
+    "a file as its journal": "error: state_dir state cannot hold the journal (state/journal is a file), and nothing is "
+                             "fired without one; move the file away or point state_dir at a directory.\n",
+    "under a file": "error: state_dir state/below cannot hold the journal (a parent of state/below is a file), and "
+                    "nothing is fired without one; move the file away or point state_dir at a directory.\n",
+    "read-only": "error: state_dir state cannot hold the journal (Permission denied on state/journal), and nothing is "
+                 "fired without one; make it writable by this user or point state_dir elsewhere.\n",
+}
+
+
+@pytest.mark.parametrize("command", [["fire", "--dry-run", "--now"], ["run"]])
+@pytest.mark.parametrize("case", UNWRITABLE)
+def test_fire_and_run_stop_before_the_arm_when_the_journal_cannot_be_written(isolated: Path, case, command) -> None:
+    if case == "read-only" and os.geteuid() == 0:
+        pytest.skip("root writes into a read-only directory; the file-in-the-way cases cover it as root")
+    config = isolated / "config.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": blocked_state_dir(isolated, case),
+        "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
+        "accounts": [{"name": "a", "broker": "b", "username": "u1", "password_env": "PW",
+                      "orders": [{"isin": "IRO1FOLD0001"}]}],
+    }))
+    result = run_daemon("--config", str(config), *command, env={"PW": "pw-state"}, timeout=30)
+    assert (result.returncode, result.stderr, result.stdout) == (2, UNWRITABLE[case], ""), result.stderr
+    assert not (isolated / ".cache").exists()  # stopped before any broker call could fill it
+
+
+def test_a_missing_state_dir_is_made_private_and_probed_without_a_trace(isolated: Path) -> None:
+    require_writable_state_dir(validate_config({"state_dir": "var/state"}))
+    assert mode(isolated / "var" / "state") == 0o700 and mode(isolated / "var" / "state" / "journal") == 0o700
+    assert list((isolated / "var" / "state" / "journal").iterdir()) == []
+
+
+def test_a_full_disk_stops_the_start_in_one_sentence(isolated: Path, monkeypatch) -> None:
+    made = []
+    real_mkstemp = tempfile.mkstemp
+
+    def mkstemp(**kwargs):
+        fd, name = real_mkstemp(**kwargs)
+        made.append((name, mode(Path(name))))
+        return fd, name
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(os, "fsync", full)  # a full disk often shows only when the data must reach it
+    with pytest.raises(UserError) as caught:
+        require_writable_state_dir(validate_config({}))
+    assert str(caught.value) == ("state_dir .state cannot hold the journal (No space left on device on .state/journal), "
+                                 "and nothing is fired without one; free space on that disk or point state_dir at another one.")
+    assert [m for _, m in made] == [0o600] and not Path(made[0][0]).exists()
+
+
+def test_a_refused_write_names_the_journal_directory_even_as_root(isolated: Path, monkeypatch) -> None:
+    def refused(**kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(Path(kwargs["dir"]) / ".writable-x.probe"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)  # what a read-only directory answers a user other than root
+    with pytest.raises(UserError) as caught:
+        require_writable_state_dir(validate_config({"state_dir": "state"}))
+    assert str(caught.value) == UNWRITABLE["read-only"].removeprefix("error: ").rstrip("\n")
