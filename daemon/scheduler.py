@@ -213,8 +213,8 @@ class DayScheduler:
         plan = phase.plan
         log = self._log.bind(day=plan.day.isoformat())
         if phase.name == "in_window":
-            log.warning("started inside the fire window: arming now", arm=plan.arm.isoformat(), open=plan.open.isoformat(),
-                        window_end=plan.window_end.isoformat())
+            log.warning("started inside the fire window: arming now", arm=plan.arm.isoformat(),
+                        open=plan.open.isoformat(), window_end=plan.window_end.isoformat())
             await self._run_window(plan, None, None, started_late=True)
             return
         now = self.clock.now()
