@@ -215,7 +215,7 @@ class DayScheduler:
         if phase.name == "in_window":
             log.warning("started inside the fire window: arming now", arm=plan.arm.isoformat(),
                         open=plan.open.isoformat(), window_end=plan.window_end.isoformat())
-            await self._run_window(plan, None, None, started_late=True)
+            await self._run_window(plan, None, None, started_at=self.clock.now())
             return
         now = self.clock.now()
         if now < plan.warmup:
@@ -241,27 +241,27 @@ class DayScheduler:
             await asyncio.gather(warm, refresher, return_exceptions=True)
 
     async def _run_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
-                          started_late: bool = False) -> None:
+                          started_at: datetime | None = None) -> None:
         """The fire window as a task of its own, shielded: a stop waits for it (see `stop`)."""
         self._window_end = plan.window_end
-        self._window = asyncio.create_task(self._fire_window(plan, warm, refresher, started_late), name="fire-window")
+        self._window = asyncio.create_task(self._fire_window(plan, warm, refresher, started_at), name="fire-window")
         await asyncio.shield(self._window)
 
     async def _fire_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
-                           started_late: bool) -> None:
+                           started_at: datetime | None) -> None:
         """Arm, fire, and once the window is over, report: this part is never cut short by a stop.
 
-        A scheduler started inside the window has no warmup or refresh task (`warm`, `refresher` None).
+        A scheduler started inside the window (at `started_at`) has no warmup or refresh task.
         """
         log = self._log.bind(day=plan.day.isoformat())
-        arming = "started inside the fire window: arming now" if started_late else "arming"
+        arming = "started inside the fire window: arming now" if started_at is not None else "arming"
         self._status(f"{arming} for the open at {when_text(plan.open)}")
         await self._call("arm", plan)
         now = self.clock.now()
         if now >= plan.window_end:
             log.error("arm ended after the window: nothing fired today", window_end=plan.window_end.isoformat())
         else:
-            if now >= plan.open and not started_late:  # started late, the start's line has said so already
+            if now >= plan.open and (started_at is None or started_at < plan.open):  # a start after it said so
                 log.error("arm ended after the open: firing late", open=plan.open.isoformat())
             late = "late, the open was " if now >= plan.open else ""
             self._status(f"armed: firing {late}at {when_text(plan.open)}")

@@ -143,6 +143,19 @@ async def test_a_start_inside_the_fire_window_arms_at_once_fires_and_reports_tod
 
 
 @pytest.mark.looptime
+async def test_a_start_just_before_the_open_whose_arm_ends_after_it_says_it_fires_late() -> None:
+    cfg = config()
+    start = tehran(SATURDAY, 8, 45) - timedelta(milliseconds=50)
+    clock = FakeClock(start)
+    runner = RecordingRunner(cfg, clock, takes={"arm": 1})  # the arm ends at 08:45:00.950
+    with capture_logs() as logs:
+        await run_until(cfg, clock, runner, tehran(SATURDAY, 9, 0))
+    assert [call.step for call in runner.calls] == ["arm", "fire", "report"]
+    assert runner.of("fire")[0].start == start + timedelta(seconds=1)
+    assert [e["log_level"] for e in logs if e["event"] == "arm ended after the open: firing late"] == ["error"]
+
+
+@pytest.mark.looptime
 async def test_a_stop_right_after_a_start_inside_the_window_still_fires_and_reports() -> None:
     cfg = config()
     clock = FakeClock(tehran(SATURDAY, 8, 45, 5))
