@@ -11,10 +11,14 @@ import signal
 import sys
 from datetime import datetime, time, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
+
+import yaml
 
 from daemon.cli import add_common
 from daemon.clock import SystemClock
+from daemon.config import ScheduleSettings
 from daemon.errors import UserError
 from daemon.sim_auth import LimiterSettings
 from daemon.sim_market import OrderRules
@@ -22,6 +26,9 @@ from daemon.sim_state import SimSettings
 from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, Simulator
 
 TEHRAN = ZoneInfo("Asia/Tehran")
+US = 1_000_000
+DAY_US = 86_400 * US
+WARMUP_GAP_US = 24 * 60 * US  # warmup to arm when the default 08:20 does not fit, as the defaults space them
 _TIME = re.compile(r"^(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?$")
 _BROKER = re.compile(r"^[a-z0-9]+$")
 _LIMIT = re.compile(r"^(\d+)/(\d+(?:\.\d+)?)$")
@@ -151,6 +158,53 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def schedule_snippet(open_at: datetime) -> dict[str, Any]:
+    """`timezone` and `schedule` for a config whose open is the simulator's, so a plain `fire` or `run` aims there.
+
+    The open is Tehran wall time, as the simulator's is. Only `open` is given, unless the default warmup
+    (08:20), arm (60 s before) or window (30 s after) would not fit that open in one day: then the setting
+    that does not fit is given too (an open at 00:00:00 exactly leaves no room for a warmup: only `open`).
+    """
+    open_us = _us_of_day(open_at.astimezone(TEHRAN).time())
+    defaults = ScheduleSettings()
+    warmup: str | None = None
+    arm_before_s: float | None = None
+    window_s: float | None = None
+    arm_us = round(defaults.arm_before_s * US)
+    if open_us > 0 and open_us - arm_us <= _us_of_day(defaults.warmup):  # 08:20 is not before the arm
+        warmup_us = max(0, open_us - arm_us - WARMUP_GAP_US)
+        warmup = _clock_text(warmup_us)
+        if open_us - arm_us <= warmup_us:  # an open in the day's first minute: arm halfway from midnight
+            arm_before_s = open_us / 2 / US
+    if open_us + round(defaults.window_s * US) >= DAY_US:  # an open in the day's last 30 s: end before midnight
+        window_s = (DAY_US - open_us) / 2 / US
+    given = {"warmup": warmup, "open": _clock_text(open_us), "arm_before_s": arm_before_s, "window_s": window_s}
+    schedule = {key: value for key, value in given.items() if value is not None}
+    return {"timezone": "Asia/Tehran", "schedule": schedule}
+
+
+def _us_of_day(moment: time) -> int:
+    return (moment.hour * 3600 + moment.minute * 60 + moment.second) * US + moment.microsecond
+
+
+def _clock_text(us: int) -> str:
+    """HH:MM:SS, with .fff or .ffffff only when the instant has them."""
+    seconds, micro = divmod(us, US)
+    text = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+    if not micro:
+        return text
+    return f"{text}.{micro // 1000:03d}" if micro % 1000 == 0 else f"{text}.{micro:06d}"
+
+
+def snippet_yaml(sim: Simulator) -> str:
+    """The simulator's config snippet with the schedule of its open (see `schedule_snippet`) in front."""
+    text = sim.config_snippet().yaml
+    if sim.settings.open_at is None:
+        return text
+    schedule = yaml.safe_dump(schedule_snippet(sim.settings.open_at), sort_keys=False, allow_unicode=True, width=200)
+    return schedule + text
+
+
 def _announce(sim: Simulator, host: str) -> None:
     snippet = sim.config_snippet()
     open_at = sim.settings.open_at
@@ -164,6 +218,6 @@ def _announce(sim: Simulator, host: str) -> None:
                      f"(skew {sim.settings.skew_ms:+g} ms); NewOrder answers 1017 before that.")
     lines.append("Before starting the daemon, export the simulated accounts' password:")
     lines += [f"  export {name}={shlex.quote(value)}" for name, value in snippet.env.items()]
-    lines += [SNIPPET_START, snippet.yaml.rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]
+    lines += [SNIPPET_START, snippet_yaml(sim).rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()

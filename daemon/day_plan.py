@@ -41,8 +41,10 @@ class DayPlan:
 class Phase:
     """What a daemon started at some moment must do first.
 
-    before_warmup / warm_now / in_window: `plan` is today's. after_window / closed_day: `plan` is the
-    next trading day's, whose warmup is the thing to wait for; `closed` says why today is closed.
+    before_warmup / warm_now / in_window: `plan` is today's. in_window runs from the arm time to the
+    window's end: a daemon (re)started then arms at once and fires what is left of the window, since a
+    restart at 08:44:59.950 must still send today. after_window / closed_day: `plan` is the next trading
+    day's, whose warmup is the thing to wait for; `closed` says why today is closed.
     """
 
     name: PhaseName
@@ -99,7 +101,7 @@ def phase_at(config: Config, now: datetime, calendar: TradingCalendar | None = N
     plan = day_plan(config, today)
     if now < plan.warmup:
         return Phase("before_warmup", plan)
-    if now < plan.open:
+    if now < plan.arm:
         return Phase("warm_now", plan)
     if now < plan.window_end:
         return Phase("in_window", plan)

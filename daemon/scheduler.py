@@ -19,6 +19,12 @@ APScheduler can wake tens of milliseconds late, so it never decides the instant 
 called right after `arm`, about a minute early, and the runner waits for the open with its own precise
 wait. Warmup and arm never hold each other up: a warmup still running at arm time is logged loudly and
 arm and fire go on for the accounts that are ready. A runner method that raises is one log line.
+
+A daemon (re)started inside the fire window (from the arm time to the window's end: systemd restarting
+it after a crash at 08:44:59.950, say) arms at once, with no warmup (the arm works from the cache and
+logs in only where a token is missing), fires what is left of the window and reports; the executor reads
+the day's journal at arm, so an order already sent is not sent again. An arm that ends after the window
+fires nothing: no order leaves once the window is over.
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from daemon.calendar import TradingCalendar
 from daemon.clock import Clock
 from daemon.config import Config
 from daemon.dates import time_of_day
-from daemon.day_plan import DayPlan, calendar_for, day_plan, next_events
+from daemon.day_plan import DayPlan, Phase, calendar_for, next_events, phase_at
 from daemon.logs import get_logger
 
 Step = Literal["warmup", "refresh", "arm", "fire", "report"]
@@ -123,15 +129,10 @@ async def _wake(woken: asyncio.Future[None]) -> None:
 def plan_to_work(config: Config, now: datetime, calendar: TradingCalendar) -> DayPlan:
     """The trading day a scheduler started (or done with a day) at `now` works next.
 
-    Today's if its open is still ahead, warmup time passed or not (a late start warms at once); else
-    the next trading day's: inside or after the window there is nothing left to do today.
+    Today's until its window ends, warmup or arm time passed or not (a late start warms at once, one
+    inside the fire window arms at once); else the next trading day's. The rule is `phase_at`'s.
     """
-    today = now.astimezone(config.tz).date()
-    if calendar.is_trading_day(today):
-        plan = day_plan(config, today)
-        if now < plan.open:
-            return plan
-    return day_plan(config, calendar.next_trading_day(today, include_today=False))
+    return phase_at(config, now, calendar).plan
 
 
 def next_refresh(previous: datetime, now: datetime, every: timedelta) -> datetime:
@@ -206,10 +207,16 @@ class DayScheduler:
 
     async def run(self) -> None:
         while True:
-            await self._day(plan_to_work(self.config, self.clock.now(), self.calendar))
+            await self._day(phase_at(self.config, self.clock.now(), self.calendar))
 
-    async def _day(self, plan: DayPlan) -> None:
+    async def _day(self, phase: Phase) -> None:
+        plan = phase.plan
         log = self._log.bind(day=plan.day.isoformat())
+        if phase.name == "in_window":
+            log.warning("started inside the fire window: arming now", arm=plan.arm.isoformat(),
+                        open=plan.open.isoformat(), window_end=plan.window_end.isoformat())
+            await self._run_window(plan, None, None, started_at=self.clock.now())
+            return
         now = self.clock.now()
         if now < plan.warmup:
             if plan.day == now.astimezone(self.config.tz).date():
@@ -227,27 +234,43 @@ class DayScheduler:
             await self.alarm.until(plan.arm)
             if not warm.done():
                 log.error("warmup still running at arm time: arming and firing the accounts that are ready", open=plan.open.isoformat())
-            self._window_end = plan.window_end
-            self._window = asyncio.create_task(self._fire_window(plan, warm, refresher), name="fire-window")
-            await asyncio.shield(self._window)
+            await self._run_window(plan, warm, refresher)
         finally:
             for task in (warm, refresher):
                 task.cancel()
             await asyncio.gather(warm, refresher, return_exceptions=True)
 
-    async def _fire_window(self, plan: DayPlan, warm: asyncio.Task[bool], refresher: asyncio.Task[None]) -> None:
-        """Arm, fire, and once the window is over, report: this part is never cut short by a stop."""
+    async def _run_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
+                          started_at: datetime | None = None) -> None:
+        """The fire window as a task of its own, shielded: a stop waits for it (see `stop`)."""
+        self._window_end = plan.window_end
+        self._window = asyncio.create_task(self._fire_window(plan, warm, refresher, started_at), name="fire-window")
+        await asyncio.shield(self._window)
+
+    async def _fire_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
+                           started_at: datetime | None) -> None:
+        """Arm, fire, and once the window is over, report: this part is never cut short by a stop.
+
+        A scheduler started inside the window (at `started_at`) has no warmup or refresh task.
+        """
         log = self._log.bind(day=plan.day.isoformat())
-        self._status(f"arming for the open at {when_text(plan.open)}")
+        arming = "started inside the fire window: arming now" if started_at is not None else "arming"
+        self._status(f"{arming} for the open at {when_text(plan.open)}")
         await self._call("arm", plan)
-        if self.clock.now() >= plan.open:
-            log.error("arm ended after the open: firing late", open=plan.open.isoformat())
-        self._status(f"armed: firing at {when_text(plan.open)}")
-        await self._call("fire", plan)
+        now = self.clock.now()
+        if now >= plan.window_end:
+            log.error("arm ended after the window: nothing fired today", window_end=plan.window_end.isoformat())
+        else:
+            if now >= plan.open and (started_at is None or started_at < plan.open):  # a start after it said so
+                log.error("arm ended after the open: firing late", open=plan.open.isoformat())
+            late = "late, the open was " if now >= plan.open else ""
+            self._status(f"armed: firing {late}at {when_text(plan.open)}")
+            await self._call("fire", plan)
         await self.alarm.until(plan.window_end)
-        refresher.cancel()  # its beats end with the window; a refresh still running is cut short
-        await asyncio.gather(refresher, return_exceptions=True)
-        if not warm.done():
+        if refresher is not None:
+            refresher.cancel()  # its beats end with the window; a refresh still running is cut short
+            await asyncio.gather(refresher, return_exceptions=True)
+        if warm is not None and not warm.done():
             log.error("warmup still running after the window: cancelled")
             warm.cancel()
         self._status("reporting")

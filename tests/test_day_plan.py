@@ -87,7 +87,9 @@ def test_official_holiday_is_skipped_and_open_days_reopens_one() -> None:
         ((7, 0, 0), "before_warmup", SATURDAY),
         ((8, 20, 0), "warm_now", SATURDAY),
         ((8, 30, 0), "warm_now", SATURDAY),
-        ((8, 44, 30), "warm_now", SATURDAY),
+        ((8, 43, 59), "warm_now", SATURDAY),
+        ((8, 44, 0), "in_window", SATURDAY),  # from the arm time: arm at once, no warmup
+        ((8, 44, 30), "in_window", SATURDAY),
         ((8, 45, 0), "in_window", SATURDAY),
         ((8, 45, 29), "in_window", SATURDAY),
         ((8, 45, 30), "after_window", date(2026, 11, 22)),
@@ -97,6 +99,30 @@ def test_official_holiday_is_skipped_and_open_days_reopens_one() -> None:
 def test_phase_at_tells_a_daemon_started_then_what_to_do(clock: tuple[int, int, int], phase: str, plan_day: date) -> None:
     result = phase_at(config(), tehran(SATURDAY, *clock))
     assert (result.name, result.plan.day, result.closed) == (phase, plan_day, None)
+
+
+@pytest.mark.parametrize(
+    ("moment", "phase", "plan_day"),
+    [
+        (timedelta(milliseconds=-50), "in_window", SATURDAY),  # killed just before the open, restarted at once
+        (timedelta(microseconds=1), "in_window", SATURDAY),  # just after the open
+        (timedelta(seconds=30) - timedelta(microseconds=1), "in_window", SATURDAY),  # the window's last instant
+        (timedelta(seconds=30), "after_window", date(2026, 11, 22)),  # the window's end: tomorrow
+    ],
+)
+def test_a_restart_around_the_open_fires_today_until_the_window_ends(moment: timedelta, phase: str,
+                                                                     plan_day: date) -> None:
+    result = phase_at(config(), tehran(SATURDAY, 8, 45) + moment)
+    assert (result.name, result.plan.day) == (phase, plan_day)
+
+
+def test_the_window_of_a_fractional_open_ends_window_s_after_it() -> None:
+    cfg = config(open="08:45:00.250", window_s=10)
+    open_at = datetime(2026, 11, 21, 8, 45, 0, 250_000, tzinfo=TEHRAN)
+    assert phase_at(cfg, open_at + timedelta(seconds=10) - timedelta(microseconds=1)).name == "in_window"
+    assert phase_at(cfg, open_at + timedelta(seconds=10)).name == "after_window"
+    assert phase_at(cfg, open_at - timedelta(seconds=60)).name == "in_window"  # the arm time
+    assert phase_at(cfg, open_at - timedelta(seconds=60, microseconds=1)).name == "warm_now"
 
 
 def test_started_at_ten_after_wednesdays_window_waits_for_saturdays_warmup() -> None:

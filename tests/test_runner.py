@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from daemon.clock import SystemClock
@@ -40,3 +42,28 @@ async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
         assert all(r.accepted for r in summarize(read_journal(config.state_dir, plan.day)))
         logins = [r for r in sim.request_log.records(route="login") if r.error_code == OK]  # a misread captcha is retried
         assert len(logins) == 4  # tokens reused from warmup on
+
+
+async def test_armed_after_the_open_with_no_warmup_fires_each_account_once(monkeypatch, tmp_path):
+    """A `run` restarted inside the window arms at once: a cold cache (logins at arm), the open already past."""
+    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
+    async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
+        config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 20},
+                            executor={"clock_source": "none", "final_check_s": 0.3})
+        runner = make_runner(config, SystemClock())
+        plan = plan_in(sim, config, open_in_s=-0.5, window_s=20)  # the open was half a second ago
+        try:
+            await runner.arm(plan)
+            await runner.fire(plan)
+            await runner.report(plan)
+        finally:
+            await runner.aclose()
+        sends = Counter(r.username for r in sim.request_log.records(route="new_order"))
+        assert sends == Counter({a.username: 1 for a in config.accounts})  # one NewOrder each, accepted at once
+        orders = sim.orders()
+        assert sorted(o.username for o in orders) == sorted(a.username for a in config.accounts)  # one each
+        journal = read_journal(config.state_dir, plan.day)
+        assert all(r.accepted for r in summarize(journal)) and len(summarize(journal)) == 4
+        assert all(r["vs_open_ms"] > 0 for r in journal if r.get("kind") == "send")  # sent late, at once
+        logins = [r for r in sim.request_log.records(route="login") if r.error_code == OK]
+        assert len(logins) == 4  # each account logged in once, at arm

@@ -92,8 +92,8 @@ async def test_refresh_follows_the_configured_cadence() -> None:
     ("start", "first_warmup"),
     [
         (tehran(SATURDAY, 8, 30), tehran(SATURDAY, 8, 30)),  # late: warms at once, still fires today
-        (tehran(SATURDAY, 8, 44, 30), tehran(SATURDAY, 8, 44, 30)),  # after arm time, before the open
-        (tehran(SATURDAY, 8, 45, 10), tehran(SATURDAY + DAY, 8, 20)),  # inside the window: tomorrow
+        (tehran(SATURDAY, 8, 43, 59), tehran(SATURDAY, 8, 43, 59)),  # a second before arm time: warms at once
+        (tehran(SATURDAY, 8, 45, 30), tehran(SATURDAY + DAY, 8, 20)),  # at the window's end: tomorrow
         (tehran(SATURDAY, 10, 0), tehran(SATURDAY + DAY, 8, 20)),  # after the window: tomorrow
         (tehran(SATURDAY + 5 * DAY, 12, 0), tehran(SATURDAY + 7 * DAY, 8, 20)),  # Thursday: Saturday next
         (tehran(SATURDAY, 3, 0), tehran(SATURDAY, 8, 20)),
@@ -107,6 +107,79 @@ async def test_a_start_at_any_moment_does_the_right_first_thing(start: datetime,
     assert [call.start for call in runner.of("warmup")] == [first_warmup]
     assert runner.calls[0].step == "warmup"
     assert_full_day(cfg, runner, first_warmup.date())
+
+
+@pytest.mark.looptime
+@pytest.mark.parametrize(
+    "start",
+    [
+        tehran(SATURDAY, 8, 44),  # the arm time itself
+        tehran(SATURDAY, 8, 45) - timedelta(milliseconds=50),  # killed 50 ms before the open, restarted at once
+        tehran(SATURDAY, 8, 45, 10),  # inside the window
+        tehran(SATURDAY, 8, 45, 30) - timedelta(microseconds=1),  # the window's last instant
+    ],
+)
+async def test_a_start_inside_the_fire_window_arms_at_once_fires_and_reports_today(start: datetime) -> None:
+    cfg = config()
+    clock = FakeClock(start)
+    runner = RecordingRunner(cfg, clock)
+    with capture_logs() as logs:
+        scheduler = DayScheduler(cfg, runner, clock, ClockAlarm(clock))
+        scheduler.start()
+        await clock.sleep_until(start + timedelta(microseconds=1))
+        assert scheduler.in_window  # a stop now would wait for the window, as after a normal arm
+        await clock.sleep_until(tehran(SATURDAY + DAY, 9, 0))
+        await scheduler.stop()
+    plan = day_plan(cfg, SATURDAY)
+    today = [call for call in runner.calls if call.day == SATURDAY]
+    assert [call.step for call in today] == ["arm", "fire", "report"]  # no warmup, no refresh
+    arm, fire, report = today
+    assert arm.start == fire.start == start  # at once
+    assert fire.end == plan.window_end and report.start == plan.window_end
+    started = [e for e in logs if e["event"] == "started inside the fire window: arming now"]
+    assert len(started) == 1 and started[0]["log_level"] == "warning" and started[0]["day"] == "2026-11-21"
+    assert not any(e["event"].startswith(("arm ended", "started after the warmup")) for e in logs)
+    assert_full_day(cfg, runner, SATURDAY + DAY)  # and the next day as usual
+
+
+@pytest.mark.looptime
+async def test_a_start_just_before_the_open_whose_arm_ends_after_it_says_it_fires_late() -> None:
+    cfg = config()
+    start = tehran(SATURDAY, 8, 45) - timedelta(milliseconds=50)
+    clock = FakeClock(start)
+    runner = RecordingRunner(cfg, clock, takes={"arm": 1})  # the arm ends at 08:45:00.950
+    with capture_logs() as logs:
+        await run_until(cfg, clock, runner, tehran(SATURDAY, 9, 0))
+    assert [call.step for call in runner.calls] == ["arm", "fire", "report"]
+    assert runner.of("fire")[0].start == start + timedelta(seconds=1)
+    assert [e["log_level"] for e in logs if e["event"] == "arm ended after the open: firing late"] == ["error"]
+
+
+@pytest.mark.looptime
+async def test_a_stop_right_after_a_start_inside_the_window_still_fires_and_reports() -> None:
+    cfg = config()
+    clock = FakeClock(tehran(SATURDAY, 8, 45, 5))
+    runner = RecordingRunner(cfg, clock, takes={"arm": 2})
+    scheduler = DayScheduler(cfg, runner, clock, ClockAlarm(clock))
+    scheduler.start()
+    await clock.sleep_until(tehran(SATURDAY, 8, 45, 6))  # mid-arm
+    await scheduler.stop()
+    assert [call.step for call in runner.calls] == ["arm", "fire", "report"]
+    assert runner.of("fire")[0].start == tehran(SATURDAY, 8, 45, 7)
+    assert clock.now() == day_plan(cfg, SATURDAY).window_end
+
+
+@pytest.mark.looptime
+async def test_an_arm_that_ends_after_the_window_fires_nothing_and_reports() -> None:
+    cfg = config()
+    clock = FakeClock(tehran(SATURDAY, 8, 45, 20))
+    runner = RecordingRunner(cfg, clock, takes={"arm": 15})  # a cold cache and slow logins: done at 08:45:35
+    with capture_logs() as logs:
+        await run_until(cfg, clock, runner, tehran(SATURDAY, 9, 0))
+    assert [call.step for call in runner.calls] == ["arm", "report"]
+    assert runner.of("report")[0].start == tehran(SATURDAY, 8, 45, 35)
+    ended = [e["log_level"] for e in logs if e["event"] == "arm ended after the window: nothing fired today"]
+    assert ended == ["error"]
 
 
 @pytest.mark.looptime
@@ -186,12 +259,18 @@ async def test_stop_before_the_window_cancels_warmup_and_never_arms() -> None:
     assert [call.step for call in runner.calls] == ["warmup"]
 
 
-def test_plan_to_work_is_today_until_the_open_then_the_next_trading_day() -> None:
+def test_plan_to_work_is_today_until_the_window_ends_then_the_next_trading_day() -> None:
     cfg = config()
     cal = calendar_for(cfg)
-    assert plan_to_work(cfg, tehran(SATURDAY, 8, 44, 59), cal).day == SATURDAY
-    assert plan_to_work(cfg, tehran(SATURDAY, 8, 45), cal).day == SATURDAY + DAY
-    assert plan_to_work(cfg, tehran(SATURDAY + 4 * DAY, 23, 0), cal).day == SATURDAY + 7 * DAY  # Wednesday night
+    open_at = tehran(SATURDAY, 8, 45)
+    assert plan_to_work(cfg, open_at - timedelta(milliseconds=50), cal).day == SATURDAY  # just before the open
+    assert plan_to_work(cfg, open_at + timedelta(milliseconds=1), cal).day == SATURDAY  # just after it
+    assert plan_to_work(cfg, tehran(SATURDAY, 8, 45, 30) - timedelta(microseconds=1), cal).day == SATURDAY
+    assert plan_to_work(cfg, tehran(SATURDAY, 8, 45, 30), cal).day == SATURDAY + DAY  # the window's end
+    wednesday = SATURDAY + 4 * DAY
+    assert plan_to_work(cfg, tehran(wednesday, 8, 45, 29), cal).day == wednesday
+    assert plan_to_work(cfg, tehran(wednesday, 8, 45, 30), cal).day == SATURDAY + 7 * DAY  # over Thursday and Friday
+    assert plan_to_work(cfg, tehran(wednesday, 23, 0), cal).day == SATURDAY + 7 * DAY  # Wednesday night
     # a UTC `now` is read in the exchange's zone: 22:00 UTC Friday is 01:30 Saturday in Tehran
     assert plan_to_work(cfg, datetime(2026, 11, 27, 22, 0, tzinfo=UTC), cal).day == SATURDAY + 7 * DAY
 

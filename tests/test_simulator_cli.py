@@ -7,18 +7,22 @@ import asyncio
 import base64
 import json
 import os
+import random
 import signal
 import socket
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 import yaml
 
-from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at, register
-from daemon.config import validate_config
+from daemon.cmd_simulate import (
+    SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at, register, schedule_snippet,
+)
+from daemon.config import ConfigLoader, validate_config
 from daemon.errors import UserError
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.conftest import REPO_ROOT, run_daemon
@@ -54,6 +58,7 @@ async def test_simulate_prints_a_working_config_and_stops_on_sigterm(tmp_path: P
         assert f"  export {PASSWORD_ENV}={DEFAULT_PASSWORD}" in lines
         snippet = yaml.safe_load("\n".join(lines[lines.index(SNIPPET_START) + 1 : -1]))
         config = validate_config(snippet)
+        assert (config.timezone, config.schedule.open) == ("Asia/Tehran", time(8, 45))  # a plain `fire` aims there
         assert [a.broker for a in config.accounts] == ["gs", "bbi", "gs"]
         assert all(a.password_env == PASSWORD_ENV for a in config.accounts)
         async with aiohttp.ClientSession() as session:
@@ -67,6 +72,51 @@ async def test_simulate_prints_a_working_config_and_stops_on_sigterm(tmp_path: P
     assert process.returncode == 0, err.decode()
     rows = [json.loads(line) for line in log_path.read_text().splitlines()]
     assert [(r["route"], r["broker"], r["status"]) for r in rows] == [("captcha", "bbi", 200)]
+
+
+async def test_the_snippet_opens_when_the_simulator_does_by_default() -> None:
+    process, lines = await _start("--port", "0", "--accounts", "1")
+    try:
+        announced = next(line for line in lines if line.startswith("The market opens at "))
+        snippet = yaml.load("\n".join(lines[lines.index(SNIPPET_START) + 1 : -1]), Loader=ConfigLoader)
+        config = validate_config(snippet)
+        assert f"opens at {config.schedule.open:%H:%M:%S}.000 Asia/Tehran" in announced
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), STARTUP_LIMIT_S)
+    assert process.returncode == 0
+
+
+TEHRAN = ZoneInfo("Asia/Tehran")
+
+
+def _read_back(open_at: datetime):
+    """schedule_snippet as printed (YAML) and read by the daemon's config loader."""
+    text = yaml.safe_dump(schedule_snippet(open_at), sort_keys=False)
+    return validate_config(yaml.load(text, Loader=ConfigLoader))
+
+
+def test_the_schedule_snippet_is_a_valid_config_whose_open_is_the_simulators_at_any_time_of_day() -> None:
+    midnight = datetime(2026, 11, 21, tzinfo=TEHRAN)
+    draws = random.Random(12)
+    offsets = [timedelta(microseconds=draws.randrange(1, 86_400 * 1_000_000)) for _ in range(500)]
+    offsets += [timedelta(seconds=s) for s in (1e-6, 30, 60, 60.000001, 8 * 3600 + 21 * 60, 8 * 3600 + 21 * 60 + 1e-6,
+                                               8 * 3600 + 45 * 60.25, 86_400 - 30, 86_400 - 1e-6)]
+    for offset in offsets:
+        open_at = midnight + offset
+        config = _read_back(open_at.astimezone(UTC))  # any zone in: Tehran wall time out
+        assert config.timezone == "Asia/Tehran" and config.schedule.open == open_at.time(), open_at
+
+
+def test_the_schedule_snippet_gives_the_open_and_only_the_defaults_that_do_not_fit_it() -> None:
+    def at(*clock: int) -> datetime:
+        return datetime(2026, 11, 21, *clock, tzinfo=TEHRAN)
+
+    assert schedule_snippet(at(8, 45)) == {"timezone": "Asia/Tehran", "schedule": {"open": "08:45:00"}}
+    assert schedule_snippet(at(8, 45, 0, 250_000))["schedule"] == {"open": "08:45:00.250"}
+    assert schedule_snippet(at(8, 21))["schedule"] == {"warmup": "07:56:00", "open": "08:21:00"}  # 08:20 is arm time
+    assert schedule_snippet(at(0, 0, 30))["schedule"] == {"warmup": "00:00:00", "open": "00:00:30", "arm_before_s": 15.0}
+    assert schedule_snippet(at(23, 59, 50))["schedule"] == {"open": "23:59:50", "window_s": 5.0}
 
 
 async def test_simulate_stops_on_sigint_with_exit_0() -> None:
