@@ -121,32 +121,42 @@ def _checked(values: dict[str, object], text: str) -> Fault:
 
 
 class FaultPlan:
-    """The faults in force; changed at run time by tests and read on every request."""
+    """The faults in force; changed at run time by tests and read on every request.
 
-    def __init__(self, rng: random.Random) -> None:
-        self._faults: list[Fault] = []
-        self._rng = rng
+    Each fault draws from its own random stream, seeded from `seed`, its place in the order of adding and
+    its text. So with a seed the n-th request a fault meets draws the same way in every run, whatever other
+    traffic (captchas, other routes, other faults) came in between; without one the draws are fresh.
+    """
+
+    def __init__(self, seed: int | None = None) -> None:
+        self._faults: list[tuple[Fault, random.Random]] = []
+        self._seed = seed
+        self._added = 0
 
     def add(self, fault: Fault | str) -> Fault:
         fault = parse_fault(fault) if isinstance(fault, str) else fault
-        self._faults.append(fault)
+        stream = random.Random(f"{self._seed}/{self._added}/{fault}") if self._seed is not None else random.Random()
+        self._added += 1
+        self._faults.append((fault, stream))
         return fault
 
     def clear(self, route: str | None = None) -> None:
-        self._faults = [f for f in self._faults if route is not None and f.route != route]
+        self._faults = [(f, rng) for f, rng in self._faults if route is not None and f.route != route]
 
     @property
     def faults(self) -> tuple[Fault, ...]:
-        return tuple(self._faults)
+        return tuple(f for f, _ in self._faults)
 
     def for_request(self, route: str | None, broker: str | None) -> tuple[float, Fault | None]:
-        """The delay (seconds) and the failure, if any, that this request meets."""
+        """The delay (seconds) and the failure, if any, that this request meets (the first fault whose draw
+        hits; every matching fault draws, so one fault's stream never depends on another's luck)."""
         delay_ms = 0.0
         failure: Fault | None = None
-        for fault in self._faults:
+        for fault, rng in self._faults:
             if not fault.matches(route, broker) or not fault.applies_to(route):
                 continue
-            delay_ms += fault.delay_ms + (self._rng.uniform(0, fault.jitter_ms) if fault.jitter_ms else 0.0)
-            if failure is None and fault.kind is not None and self._rng.random() < fault.rate:
+            delay_ms += fault.delay_ms + (rng.uniform(0, fault.jitter_ms) if fault.jitter_ms else 0.0)
+            hit = fault.kind is not None and rng.random() < fault.rate
+            if failure is None and hit:
                 failure = fault
         return delay_ms / 1000, failure

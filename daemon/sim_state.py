@@ -44,7 +44,7 @@ class SimSettings:
     rejection_status: Literal[200, 400] = 200
     skew_ms: float = 0.0
     open_at: datetime | None = None  # on the simulator clock; None = accepting orders already
-    seed: int | None = None  # makes captchas, serial numbers and fault draws repeatable
+    seed: int | None = None  # makes captchas, serial numbers and fault draws repeatable (each fault its own stream)
     request_log_path: Path | None = None
 
 
@@ -73,7 +73,7 @@ class SimState:
         self.captchas = CaptchaBook(secret, lambda: self.settings.captcha_ttl_s)
         self.tokens = TokenSigner(secret)
         self.limiter = CallLimiter(settings.login_limit)
-        self.faults = FaultPlan(self.rng)
+        self.faults = FaultPlan(settings.seed)
         self.log = RequestLog(settings.request_log_path)
         self.arrivals = ArrivalBook(clock)
         self.brokers: dict[str, SimBroker] = {}

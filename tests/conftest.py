@@ -56,10 +56,13 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
     """A running simulated market on the fake clock: the default instruments, account 0012345600 at gs and
-    0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD), market open, on 127.0.0.1."""
+    0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD), market open, on 127.0.0.1, seeded
+    (tests.simhelp.SIM_SEED) so its fault draws, captchas and serials are the same in every run."""
     from daemon.simulator import Simulator
+    from tests.simhelp import sim_settings
 
-    async with Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock) as simulator:
+    simulator = Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock, settings=sim_settings())
+    async with simulator:
         yield simulator
 
 

@@ -17,11 +17,11 @@ from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
 from daemon.services import Services
-from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
+from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.warmup import warmup
 from daemon.wire import WireConnection
 from tests.conftest import REPO_ROOT
-from tests.simhelp import sim_config, sim_config_data, write_sim_config
+from tests.simhelp import sim_config, sim_config_data, sim_settings, write_sim_config
 
 pytest.importorskip("ddddocr")
 
@@ -30,7 +30,7 @@ FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
 
 @pytest.fixture
 async def sim(monkeypatch):
-    simulator = Simulator.default(accounts=20, brokers=["gs", "shahr", "bbi"])
+    simulator = Simulator.default(accounts=20, brokers=["gs", "shahr", "bbi"], settings=sim_settings())
     await simulator.start()
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     yield simulator
@@ -193,7 +193,7 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
 @pytest.mark.slow
 @pytest.mark.parametrize("skew_ms", [2000, -2000])
 async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms):
-    simulator = Simulator.default(accounts=2, brokers=["gs"], settings=SimSettings(skew_ms=skew_ms))
+    simulator = Simulator.default(accounts=2, brokers=["gs"], settings=sim_settings(skew_ms=skew_ms))
     simulator.add_fault("tradingbook:jitter_ms=30")
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with simulator as sim:

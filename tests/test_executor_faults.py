@@ -13,7 +13,7 @@ from daemon.report import summarize
 from daemon.services import Services
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.warmup import warmup
-from tests.simhelp import sim_config
+from tests.simhelp import sim_config, sim_settings
 
 pytest.importorskip("ddddocr")
 
@@ -54,7 +54,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
 @pytest.fixture
 async def sim(monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=6, brokers=["gs", "shahr"]) as simulator:
+    async with Simulator.default(accounts=6, brokers=["gs", "shahr"], settings=sim_settings()) as simulator:
         yield simulator
 
 

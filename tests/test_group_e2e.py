@@ -18,7 +18,7 @@ import yaml
 from daemon.sim_market import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import squeezed_day_data
+from tests.simhelp import sim_settings, squeezed_day_data
 
 pytest.importorskip("ddddocr")
 
@@ -136,7 +136,7 @@ def fired_once_each(sim: Simulator) -> None:
 
 @pytest.mark.slow
 async def test_three_processes_share_thirty_accounts_and_fire_each_once(tmp_path, redis_url) -> None:
-    async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"]) as sim:
+    async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"], settings=sim_settings()) as sim:
         members = await run_group(sim, tmp_path, redis_url, open_in_s=8)
         fired_once_each(sim)
         armed = {m.name: m.named("executor.armed") for m in members}
@@ -147,7 +147,7 @@ async def test_three_processes_share_thirty_accounts_and_fire_each_once(tmp_path
 
 @pytest.mark.slow
 async def test_killing_one_process_before_the_arm_still_fires_every_account_once(tmp_path, redis_url) -> None:
-    async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"]) as sim:
+    async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"], settings=sim_settings()) as sim:
         members = await run_group(sim, tmp_path, redis_url, open_in_s=11, kill="m2")
         fired_once_each(sim)
         survivors = [m for m in members if m.name != "m2"]

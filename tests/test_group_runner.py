@@ -10,7 +10,7 @@ import pytest
 from daemon.clock import SystemClock
 from daemon.runner import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.simhelp import plan_in, sim_config
+from tests.simhelp import plan_in, sim_config, sim_settings
 
 pytest.importorskip("ddddocr")
 
@@ -19,7 +19,7 @@ pytest.importorskip("ddddocr")
 async def test_accounts_of_a_member_dead_after_the_arm_are_armed_late_and_fired_once(monkeypatch, tmp_path,
                                                                                         redis_url) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=6, brokers=["gs", "shahr"]) as sim:
+    async with Simulator.default(accounts=6, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
         def runner(name: str):
             config = sim_config(sim, state_dir=str(tmp_path / name), schedule={"window_s": 1},
                                 cache={"backend": "redis", "redis_url": redis_url}, client={"cross_check": False},

@@ -16,7 +16,7 @@ from daemon.services import Services
 from daemon.sim_market import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import sim_config, sim_config_data
+from tests.simhelp import sim_config, sim_config_data, sim_settings
 
 
 async def test_holders_of_one_account_key_never_overlap_and_other_keys_do_not_wait(redis_url) -> None:
@@ -66,7 +66,7 @@ async def test_a_holder_keeps_the_lock_past_its_ttl_by_renewing_it(redis_url) ->
 
 async def test_services_take_the_lock_from_a_redis_cache_and_none_from_files(redis_url, monkeypatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=1, brokers=["gs"]) as sim:
+    async with Simulator.default(accounts=1, brokers=["gs"], settings=sim_settings()) as sim:
         on_files = Services(sim_config(sim), sim.clock)
         on_redis = Services(sim_config(sim, cache={"backend": "redis", "redis_url": redis_url}), sim.clock)
         try:
@@ -82,7 +82,7 @@ async def test_services_take_the_lock_from_a_redis_cache_and_none_from_files(red
 @pytest.mark.slow
 async def test_two_processes_racing_to_refresh_one_token_log_in_once(tmp_path, redis_url) -> None:
     pytest.importorskip("ddddocr")
-    async with Simulator.default(accounts=1, brokers=["gs"]) as sim:
+    async with Simulator.default(accounts=1, brokers=["gs"], settings=sim_settings()) as sim:
         sim.add_fault("login:delay_ms=1500")  # a slow login: the second process asks while the first is at it
         data = sim_config_data(sim, cache={"backend": "redis", "redis_url": redis_url}, client={"cross_check": False})
         config = tmp_path / "config.yaml"

@@ -19,7 +19,7 @@ from daemon.errors import UserError
 from daemon.runner import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import plan_in, sim_config, sim_config_data
+from tests.simhelp import plan_in, sim_config, sim_config_data, sim_settings
 
 
 async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -44,7 +44,8 @@ async def test_the_endpoint_shows_cache_tokens_clock_fire_orders_and_warmup(monk
     pytest.importorskip("ddddocr")
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     clock = SystemClock()
-    async with Simulator.default(accounts=2, brokers=["gs", "shahr"]) as sim, metrics.serve("127.0.0.1:0", clock) as server:
+    async with Simulator.default(accounts=2, brokers=["gs", "shahr"], settings=sim_settings()) as sim, \
+            metrics.serve("127.0.0.1:0", clock) as server:
         config = sim_config(sim, state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
                             schedule={"window_s": 3}, executor={"clock_source": "date", "final_check_s": 0.3})
         runner = make_runner(config, clock)
@@ -102,7 +103,7 @@ async def test_a_taken_port_is_one_sentence() -> None:
 
 @pytest.mark.slow
 async def test_run_serves_metrics_until_it_stops(tmp_path) -> None:
-    async with Simulator.default(accounts=1, brokers=["gs"]) as sim:
+    async with Simulator.default(accounts=1, brokers=["gs"], settings=sim_settings()) as sim:
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump(sim_config_data(sim, cache={"dir": str(tmp_path / "cache")},
                                                          state_dir=str(tmp_path / "state"))))

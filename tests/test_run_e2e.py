@@ -14,7 +14,7 @@ import yaml
 
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
-from tests.simhelp import squeezed_day_data
+from tests.simhelp import sim_settings, squeezed_day_data
 
 pytest.importorskip("ddddocr")
 
@@ -50,7 +50,7 @@ async def run_one_day(tmp_path: Path, data: dict[str, Any]) -> tuple[int, list[d
 
 
 async def test_the_service_warms_arms_fires_and_reports_by_itself(tmp_path):
-    async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
+    async with Simulator.default(accounts=4, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
         data = squeezed_day_data(
             sim, warmup_in_s=1, open_in_s=7, arm_before_s=3, window_s=2, refresh_s=1,
             state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},

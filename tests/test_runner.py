@@ -12,14 +12,14 @@ from daemon.report import summarize
 from daemon.runner import make_runner
 from daemon.sim_market import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.simhelp import plan_in, sim_config
+from tests.simhelp import plan_in, sim_config, sim_settings
 
 pytest.importorskip("ddddocr")
 
 
 async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
+    async with Simulator.default(accounts=4, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
         config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 5},
                             executor={"clock_source": "none", "final_check_s": 0.3},
                             cache={"ttl": {"buying_power": 0.001}})

@@ -26,6 +26,7 @@ from daemon.config import ConfigLoader, validate_config
 from daemon.errors import UserError
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.conftest import REPO_ROOT, run_daemon
+from tests.simhelp import SIM_SEED
 
 STARTUP_LIMIT_S = 60  # a guard against a hung child, not a measurement
 
@@ -120,7 +121,8 @@ def test_the_schedule_snippet_gives_the_open_and_only_the_defaults_that_do_not_f
 
 
 async def test_simulate_stops_on_sigint_with_exit_0() -> None:
-    process, _ = await _start("--port", "0", "--accounts", "1", "--fault", "new_order:delay_ms=20,jitter_ms=5")
+    process, _ = await _start("--port", "0", "--accounts", "1", "--fault", "new_order:delay_ms=20,jitter_ms=5",
+                              "--seed", str(SIM_SEED))
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.communicate(), STARTUP_LIMIT_S)
     assert process.returncode == 0
@@ -164,7 +166,7 @@ def test_options_become_settings() -> None:
     sim = _build("--login-limit", "5/2.5", "--login-cooldown-s", "30", "--retry-after", "--spacing-ms", "150",
                  "--spacing-per-isin", "--order-response", "nested", "--rejection-status", "400",
                  "--min-order-value", "0", "--token-ttl-s", "60", "--accounts", "4", "--brokers", "bbi",
-                 "--fault", "login@bbi:status=503,rate=0.5")
+                 "--fault", "login@bbi:status=503,rate=0.5", "--seed", str(SIM_SEED))
     settings = sim.settings
     assert (settings.login_limit.max_calls, settings.login_limit.window_s, settings.login_limit.cooldown_s,
             settings.login_limit.retry_after) == (5, 2.5, 30, True)

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 
 from daemon.clock import FakeClock
-from daemon.sim_state import SimSettings
 from daemon.sim_transport import ArrivalBook, _StampingProtocol
 from daemon.simulator import DEFAULT_PASSWORD, Simulator
 from tests.sim_support import GS_USER, BrokerClient
+from tests.simhelp import SIM_SEED, sim_settings
 
 
 @pytest.fixture
@@ -101,6 +101,28 @@ async def test_rate_zero_never_fails_and_clear_removes(sim: Simulator, gs: Broke
     assert (await gs.holdings()).status == 200
 
 
+async def test_a_seeded_fault_draws_the_same_way_in_every_run(sim: Simulator, gs: BrokerClient,
+                                                              clock: FakeClock) -> None:
+    """The n-th request a fault meets draws alike for one seed, whatever other traffic and faults come between."""
+    sim.add_fault("tradingbook:status=503,rate=0.5")
+    first = [(await gs.trading_book()).status for _ in range(40)]
+    assert set(first) == {200, 503}
+    for seed, busy in ((SIM_SEED, True), (SIM_SEED + 1, False)):
+        async with Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock,
+                                     settings=sim_settings(seed=seed)) as again:
+            again.add_fault("tradingbook:status=503,rate=0.5")
+            again.add_fault("calc:status=500,rate=0.5")  # a second fault with its own draws
+            other = BrokerClient(gs.session, again, "gs")
+            await other.sign_in(GS_USER)
+            statuses = []
+            for n in range(40):
+                if busy and n % 3 == 0:
+                    await other.captcha()
+                    await other.calc({"isin": "IRO1FOLD0001", "side": 1, "totalNetAmount": 10**8, "price": 5580})
+                statuses.append((await other.trading_book()).status)
+        assert (statuses == first) is (seed == SIM_SEED)  # another seed, other draws (1 in 2**40 alike)
+
+
 async def test_delay_goes_through_the_simulators_sleep(sim: Simulator, gs: BrokerClient, clock: FakeClock) -> None:
     waited: list[float] = []
 
@@ -141,7 +163,7 @@ async def test_request_log_in_process(sim: Simulator, gs: BrokerClient, clock: F
 
 async def test_request_log_on_disk(tmp_path: Path, clock: FakeClock) -> None:
     path = tmp_path / "requests.jsonl"
-    sim = Simulator.default(accounts=1, brokers=["gs"], clock=clock, settings=SimSettings(request_log_path=path))
+    sim = Simulator.default(accounts=1, brokers=["gs"], clock=clock, settings=sim_settings(request_log_path=path))
     async with sim, aiohttp.ClientSession() as session:
         client = BrokerClient(session, sim, "gs")
         await client.sign_in(GS_USER)

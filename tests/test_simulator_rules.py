@@ -243,7 +243,7 @@ def test_bad_fault_syntax_is_one_sentence(text: str) -> None:
 
 
 def test_fault_plan_matching_delay_and_rate() -> None:
-    plan = FaultPlan(random.Random(7))
+    plan = FaultPlan(seed=7)
     plan.add("new_order:delay_ms=20,jitter_ms=5")
     plan.add("new_order@gs:status=503,rate=0")
     plan.add("*:no_image")
@@ -256,6 +256,22 @@ def test_fault_plan_matching_delay_and_rate() -> None:
     assert [f.route for f in plan.faults] == ["*"]
     plan.clear()
     assert plan.faults == ()
+
+
+def test_each_fault_has_its_own_seeded_stream() -> None:
+    def draws(plan: FaultPlan, route: str = "login") -> list[bool]:
+        return [plan.for_request(route, "gs")[1] is not None for _ in range(64)]
+
+    one, two, other_seed = FaultPlan(seed=3), FaultPlan(seed=3), FaultPlan(seed=4)
+    for plan in (one, two, other_seed):
+        plan.add("login:status=503,rate=0.5")
+    two.add("*:jitter_ms=10")  # a later fault meeting the same requests draws from its own stream
+    first = draws(one)
+    assert draws(two) == first and 0 < sum(first) < 64
+    assert draws(other_seed) != first
+    two.add("tradingbook:status=500,rate=0.5")
+    draws(two, "tradingbook")  # traffic on another route leaves the login fault's stream where it was
+    assert draws(one) == draws(two)
 
 
 # ---- captcha pictures ---------------------------------------------------------------------------

@@ -17,11 +17,11 @@ from daemon.clock import SystemClock
 from daemon.services import Services
 from daemon.sim_auth import LimiterSettings
 from daemon.sim_market import calculate_order_param
-from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
+from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.sizing import Limits, buy_volume
 from daemon.warmup import warmup
 from tests.conftest import REPO_ROOT
-from tests.simhelp import running_sim, sim_config, write_sim_config
+from tests.simhelp import running_sim, sim_config, sim_settings, write_sim_config
 
 pytest.importorskip("ddddocr")
 
@@ -99,7 +99,7 @@ async def test_one_bad_password_fails_only_its_account(sim, monkeypatch):
 
 async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
     limit = LimiterSettings(window_s=60, max_calls=3, cooldown_s=1.0, retry_after=True)
-    simulator = Simulator.default(accounts=0, settings=SimSettings(login_limit=limit))
+    simulator = Simulator.default(accounts=0, settings=sim_settings(login_limit=limit))
     for i in range(3):
         simulator.add_account("gs", f"00100000{i:02d}", "sim-pass")
     for broker in ("shahr", "bbi"):
