@@ -99,6 +99,11 @@ class Executor:
         self.skipped: list[Skipped] = []
         """Every order this arm did not plan and why, for `fire --dry-run`."""
         self._tls_context: ssl.SSLContext | None = None
+        self._free_at: dict[tuple[str, ...], int] = {}
+        self._first_sent: set[tuple[str, str, str]] = set()
+        self._by_scope: dict[tuple[str, ...], list[FirePlan]] = {}
+        """When each spacing scope (an account, or an account and ISIN) may send next: every send of the window
+        takes its turn here, so an account's orders never refuse each other with 1018."""
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
 
@@ -268,9 +273,35 @@ class Executor:
         offset = clock.estimate.offset_s if clock else 0.0
         return datetime.fromtimestamp(self.clock.time_ns() / NS + offset, tz=self.services.config.tz)
 
+    @property
+    def _spacing_ns(self) -> int:
+        return int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
+
+    def _scope(self, plan: FirePlan) -> tuple[str, ...]:
+        return (plan.account,) if self.settings.spacing_scope == "account" else (plan.account, plan.isin)
+
+    def _take_turn(self, plan: FirePlan, earliest_ns: int) -> int:
+        """The first instant from `earliest_ns` at which this plan's scope is free, reserved for it: clear of
+        the scope's last send and of the planned first sends of its orders still to go."""
+        spacing, scope = self._spacing_ns, self._scope(plan)
+        at = max(earliest_ns, self._free_at.get(scope, 0))
+        for planned in sorted(p.send_at_ns for p in self._by_scope.get(scope, ())
+                              if p.key not in self._first_sent and p is not plan):
+            if planned - spacing < at < planned + spacing:
+                at = planned + spacing
+        self._free_at[scope] = at + spacing
+        return at
+
+    def _respace_from(self, now_ns: int) -> None:
+        """Armed after the open (a restart): the instants have passed, so an account's orders leave from now,
+        one spacing apart, instead of all in one loop (where the second would be refused as too soon)."""
+        for plan in self.plans:
+            plan.send_at_ns = max(plan.send_at_ns, now_ns + plan.slot * self._spacing_ns)
+        self.plans.sort(key=lambda p: p.send_at_ns)
+
     def _schedule(self) -> None:
         """Fix every plan's instants on the monotonic clock (a wall-clock step after this moves nothing)."""
-        spacing_ns = int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
+        spacing_ns = self._spacing_ns
         for plan in self.plans:
             clock = self.clocks.get(plan.broker) or BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
             plan.open_monotonic_ns = monotonic_deadline_ns(self.open_at, clock.estimate, self.reference)  # type: ignore[arg-type]
@@ -367,6 +398,9 @@ class Executor:
                             offset_ms=round(first_clock.estimate.offset_s * 1000, 3) if first_clock else None,
                             uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
                             offset_source=first_clock.estimate.source if first_clock else None)
+        self._by_scope = defaultdict(list)
+        for plan in self.plans:
+            self._by_scope[self._scope(plan)].append(plan)
         self._record_intents()
         if not await self.journal.flush(durable=True):
             log.error("executor.intents_unwritten", path=str(self.journal.path),
@@ -381,6 +415,10 @@ class Executor:
                 sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
                 for plan, result in zip(group, sent):
                     self._journal_attempt(plan, 1, result)
+                    self._first_sent.add(plan.key)
+                    if not isinstance(result, WireError):
+                        scope = self._scope(plan)
+                        self._free_at[scope] = max(self._free_at.get(scope, 0), result + self._spacing_ns)
                 self.journal.flush_soon()
                 for plan, result in zip(group, sent):
                     followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
@@ -406,12 +444,14 @@ class Executor:
         """One order after its first send (already journaled): read answers, resend on 1017/1018 after the
         spacing, stop when it ends. A lost answer is settled at the broker before anything is sent again;
         `first` None: an order an earlier process may have sent, settled before its first send."""
-        spacing_ns = int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
+        spacing_ns = self._spacing_ns
         attempt, sent_ns = 1, first
         if sent_ns is None:
             assert plan.unsure_since is not None
             if not await self._settle(plan, plan.unsure_since, window_end_ns, "restart"):
                 return
+            await wait_until_monotonic(self._take_turn(plan, self.clock.monotonic_ns()), self.clock)
+            self._first_sent.add(plan.key)
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
         last_answer: Answer | None = None
@@ -435,9 +475,10 @@ class Executor:
             if attempt >= self.settings.max_attempts:
                 return self._outcome(plan, "not placed", last_answer.code if last_answer else None,
                                      "attempts used up", answer=last_answer)
-            # Nothing reached the broker after a failed write, so no spacing is owed then.
-            next_ns = self.clock.monotonic_ns() if isinstance(sent_ns, WireError) else max(
-                last_send + spacing_ns, self.clock.monotonic_ns())
+            # Nothing reached the broker after a failed write, so no spacing is owed then; the account's other
+            # orders take their turns too (`_take_turn`).
+            next_ns = self._take_turn(plan, self.clock.monotonic_ns() if isinstance(sent_ns, WireError) else max(
+                last_send + spacing_ns, self.clock.monotonic_ns()))
             if next_ns >= window_end_ns:
                 return self._outcome(plan, "not placed", last_answer.code if last_answer else None, "window closed",
                                      answer=last_answer)
@@ -572,6 +613,7 @@ class Executor:
                 except TimeoutError:
                     log.error("executor.final_check_late", consequence="firing the plans as they stand")
                     await self._drop_unsendable()
+                self._respace_from(self.clock.monotonic_ns())
                 await self.fire()
                 return
             await wait_until_monotonic(first_send - int(self.settings.final_check_s * NS), self.clock)
