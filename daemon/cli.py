@@ -71,7 +71,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(args.afunc(args))
         return args.func(args)
     except UserError as exc:
-        sys.stderr.write(f"error: {scrub(str(exc))}\n")
+        # a path from the command line may hold bytes that are not UTF-8 (surrogates): shown escaped, never a crash
+        message = scrub(str(exc)).encode("utf-8", "backslashreplace").decode("utf-8")
+        sys.stderr.write(f"error: {message}\n")
         return exc.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("interrupted.\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from datetime import date
 
 from daemon.cli import add_common
@@ -13,7 +14,7 @@ from daemon.journal import journal_path, read_journal
 from daemon.output import print_json, print_table
 from daemon.report import summarize, window_info
 
-HEADERS = ["account", "broker", "symbol", "price", "volume", "first send vs open (ms)", "attempts", "answer", "result"]
+HEADERS = ["account", "broker", "symbol", "side", "price", "volume", "first send vs open (ms)", "attempts", "answer", "result"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,10 +35,12 @@ def run(args: argparse.Namespace, clock: SystemClock | None = None) -> int:
     if args.json:
         print_json({"date": day.isoformat(), "window": window, "orders": [r.to_dict() for r in rows]})
         return 0
-    print_table(HEADERS, [[r.account, r.broker, r.isin, r.price, r.volume, r.first_send_ms, r.attempts, r.code, r.result]
+    print_table(HEADERS, [[r.account, r.broker, r.isin, r.side, r.price, r.volume, r.first_send_ms, r.attempts, r.code, r.result]
                           for r in rows])
     accepted = sum(r.accepted for r in rows)
-    print(f"\n{accepted} of {len(rows)} orders accepted on {day}.")
+    others = Counter(r.state for r in rows if not r.accepted)
+    detail = "".join(f", {n} {state}" for state, n in others.most_common())
+    print(f"\n{accepted} of {len(rows)} orders accepted on {day}{detail}.")
     if window:
         print(f"clock offset {window.get('offset_ms')} ms (+- {window.get('uncertainty_ms')} ms, {window.get('offset_source')}).")
     return 0

@@ -45,7 +45,7 @@ class Metrics:
         self.clock_uncertainty = Gauge(PREFIX + "clock_uncertainty_seconds", "How far the measured clock offset may be off.", ["broker"], registry=r)
         self.first_send = Gauge(PREFIX + "fire_first_send_seconds", "Last fire: the order's first send relative to the open (negative: before it).", ["account", "isin"], registry=r)
         self.first_answer = Gauge(PREFIX + "fire_answer_seconds", "Last fire: the first answer to the order relative to the open.", ["account", "isin"], registry=r)
-        self.orders = Counter(PREFIX + "orders", "Orders that ended accepted or rejected, by the broker's code.", ["result", "code"], registry=r)
+        self.orders = Counter(PREFIX + "orders", "Orders sent in the last window, by how they ended (accepted, rejected, not_placed, unknown) and the broker's code.", ["result", "code"], registry=r)
         self.warmup = Gauge(PREFIX + "warmup_duration_seconds", "How long the last warmup took.", registry=r)
         self.leases = Gauge(PREFIX + "group_leases_held", "Accounts this process holds the lease of (group operation).", registry=r)
         self._token_expiry: dict[str, datetime] = {}
@@ -79,7 +79,7 @@ class Metrics:
             if row.first_answer_ms is not None:
                 self.first_answer.labels(row.account, row.isin).set(row.first_answer_ms / 1000)
             if row.attempts:
-                result = "accepted" if row.accepted else "rejected"
+                result = row.state.replace(" ", "_")  # accepted, rejected, not_placed, unknown
                 self.orders.labels(result, "0" if row.accepted else str(row.code)).inc()
 
 

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import hypothesis
 import pytest
 import structlog
 
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from daemon.simulator import Simulator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Property tests draw the same examples every run (no test may fail by chance, nor pass by it);
+# HYPOTHESIS_PROFILE=explore draws new ones, for a hunt by hand.
+hypothesis.settings.register_profile("repeatable", derandomize=True, database=None)
+hypothesis.settings.register_profile("explore", derandomize=False)
+hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(autouse=True)
