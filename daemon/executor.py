@@ -104,6 +104,9 @@ class Executor:
         self._by_scope: dict[tuple[str, ...], list[FirePlan]] = {}
         """When each spacing scope (an account, or an account and ISIN) may send next: every send of the window
         takes its turn here, so an account's orders never refuse each other with 1018."""
+        self.exclusive = True
+        """Hold the journal's day lock from the arm (one firing process per state directory); a group's processes
+        are kept apart by their leases instead."""
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
 
@@ -113,6 +116,8 @@ class Executor:
         """Plans, connections and clocks for an open at `open_at` (an aware time on the broker's clock)."""
         if open_at.tzinfo is None:
             raise ValueError("open_at must be timezone-aware")
+        if self.exclusive:
+            await self.journal.acquire()
         self.open_at = open_at
         self._accounts = {a.name: a for a in accounts}
         self.journal.record("arm", open_at=open_at.isoformat(), accounts=len(accounts))

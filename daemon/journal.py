@@ -12,6 +12,7 @@ last line (a crash mid-write) is skipped on read, never fatal.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
 from datetime import date
 from pathlib import Path
@@ -19,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from daemon.errors import UserError
 from daemon.logs import get_logger, scrub
 from daemon.private_files import ensure_private_dir, open_private_append
 
@@ -26,6 +28,13 @@ log = get_logger("journal")
 DURABLE_TRIES = 3
 """How often the closing (fsynced) flush is tried before the window's summary says the journal failed."""
 RETRY_PAUSE_S = 0.1
+LOCK_WAIT_S = 2.0
+"""How long `acquire` waits for a lock whose holder is dying (the kernel drops it when the process ends)."""
+LOCK_POLL_S = 0.05
+
+
+class JournalBusy(UserError):
+    """Another live process fires today's open from this state directory."""
 
 
 def journal_path(state_dir: Path, day: date) -> Path:
@@ -41,8 +50,39 @@ class Journal:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[bool]] = set()
         self._failed = False
+        self._lock_fd: int | None = None
         self.write_failures = 0
         """Flushes that could not write (each retried later); non-zero means lines may be missing on disk."""
+
+    async def acquire(self, wait_s: float = LOCK_WAIT_S) -> None:
+        """Hold the day's lock (an flock on `<day>.lock` beside the journal) until `close`: two processes firing
+        from one journal could each send an order the other already sent. A crashed holder's lock ends with it."""
+        if self._lock_fd is not None:
+            return
+        ensure_private_dir(self.path.parent)
+        lock_path = self.path.with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if loop.time() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
+                    os.close(fd)
+                    raise JournalBusy(f"process {holder} is firing today's open from state_dir {self.state_dir} "
+                                      f"(it holds {lock_path}); stop it, or give this one another state_dir.") from None
+                await asyncio.sleep(LOCK_POLL_S)  # a bounded wait for a dying holder, not a synchronization
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._lock_fd = fd
+
+    def release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
 
     @property
     def unwritten(self) -> int:
@@ -86,15 +126,19 @@ class Journal:
             return True
 
     async def close(self) -> bool:
-        """The background writes finished, then everything fsynced, tried a few times; False if lines are lost."""
+        """The background writes finished, then everything fsynced, tried a few times (False if lines are lost);
+        the day's lock is given back."""
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
-        for attempt in range(DURABLE_TRIES):
-            if await self.flush(durable=True):
-                return True
-            if attempt + 1 < DURABLE_TRIES:
-                await asyncio.sleep(RETRY_PAUSE_S)  # a pause between tries of a failing disk, not a synchronization
-        return False
+        try:
+            for attempt in range(DURABLE_TRIES):
+                if await self.flush(durable=True):
+                    return True
+                if attempt + 1 < DURABLE_TRIES:
+                    await asyncio.sleep(RETRY_PAUSE_S)  # a pause between tries of a failing disk, not a synchronization
+            return False
+        finally:
+            self.release()
 
     def records(self) -> list[dict[str, Any]]:
         """Everything known of the day: what is on disk, then what could not be written yet."""

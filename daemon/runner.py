@@ -114,6 +114,7 @@ class DaemonRunner:
         executor = Executor(self.services, self._journal, day=plan.day)
         if self.group is not None:
             executor.keep = self.group.holds
+            executor.exclusive = False  # the leases keep the group's processes apart (and late arms share the journal)
         self.executors.append(executor)
         await executor.arm(accounts, plan.open)
         return executor

@@ -4,6 +4,7 @@ simulator; tests/test_crash_restart.py proves the same with real SIGKILLs."""
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 
 import pytest
@@ -162,3 +163,23 @@ async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_su
     assert code == 1
     assert "2 accepted of 2 orders." in out  # what this process recorded is all there
     assert "journal: the journal" in out and "could not be written" in out
+
+
+async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_first_holds_it(sim, tmp_path):
+    """Two firing processes on one state directory could each send what the other sent: the second is refused
+    in one sentence naming the holder, and may arm once the first has closed (or died: the kernel drops its lock)."""
+    from daemon.journal import JournalBusy
+
+    config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={"clock_source": "none"})
+    day = sim.now().astimezone(config.tz).date()
+    open_at = sim.now().astimezone(config.tz) + timedelta(seconds=30)
+    async with Services(config, SystemClock()) as services:
+        first = Executor(services, Journal(config.state_dir, day), day=day)
+        await first.arm(config.accounts[:1], open_at)
+        second = Executor(services, Journal(config.state_dir, day), day=day)
+        with pytest.raises(JournalBusy, match=rf"^process {os.getpid()} is firing today's open from state_dir "):
+            await second.arm(config.accounts[:1], open_at)
+        await first.aclose()
+        await second.arm(config.accounts[:1], open_at)
+        await second.aclose()
+    assert not sim.request_log.records(route="new_order")
