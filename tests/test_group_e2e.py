@@ -137,7 +137,7 @@ def fired_once_each(sim: Simulator) -> None:
 @pytest.mark.slow
 async def test_three_processes_share_thirty_accounts_and_fire_each_once(tmp_path, redis_url) -> None:
     async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"], settings=sim_settings()) as sim:
-        members = await run_group(sim, tmp_path, redis_url, open_in_s=8)
+        members = await run_group(sim, tmp_path, redis_url, open_in_s=14)  # room for a slow warmup on a busy machine
         fired_once_each(sim)
         armed = {m.name: m.named("executor.armed") for m in members}
         plans = {name: sum(e["plans"] for e in events) for name, events in armed.items()}
@@ -148,7 +148,8 @@ async def test_three_processes_share_thirty_accounts_and_fire_each_once(tmp_path
 @pytest.mark.slow
 async def test_killing_one_process_before_the_arm_still_fires_every_account_once(tmp_path, redis_url) -> None:
     async with Simulator.default(accounts=ACCOUNTS, brokers=["gs", "shahr", "bbi"], settings=sim_settings()) as sim:
-        members = await run_group(sim, tmp_path, redis_url, open_in_s=11, kill="m2")
+        # the takeover (kill after the warmup, lease ttl) must land before the late-arm cutoff (open - 3.5 s)
+        members = await run_group(sim, tmp_path, redis_url, open_in_s=20, kill="m2")
         fired_once_each(sim)
         survivors = [m for m in members if m.name != "m2"]
         assert sum(m.named("report.day")[0]["accepted"] for m in survivors) == ACCOUNTS
