@@ -100,10 +100,10 @@ class Executor:
         """Every order this arm did not plan and why, for `fire --dry-run`."""
         self._tls_context: ssl.SSLContext | None = None
         self._free_at: dict[tuple[str, ...], int] = {}
-        self._first_sent: set[tuple[str, str, str]] = set()
-        self._by_scope: dict[tuple[str, ...], list[FirePlan]] = {}
         """When each spacing scope (an account, or an account and ISIN) may send next: every send of the window
         takes its turn here, so an account's orders never refuse each other with 1018."""
+        self._first_sent: set[tuple[str, str, str]] = set()
+        self._by_scope: dict[tuple[str, ...], list[FirePlan]] = {}
         self.exclusive = True
         """Hold the journal's day lock from the arm (one firing process per state directory); a group's processes
         are kept apart by their leases instead."""
@@ -146,6 +146,7 @@ class Executor:
         may have sent (a restart inside the window) is first looked up at the broker."""
         client = self.services.client(account)
         plans: list[FirePlan] = []
+        settled: set[tuple[str, str]] = set()  # planned, or left alone as ended: the rest are not ready
         try:
             token = await client.token()
             amounts = await client.order_amounts(use_cache=True)
@@ -158,6 +159,7 @@ class Executor:
                              result=row.result)
                     self.skipped.append(Skipped(account.name, order.isin, order.side, f"ended earlier today: {row.result}",
                                                 done=True))
+                    settled.add((order.isin, order.side))
                     continue
                 unsure_since = None
                 if action == "ask_broker":
@@ -171,6 +173,7 @@ class Executor:
                                                     "found at the broker after a restart", found)
                         self.skipped.append(Skipped(account.name, order.isin, order.side,
                                                     "accepted earlier (found at the broker)", done=True))
+                        settled.add((order.isin, order.side))
                         continue
                     if found.presence is Presence.UNKNOWN:
                         unsure_since = since
@@ -180,11 +183,10 @@ class Executor:
                 plan.unsure_since = unsure_since
                 plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
                 plans.append(plan)
+                settled.add((order.isin, order.side))
         except (BrokerError, ConfigError) as exc:
-            planned = {p.isin for p in plans}
-            for order in account.orders:
-                if order.isin not in planned:
-                    self._skip(account, client.broker, order.isin, order.side, f"not ready: {scrub(str(exc))}")
+            for order in (o for o in account.orders if (o.isin, o.side) not in settled):
+                self._skip(account, client.broker, order.isin, order.side, f"not ready: {scrub(str(exc))}")
             return plans
         return plans
 

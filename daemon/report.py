@@ -125,8 +125,13 @@ def summarize(records: list[dict[str, Any]]) -> list[ReportRow]:
                 _accept(r, record)
                 why[r.key] = "found at the broker"
         elif kind == "skip":
-            if r.state not in FINAL_STATES and not r.attempts:
-                r.state, why[r.key] = "not sent", str(record.get("reason") or "skipped")
+            reason = str(record.get("reason") or "skipped")
+            if r.state in FINAL_STATES or r.attempts:
+                pass
+            elif r.planned_wall_ns is not None:  # an earlier process's intent: it may have gone out before the crash
+                r.state, why[r.key] = "unknown", f"an earlier process may have sent it; then {reason}"
+            else:
+                r.state, why[r.key] = "not sent", reason
         elif kind == "outcome":
             _outcome(r, record, why)
     for r in rows.values():

@@ -120,3 +120,10 @@ def test_journals_written_before_states_are_read(outcome, state):
 def test_orders_of_one_account_on_one_isin_but_both_sides_are_two_rows():
     rows = summarize([intent(), {**intent(), "side": "sell"}])
     assert [(r.isin, r.side) for r in rows] == [("IRO1FOLD0001", "buy"), ("IRO1FOLD0001", "sell")]
+
+
+def test_a_restart_that_cannot_plan_an_order_an_earlier_process_meant_to_send_leaves_it_unknown():
+    row = one([intent(), rec("arm"), rec("skip", reason="not ready: wrong password")])
+    assert row.state == "unknown"
+    assert row.result == ("unknown: check the broker (an earlier process may have sent it; then not ready: "
+                          "wrong password)")
