@@ -52,7 +52,7 @@ async def run_one_day(tmp_path: Path, data: dict[str, Any]) -> tuple[int, list[d
 async def test_the_service_warms_arms_fires_and_reports_by_itself(tmp_path):
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
         data = squeezed_day_data(
-            sim, warmup_in_s=1, open_in_s=7, arm_before_s=3, window_s=2, refresh_s=1,
+            sim, warmup_in_s=1, open_in_s=14, arm_before_s=3, window_s=2, refresh_s=1,  # a slow start may still warm
             state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
             executor={"clock_source": "none", "final_check_s": 0.5},
         )
