@@ -2,7 +2,7 @@
 
     python bench/captcha_accuracy.py [--count 200] [--seed 1] [--renderer FILE] [--save-misses DIR]
 
-Renders `count` captchas with `daemon.captcha_image.render_captcha` (half PNG, half JPEG, seeded), solves
+Renders `count` captchas with `daemon.sim.render_captcha` (half PNG, half JPEG, seeded), solves
 them one after another with the solver `make_solver` builds for `captcha.solver: ocr`, and prints
 accuracy and solve times. The first solve also loads the model; it is reported apart. A miss is listed
 with what the model read, so the renderer can be tuned. `--renderer` loads `render_captcha` from
@@ -32,7 +32,7 @@ Renderer = Callable[[str, str, random.Random], bytes]
 
 def load_renderer(path: str | None) -> Renderer:
     if path is None:
-        from daemon.captcha_image import render_captcha
+        from daemon.sim import render_captcha
 
         return render_captcha
     spec = importlib.util.spec_from_file_location("captcha_image_variant", path)

@@ -53,7 +53,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
     so the OCR model (onnxruntime) is resident too."""
     import random
 
-    from daemon.captcha_image import render_captcha
+    from daemon.sim import render_captcha
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor

@@ -1,4 +1,4 @@
-"""`simulate`: run a simulated Ephoenix market on this machine and print the config that points at it."""
+"""`simulate`: run simulated brokers (Ephoenix by default) on this machine and print the config that points at them."""
 
 from __future__ import annotations
 
@@ -20,10 +20,10 @@ from daemon.cli import add_common
 from daemon.clock import SystemClock
 from daemon.config import ScheduleSettings
 from daemon.errors import UserError
-from daemon.sim_auth import LimiterSettings
-from daemon.sim_market import OrderRules
-from daemon.sim_state import SimSettings
-from daemon.simulator import DEFAULT_BROKERS, DEFAULT_PASSWORD, Simulator
+from daemon.sim import (
+    DEFAULT_BROKERS, DEFAULT_PASSWORD, DEFAULT_PLATFORM, LimiterSettings, OrderRules, SimSettings, Simulator, platform,
+    platform_names, reserved_names,
+)
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 US = 1_000_000
@@ -46,8 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8800, help="port to listen on; 0 picks a free one (default: 8800)")
     parser.add_argument("--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)")
-    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS),
-                        help="broker codes, comma-separated (default: gs,shahr,bbi)")
+    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS), metavar="CODE[:PLATFORM],...",
+                        help="broker codes, comma-separated, each on a platform (default platform: ephoenix; "
+                             f"known: {', '.join(platform_names())}); default: gs,shahr,bbi")
     parser.add_argument("--open-at", metavar="HH:MM:SS[.fff]",
                         help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
                              "(default: 5 seconds after start, rounded up to the second)")
@@ -94,11 +95,26 @@ def default_open_at(now: datetime) -> datetime:
     return datetime.fromtimestamp(math.ceil(later.timestamp()), later.tzinfo)
 
 
+def parse_brokers(text: str) -> list[tuple[str, str]]:
+    """`gs,bbi:ephoenix` as (code, platform) pairs; a bare code is on the default platform."""
+    pairs = []
+    for item in (b.strip() for b in text.split(",")):
+        if not item:
+            continue
+        code, _, on = item.partition(":")
+        pairs.append((code.strip(), on.strip() or DEFAULT_PLATFORM))
+    bad = [code for code, _ in pairs if not _BROKER.match(code) or code in reserved_names()]
+    if not pairs or bad:
+        raise UserError(f"--brokers {text!r} must list broker codes in lowercase letters and digits, like gs,shahr,bbi.")
+    unknown = sorted({on for _, on in pairs if on not in platform_names()})
+    if unknown:
+        raise UserError(f"--brokers {text!r} names platform {unknown[0]!r}, which the simulator does not have; "
+                        f"use one of {', '.join(platform_names())}.")
+    return pairs
+
+
 def build_simulator(args: argparse.Namespace) -> Simulator:
-    brokers = [b.strip() for b in args.brokers.split(",") if b.strip()]
-    bad = [b for b in brokers if not _BROKER.match(b) or b == "marketdata"]
-    if not brokers or bad:
-        raise UserError(f"--brokers {args.brokers!r} must list broker codes in lowercase letters and digits, like gs,shahr,bbi.")
+    brokers = parse_brokers(args.brokers)
     if args.accounts < 0:
         raise UserError("--accounts must be 0 or more.")
     if not 0 <= args.port <= 65535:
@@ -209,9 +225,12 @@ def _announce(sim: Simulator, host: str) -> None:
     snippet = sim.config_snippet()
     open_at = sim.settings.open_at
     reach = "loopback only" if host in ("127.0.0.1", "::1", "localhost") else "REACHABLE FROM OTHER MACHINES"
-    lines = [
-        f"Simulated Ephoenix brokers {', '.join(sim.state.brokers)} at {sim.base_url} (bound to {host}: {reach}).",
-    ]
+    titles = {code: platform(broker.platform).title for code, broker in sim.state.brokers.items()}
+    if len(set(titles.values())) == 1:
+        which = f"{next(iter(titles.values()))} brokers {', '.join(titles)}"
+    else:
+        which = "brokers " + ", ".join(f"{code} ({title})" for code, title in titles.items())
+    lines = [f"Simulated {which} at {sim.base_url} (bound to {host}: {reach})."]
     if open_at is not None:
         wall = open_at.astimezone(TEHRAN).isoformat(timespec="milliseconds")[11:23]
         lines.append(f"The market opens at {wall} Asia/Tehran on the simulator clock "

@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from daemon.sim_log import RequestRecord
+from daemon.sim import RequestRecord
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
 

@@ -12,7 +12,7 @@ import yaml
 
 from daemon.config import Config, validate_config
 from daemon.day_plan import DayPlan
-from daemon.sim_state import SimSettings
+from daemon.sim import SimSettings
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 
 SIM_SEED = 12

@@ -19,8 +19,8 @@ from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import BrokerError, BrokerUnavailable, OrderRejected
 from daemon.services import Services
-from daemon.sim_market import BUY, SELL, STATE_CANCELED, TEHRAN, OrderRequest, created_at
-from daemon.sim_state import to_ns
+from daemon.sim import BUY, SELL, TEHRAN, OrderRequest, created_at, to_ns
+from daemon.sim.ephoenix import STATE_CANCELED
 from tests.loopback import serve_app
 from tests.simhelp import running_sim, sim_config
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.sim_market import OK
+from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.conftest import daemon_env
 from tests.simhelp import sim_settings, squeezed_day_data

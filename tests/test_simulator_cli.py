@@ -148,6 +148,20 @@ def test_bad_brokers_exits_2() -> None:
     _one_sentence_error(run_daemon("simulate", "--port", "0", "--brokers", "GS,../x"), "--brokers")
 
 
+def test_an_unknown_platform_in_brokers_exits_2() -> None:
+    _one_sentence_error(run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:exir"), "--brokers", "'exir'",
+                        "use one of ephoenix")
+
+
+def test_brokers_may_name_their_platform() -> None:
+    named = _build("--brokers", "gs:ephoenix,bbi:ephoenix", "--accounts", "3", "--seed", str(SIM_SEED))
+    bare = _build("--brokers", "gs,bbi", "--accounts", "3", "--seed", str(SIM_SEED))
+    for sim in (named, bare):
+        assert [(code, b.platform, b.captcha_format) for code, b in sim.state.brokers.items()] == [
+            ("gs", "ephoenix", "png"), ("bbi", "ephoenix", "jpeg")]
+        assert [a.broker for a in sim.accounts] == ["gs", "bbi", "gs"]
+
+
 def test_port_in_use_exits_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

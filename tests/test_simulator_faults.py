@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from daemon.clock import FakeClock
-from daemon.sim_transport import ArrivalBook, _StampingProtocol
+from daemon.sim._transport import ArrivalBook, _StampingProtocol
 from daemon.simulator import DEFAULT_PASSWORD, Simulator
 from tests.sim_support import GS_USER, BrokerClient
 from tests.simhelp import SIM_SEED, sim_settings

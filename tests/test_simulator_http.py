@@ -15,8 +15,8 @@ from PIL import Image
 
 from daemon.clock import FakeClock
 from daemon.config import validate_config
-from daemon.sim_auth import b64url_decode
-from daemon.sim_market import STATE_CANCELED
+from daemon.sim import b64url_decode
+from daemon.sim.ephoenix import STATE_CANCELED
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.sim_support import GS_USER, HOT, SHAHR_USER, BrokerClient
 

@@ -12,15 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
 
-from daemon.captcha_image import render_captcha
-from daemon.sim_auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSigner, b64url_decode
-from daemon.sim_faults import FaultPlan, parse_fault
-from daemon.sim_market import (
-    BELOW_MIN_VALUE, BUY, INSUFFICIENT_BALANCE, INSUFFICIENT_HOLDINGS, INVALID_VOLUME, OK, ORDER_NOT_FOUND,
-    PRICE_OUT_OF_RANGE, SELL, UNKNOWN_INSTRUMENT, Account, Instrument, Market, OrderRequest, OrderRules, OrdersQuery,
-    calculate_order_param, parse_order_request, parse_orders_query,
+from daemon.sim import (
+    BUY, SELL, Account, CaptchaBook, FaultPlan, Instrument, LimiterSettings, Market, OrderRequest, OrderRules,
+    b64url_decode, parse_fault, render_captcha, to_ns,
 )
-from daemon.sim_state import to_ns
+from daemon.sim._auth import CallLimiter, TokenSigner
+from daemon.sim.ephoenix import (
+    BELOW_MIN_VALUE, INSUFFICIENT_BALANCE, INSUFFICIENT_HOLDINGS, INVALID_VOLUME, OK, ORDER_NOT_FOUND,
+    PRICE_OUT_OF_RANGE, UNKNOWN_INSTRUMENT, OrdersQuery, calculate_order_param, cancel, check_order, history_row,
+    parse_order_request, parse_orders_query,
+)
 
 BUY_FEE = Decimal("0.003712")
 SELL_FEE = Decimal("0.0088")
@@ -93,42 +94,42 @@ def _order(volume: int = 100, price: int = 5000, side: int = BUY, isin: str = "I
 
 def test_order_checks_in_order() -> None:
     market, account = _market(min_order_value=1_000_000)
-    assert market.check_order(account, _order(isin="IRO1NONE0001")) == UNKNOWN_INSTRUMENT
-    assert market.check_order(account, _order(volume=9)) == INVALID_VOLUME
-    assert market.check_order(account, _order(volume=1001)) == INVALID_VOLUME
-    assert market.check_order(account, _order(price=5151)) == PRICE_OUT_OF_RANGE
-    assert market.check_order(account, _order(price=4849)) == PRICE_OUT_OF_RANGE
-    assert market.check_order(account, _order(volume=1000, price=5150)) == INSUFFICIENT_BALANCE  # 5.15M > 5M
-    assert market.check_order(account, _order(volume=100)) == BELOW_MIN_VALUE  # 500,000 < 1,000,000
-    assert market.check_order(account, _order(volume=200)) == OK
+    assert check_order(market, account, _order(isin="IRO1NONE0001")) == UNKNOWN_INSTRUMENT
+    assert check_order(market, account, _order(volume=9)) == INVALID_VOLUME
+    assert check_order(market, account, _order(volume=1001)) == INVALID_VOLUME
+    assert check_order(market, account, _order(price=5151)) == PRICE_OUT_OF_RANGE
+    assert check_order(market, account, _order(price=4849)) == PRICE_OUT_OF_RANGE
+    assert check_order(market, account, _order(volume=1000, price=5150)) == INSUFFICIENT_BALANCE  # 5.15M > 5M
+    assert check_order(market, account, _order(volume=100)) == BELOW_MIN_VALUE  # 500,000 < 1,000,000
+    assert check_order(market, account, _order(volume=200)) == OK
 
 
 def test_balance_check_includes_the_fee() -> None:
     market, account = _market(min_order_value=0)
     account.remain = 100 * 5000 + 1856 - 1  # the fee on 500,000 is 1,856
-    assert market.check_order(account, _order(volume=100)) == INSUFFICIENT_BALANCE
+    assert check_order(market, account, _order(volume=100)) == INSUFFICIENT_BALANCE
     account.remain += 1
-    assert market.check_order(account, _order(volume=100)) == OK
+    assert check_order(market, account, _order(volume=100)) == OK
 
 
 def test_accepting_reserves_money_and_cancel_gives_it_back() -> None:
     market, account = _market(min_order_value=0)
     order = market.accept(account, _order(volume=100), created_ns=0)
     assert account.remain == 5_000_000 - 501_856
-    assert market.check_order(account, _order(volume=1000)) == INSUFFICIENT_BALANCE
-    assert market.cancel(account, order.serial_number) == OK
+    assert check_order(market, account, _order(volume=1000)) == INSUFFICIENT_BALANCE
+    assert cancel(market, account, order.serial_number) == OK
     assert account.remain == 5_000_000
-    assert market.cancel(account, order.serial_number) == ORDER_NOT_FOUND
+    assert cancel(market, account, order.serial_number) == ORDER_NOT_FOUND
 
 
 def test_sells_check_holdings_not_money() -> None:
     market, account = _market(min_order_value=0)
     account.remain = 0
-    assert market.check_order(account, _order(volume=51, side=SELL)) == INSUFFICIENT_HOLDINGS
-    assert market.check_order(account, _order(volume=50, side=SELL)) == OK
+    assert check_order(market, account, _order(volume=51, side=SELL)) == INSUFFICIENT_HOLDINGS
+    assert check_order(market, account, _order(volume=50, side=SELL)) == OK
     market.accept(account, _order(volume=20, side=SELL), created_ns=0)
     assert account.holdings["IRO1TEST0001"] == 30
-    assert market.check_order(account, _order(volume=31, side=SELL)) == INSUFFICIENT_HOLDINGS
+    assert check_order(market, account, _order(volume=31, side=SELL)) == INSUFFICIENT_HOLDINGS
 
 
 def test_spacing_counts_every_attempt_per_account() -> None:
@@ -162,7 +163,7 @@ def test_an_orders_day_is_tehrans() -> None:
     late = market.accept(account, _order(volume=10), to_ns(datetime(2026, 11, 21, 20, 25, tzinfo=UTC)))  # 23:55
     early = market.accept(account, _order(volume=11), to_ns(datetime(2026, 11, 21, 20, 35, 0, 123456, tzinfo=UTC)))
     assert (late.day, early.day) == (date(2026, 11, 21), date(2026, 11, 22))
-    assert early.history_row()["created"] == "2026-11-22T00:05:00.123" and early.history_row()["date"] == "2026/11/22"
+    assert history_row(early)["created"] == "2026-11-22T00:05:00.123" and history_row(early)["date"] == "2026/11/22"
     day = OrdersQuery(from_date=date(2026, 11, 22), to_date=date(2026, 11, 22))
     assert day.page_of(market.orders_of(account)) == ([early], 1)
     assert OrdersQuery(page=2, page_size=1).page_of(market.orders_of(account)) == ([late], 2)

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from daemon.captcha import make_solver
 from daemon.clock import SystemClock
 from daemon.services import Services
-from daemon.sim_auth import LimiterSettings
-from daemon.sim_market import calculate_order_param
+from daemon.sim import LimiterSettings
+from daemon.sim.ephoenix import calculate_order_param
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.sizing import Limits, buy_volume
 from daemon.warmup import warmup

@@ -14,7 +14,7 @@ import asyncio
 
 from aiohttp import web
 
-from daemon.clock import Clock
+from daemon.sim._clock import SimClock
 
 Stamp = tuple[int, int]  # (wall ns, monotonic ns) of the host clock
 
@@ -22,7 +22,7 @@ Stamp = tuple[int, int]  # (wall ns, monotonic ns) of the host clock
 class ArrivalBook:
     """First-byte stamps per connection, keyed by aiohttp's protocol object (request.protocol)."""
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: SimClock) -> None:
         self._clock = clock
         self._stamps: dict[int, Stamp | None] = {}
 

@@ -8,7 +8,8 @@ A fault is written `ROUTE[@BROKER]:OPTION[,OPTION...]`, for example
     tradingbook:html                      an HTML error page (502) instead of JSON
     new_order:drop,after                  the order is booked, then the connection closes unanswered
 
-ROUTE is one of ROUTES or `*`. Options: `delay_ms=N`, `jitter_ms=N` (a random 0..N added), `rate=P`
+ROUTE is a route of a registered platform (`_platform.route_names()`; Ephoenix's are captcha, login,
+tradingbook, instruments, calc, new_order, open_orders, orders, cancel, holdings) or `*`. Options: `delay_ms=N`, `jitter_ms=N` (a random 0..N added), `rate=P`
 (0..1, how often the failure happens; default 1), one failure kind (`status=N`, `html`, `malformed`,
 `truncated`, `drop`, `no_image`; `html` may take a `status=N` too), and `after` (the request is processed
 first and its answer replaced, as when a reply is lost on the way back).
@@ -20,10 +21,8 @@ import random
 import re
 from dataclasses import dataclass
 
-ROUTES = (
-    "captcha", "login", "tradingbook", "instruments", "calc", "new_order", "open_orders", "orders", "cancel",
-    "holdings",
-)
+from daemon.sim._platform import route_names
+
 KINDS = ("status", "html", "malformed", "truncated", "drop", "no_image")
 _FLAGS = ("html", "malformed", "truncated", "drop", "no_image", "after")
 _HEAD = re.compile(r"^(?P<route>\*|[a-z_]+)(?:@(?P<broker>[a-z0-9]+))?$")
@@ -59,8 +58,9 @@ def parse_fault(text: str) -> Fault:
     if not match or not sep or not tail:
         raise ValueError(f"fault {text!r} is not ROUTE[@BROKER]:OPTION[,OPTION...], e.g. new_order:delay_ms=20")
     route, broker = match["route"], match["broker"]
-    if route != "*" and route not in ROUTES:
-        raise ValueError(f"fault {text!r} names route {route!r}; use one of {', '.join(ROUTES)} or *")
+    routes = route_names()
+    if route != "*" and route not in routes:
+        raise ValueError(f"fault {text!r} names route {route!r}; use one of {', '.join(routes)} or *")
     values: dict[str, object] = {"route": route, "broker": broker}
     for option in tail.split(","):
         name, eq, raw = option.strip().partition("=")

@@ -16,14 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from daemon.clock import Clock
-from daemon.sim_auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSigner
-from daemon.sim_faults import FaultPlan
-from daemon.sim_log import RequestLog
-from daemon.sim_market import Market, OrderRules
-from daemon.sim_transport import ArrivalBook
+from daemon.sim._auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSigner
+from daemon.sim._clock import SimClock
+from daemon.sim._faults import FaultPlan
+from daemon.sim._log import RequestLog
+from daemon.sim._market import Market, OrderRules
+from daemon.sim._platform import DEFAULT_PLATFORM, platform, reserved_names
+from daemon.sim._transport import ArrivalBook
 
-RESERVED_NAMES = frozenset({"marketdata"})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -31,7 +31,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 class SimSettings:
     """The simulator's knobs; the object stays live, so changes while it runs apply to the next request.
 
-    Options for what ephoenix-api.md leaves unconfirmed: `order_response` ("flat": ids and errorCode 0 at
+    Options for what ephoenix-api.md leaves unconfirmed (they shape Ephoenix's answers only): `order_response` ("flat": ids and errorCode 0 at
     the top; "nested": no errorCode, ids under `result`), `rejection_status` (HTTP 200 or 400 for a refused
     order) and `login_limit.retry_after` (whether a 429 carries Retry-After).
     """
@@ -52,6 +52,7 @@ class SimSettings:
 class SimBroker:
     code: str
     captcha_format: Literal["png", "jpeg"] = "png"
+    platform: str = DEFAULT_PLATFORM  # the registered platform whose routes serve this broker code
 
 
 def to_ns(when: datetime) -> int:
@@ -64,7 +65,7 @@ def to_ns(when: datetime) -> int:
 class SimState:
     """The simulator's moving parts, shared by its request handlers."""
 
-    def __init__(self, settings: SimSettings, clock: Clock) -> None:
+    def __init__(self, settings: SimSettings, clock: SimClock) -> None:
         self.settings = settings
         self.clock = clock
         self.rng = random.Random(settings.seed)
@@ -90,12 +91,19 @@ class SimState:
         open_at = self.settings.open_at
         return open_at is None or now_ns >= to_ns(open_at)
 
-    def add_broker(self, code: str, captcha_format: Literal["png", "jpeg"] | None = None) -> SimBroker:
-        if not code.isalnum() or not code.islower() or code in RESERVED_NAMES:
-            raise ValueError(f"broker code {code!r} must be lowercase letters and digits, and not {', '.join(RESERVED_NAMES)}")
-        if code not in self.brokers:
+    def add_broker(self, code: str, captcha_format: Literal["png", "jpeg"] | None = None,
+                   platform_name: str = DEFAULT_PLATFORM) -> SimBroker:
+        """A broker code served by `platform_name`'s routes; adding it again may change its captcha format only."""
+        reserved = sorted(reserved_names())
+        if not code.isalnum() or not code.islower() or code in reserved:
+            raise ValueError(f"broker code {code!r} must be lowercase letters and digits, and not {', '.join(reserved)}")
+        platform(platform_name)  # refuses an unknown platform
+        known = self.brokers.get(code)
+        if known is not None and known.platform != platform_name:
+            raise ValueError(f"broker {code!r} is already simulated on {known.platform}, not {platform_name}")
+        if known is None:
             fmt = captcha_format or ("png" if len(self.brokers) % 2 == 0 else "jpeg")
-            self.brokers[code] = SimBroker(code, fmt)
+            self.brokers[code] = SimBroker(code, fmt, platform_name)
         elif captcha_format is not None:
             self.brokers[code].captcha_format = captcha_format
         return self.brokers[code]
