@@ -12,7 +12,8 @@ from daemon.cache import Cache
 from daemon.client import OrderParams
 from daemon.clock import SystemClock
 from daemon.config import Config
-from daemon.fire_plan import SIDE_CODES, NEW_ORDER_PATH, new_order_request
+from daemon.platforms.ephoenix import NEW_ORDER_PATH, new_order_request
+from daemon.platforms.ephoenix._codec import new_order_body
 
 
 @dataclass(frozen=True)
@@ -31,9 +32,8 @@ class PreparedOrder:
         return self.trading_url + NEW_ORDER_PATH
 
     def payload(self) -> dict[str, object]:
-        """The NewOrder body, as `daemon.fire_plan.new_order_request` encodes it."""
-        return {"isin": self.isin, "side": SIDE_CODES[self.side], "validity": 1, "validityDate": None,
-                "accountType": 1, "price": self.price, "volume": self.volume, "serialNumber": 0}
+        """The NewOrder body, as the Ephoenix codec encodes it."""
+        return new_order_body(self.isin, self.side, self.price, self.volume)
 
     def request_bytes(self) -> bytes:
         return new_order_request(self.trading_url, self.token, self.isin, self.side, self.price, self.volume)

@@ -30,11 +30,12 @@ from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, use_sim_p
 from daemon.clock import Clock, SystemClock
 from daemon.clocksync import ClockReference, wait_until_monotonic
 from daemon.config import Config, validate_config
-from daemon.executor import BOOK_PATH, Executor
+from daemon.executor import Executor
+from daemon.platforms.ephoenix import probe_request
 from daemon.journal import Journal, read_journal
 from daemon.services import Services
 from daemon.warmup import warmup
-from daemon.wire import ResponseReader, WireResponse, build_request
+from daemon.wire import ResponseReader, WireResponse
 
 NS = 1_000_000_000
 CONTENDERS = ("locust", "daemon", "raw")
@@ -160,7 +161,7 @@ class Race:
         await wait_until_monotonic(arm_at, self.clock)
         day = open_at.astimezone(config.tz).date()
         async with Services(config, self.clock) as services:
-            executor = Executor(services, Journal(config.state_dir, day), day=day)
+            executor = Executor.from_services(services, Journal(config.state_dir, day), day=day)
             try:
                 started = self.clock.monotonic_ns()
                 plans = await executor.arm(config.accounts, open_at.astimezone(config.tz))
@@ -203,7 +204,7 @@ class Race:
                 clients += [protocol for _, protocol in opened]
             # warmed as the executor's are by its final-check ping: one request answered on each connection
             pings = [c.expect() for c in clients]
-            ping = build_request("GET", orders[0].trading_url + BOOK_PATH, {"authorization": f"Bearer {orders[0].token}"})
+            ping = probe_request(orders[0].trading_url, orders[0].token)
             for client in clients:
                 client.transport.write(ping)
             async with asyncio.timeout(30):

@@ -74,7 +74,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             warmed += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
         after_warmup = status_mb()["VmRSS"]
         open_at = (clock.now() + timedelta(minutes=5)).astimezone(config.tz)
-        executor = Executor(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
+        executor = Executor.from_services(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
         try:
             plans = await executor.arm(config.accounts, open_at)
             armed = status_mb()

@@ -1,4 +1,5 @@
-"""One broker account's HTTP calls: the captcha login, buying power, instruments, holdings, orders.
+"""One broker account's calls through its platform's session: the captcha login, buying power, instruments,
+holdings, orders; the captcha flow, retry policy, rate limits and cache are this module's.
 
 Everything here happens before the open (warmup and the refreshes after it); the open itself goes through
 the executor's pre-built requests, never through this module.
@@ -7,38 +8,47 @@ the executor's pre-built requests, never through this module.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, AsyncContextManager, Protocol
-from zoneinfo import ZoneInfo
+from typing import Any, AsyncContextManager, NoReturn, Protocol, TypeVar
 
 import aiohttp
 import orjson
 
+from daemon import metrics
 from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
-from daemon import metrics
 from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
-from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
+from daemon.errors import AuthError, BrokerError, CaptchaError, OrderRejected, RateLimited
 from daemon.logs import get_logger, register_secret
-from daemon.order_answer import Verdict, interpret
+from daemon.platforms import (
+    BrokerOrder,
+    BuyingPower,
+    Codec,
+    Instrument,
+    LoginAnswer,
+    Session,
+    Throttled,
+    Token,
+    TokenRefused,
+    Verdict,
+    platform_for,
+)
+from daemon.platforms.ephoenix._parse import broker_time, normalise_order, parse_holdings, parse_instrument
 from daemon.ratelimit import HostRateLimiter
 from daemon.retry import RetryPolicy
-from daemon.sizing import Limits, buy_volume, order_fee, resolve_price, sell_volume, split_amounts
+from daemon.sizing import buy_volume, order_fee, resolve_price, sell_volume, split_amounts
 from daemon.tokens import token_valid_until
 from daemon.wire import tls_context
 
-LOGIN_WRONG_CAPTCHA = -1000
-LOGIN_WRONG_CREDENTIALS = 3000
-SIDE_CODES = {"buy": 1, "sell": 2}
-BROKER_ZONE = ZoneInfo("Asia/Tehran")  # where a broker's times without an offset are wall-clock times
-ORDERS_PAGE_SIZE = 50
-ORDERS_MAX_PAGES = 100  # 5,000 orders in one account's day: past that the broker is answering nonsense
+T = TypeVar("T")
+__all__ = [
+    "BrokerClient", "EphoenixClient", "HttpPool", "Instrument", "LoginLock", "NoLoginLock", "OrderAccepted",
+    "OrderParams", "broker_time", "normalise_order", "parse_holdings", "parse_instrument",
+]
 
 
 class LoginLock(Protocol):
@@ -86,37 +96,6 @@ def _dumps(value: Any) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Instrument:
-    isin: str
-    symbol: str
-    title: str
-    limits: Limits
-    last_price: int | None
-
-    @classmethod
-    def from_cache(cls, data: dict[str, Any]) -> Instrument:
-        return cls(
-            isin=data["isin"],
-            symbol=data.get("symbol", ""),
-            title=data.get("title", ""),
-            limits=Limits(int(data["mineq"]), int(data["maxeq"]), int(data["minap"]), int(data["maxap"])),
-            last_price=data.get("last_price"),
-        )
-
-    def to_cache(self) -> dict[str, Any]:
-        return {
-            "isin": self.isin,
-            "symbol": self.symbol,
-            "title": self.title,
-            "mineq": self.limits.mineq,
-            "maxeq": self.limits.maxeq,
-            "minap": self.limits.minap,
-            "maxap": self.limits.maxap,
-            "last_price": self.last_price,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class OrderParams:
     """An order ready to send: decided price and volume, and what they were computed from."""
 
@@ -143,8 +122,9 @@ class OrderAccepted:
     tracking_number: str | None
 
 
-class EphoenixClient:
-    """One account at one broker. Tokens come from the cache while valid; a 401 logs in again once."""
+class BrokerClient:
+    """One account at one broker, on the broker's platform. Tokens come from the cache while valid; a refused
+    token logs in again once. Every broker call goes through the platform's session."""
 
     def __init__(
         self,
@@ -160,7 +140,6 @@ class EphoenixClient:
         shared_lock: LoginLock | None = None,
     ) -> None:
         self.account = account
-        self.endpoints = endpoints
         self._config = config
         self._cache = cache
         self._http = http
@@ -174,6 +153,20 @@ class EphoenixClient:
         # production and tells apart brokers that one host serves under path prefixes (the simulator).
         self._identity_host = endpoints.identity_url.rstrip("/")
         self.log = get_logger(account=account.name, broker=endpoints.code)
+        self.endpoints = endpoints
+
+    @property
+    def endpoints(self) -> BrokerEndpoints:
+        return self._endpoints
+
+    @endpoints.setter
+    def endpoints(self, endpoints: BrokerEndpoints) -> None:
+        """The broker's addresses; its platform's session and codec are built on them (again when they change)."""
+        self._endpoints = endpoints
+        self.platform = platform_for(endpoints.platform)
+        self.session: Session = self.platform.session(endpoints, self._http, self)
+        self.codec: Codec = self.platform.codec(endpoints)
+        """The broker's hot path (request bytes, answers, matching): what the executor builds and reads with."""
 
     @property
     def username(self) -> str:
@@ -182,6 +175,11 @@ class EphoenixClient:
     @property
     def broker(self) -> str:
         return self.endpoints.code
+
+    @property
+    def cross_check(self) -> bool:
+        """Whether warmup asks the broker's own volume formula to check the local one."""
+        return self._config.client.cross_check
 
     # ---- tokens -------------------------------------------------------------------------------------
 
@@ -192,6 +190,13 @@ class EphoenixClient:
             metrics.token_expiry(self.account.name, entry["expires_at"])
             return entry
         return None
+
+    async def current_token(self) -> Token:
+        """A valid token (as `token()` gets it) with the instant it stops being used."""
+        value = await self.token()
+        entry = await self.cached_token()
+        until = _instant(entry.get("expires_at")) if entry and entry.get("token") == value else None
+        return Token(value, until or self._clock.now())
 
     async def token(self) -> str:
         """A valid token: the cached one, or a fresh login (one login at a time per account).
@@ -231,36 +236,37 @@ class EphoenixClient:
         attempts = self._config.captcha.max_attempts
         for attempt in range(1, attempts + 1):
             try:
-                body = await self._retry.call("login", self._login_round, self.log)
+                answer = await self._retry.call("login", self._login_round, self.log)
             except CaptchaUnsolved as exc:
                 self.log.info("captcha.unsolved", attempt=attempt, reason=str(exc))
                 continue
-            code = _int_or_none(body.get("errorCode"))
-            if code == LOGIN_WRONG_CREDENTIALS:
+            if answer.outcome == "wrong_credentials":
                 raise AuthError(f"account {self.account.name}: the broker refused the username or password; fix them in the config.")
-            if code == LOGIN_WRONG_CAPTCHA:
+            if answer.outcome == "wrong_captcha":
                 self.log.info("captcha.wrong", attempt=attempt)
                 continue
-            token = body.get("token")
-            if code not in (0, None) or not isinstance(token, str) or not token or body.get("isSuccess") is False:
-                message = body.get("errorMessage") or "no token in the answer"
-                raise BrokerError(f"account {self.account.name}: login failed with code {code}: {message}")
-            register_secret(token)
-            return await self._store_token(token, body.get("expireIn"))
+            if answer.outcome != "ok" or not answer.token:
+                raise BrokerError(f"account {self.account.name}: login failed with code {answer.code}: {answer.message}")
+            register_secret(answer.token)
+            return await self._store_token(answer.token, answer.expire_in_s)
         raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
 
-    async def _login_round(self) -> dict[str, Any]:
-        captcha = await self._fetch_captcha()
-        answer = await self._solver.solve(captcha["image"])
-        return await self._post_login(captcha, answer)
+    async def _login_round(self) -> LoginAnswer:
+        await self._limiter.acquire(self._identity_host)
+        try:
+            captcha = await self.session.fetch_captcha()
+            answer = await self._solver.solve(captcha.image)
+            return await self.session.login(self.username, self.account.resolve_password(), captcha, answer)
+        except Throttled as exc:
+            self._throttled(exc.retry_after_s, exc.why)
 
-    async def _store_token(self, token: str, expire_in: Any) -> dict[str, Any]:
+    async def _store_token(self, token: str, expire_in_s: float | None) -> dict[str, Any]:
         now = self._clock.now()
         valid_until = token_valid_until(
             token,
             now,
             ttl_s=self._config.cache.ttl.tokens,
-            expire_in_s=_float_or_none(expire_in),
+            expire_in_s=expire_in_s,
             margin_s=self._config.client.token_margin_s,
         )
         if valid_until <= now:
@@ -270,105 +276,72 @@ class EphoenixClient:
         self.log.info("login.ok", valid_until=valid_until.isoformat())
         return {"token": token, "username": self.username, "broker_code": self.broker, "expires_at": valid_until.isoformat()}
 
-    async def _fetch_captcha(self) -> dict[str, Any]:
-        await self._limiter.acquire(self._identity_host)
-        body = await self._identity_call("GET", "/api/Captcha/GetCaptcha")
-        data = body.get("captchaByteData")
-        if not data:
-            self._throttled(None, "the captcha answer had no image")
-        try:
-            image = base64.b64decode(data, validate=False)
-        except (ValueError, TypeError):
-            raise BrokerUnavailable(f"broker {self.broker}: the captcha image is not base64.") from None
-        return {"image": image, "salt": body.get("salt"), "hash": body.get("hashedCaptcha")}
-
-    async def _post_login(self, captcha: dict[str, Any], answer: str) -> dict[str, Any]:
-        payload = {
-            "loginName": self.username,
-            "password": self.account.resolve_password(),
-            "captcha": {"hash": captcha["hash"], "salt": captcha["salt"], "value": answer},
-        }
-        return await self._identity_call("POST", "/api/v2/accounts/login", json=payload)
-
-    async def _identity_call(self, method: str, path: str, json: Any = None) -> dict[str, Any]:
-        url = self.endpoints.identity_url + path
-        try:
-            async with self._http.session.request(method, url, json=json) as response:
-                if response.status == 429:
-                    self._throttled(response.headers.get("Retry-After"), "HTTP 429")
-                return await _json_body(response, f"broker {self.broker}", path)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
-
-    def _throttled(self, retry_after: str | None, why: str) -> None:
-        seconds = _float_or_none(retry_after) or self._config.captcha.cooldown_s
+    def _throttled(self, retry_after_s: float | None, why: str) -> NoReturn:
+        seconds = retry_after_s or self._config.captcha.cooldown_s
         self._limiter.cool_down(self._identity_host, seconds)
         self.log.warning("broker.throttled", why=why, cooldown_s=seconds)
         raise RateLimited(f"broker {self.broker} throttles logins ({why}); waiting {seconds:.0f} s.", seconds)
 
-    # ---- authenticated calls ------------------------------------------------------------------------
+    # ---- the session's authority --------------------------------------------------------------------
 
-    async def _authed(self, method: str, base: str, path: str, json: Any = None, retry: bool = True) -> Any:
-        """A trading/backoffice call with the bearer token; a 401 drops the token and logs in again once.
-
-        With `retry` an unavailable broker is retried by the policy (reads and pure calculations); an
-        order is sent once, because a lost answer may hide an accepted order.
+    async def authed(self, what: str, send: Callable[[str], Awaitable[T]], retry: bool = True) -> T:
+        """`send(token)` with this account's token; a refused token (TokenRefused) is dropped and the call made
+        once more after a new login. With `retry` an unavailable broker is retried by the policy (reads and
+        pure calculations); an order is sent once, because a lost answer may hide an accepted order.
         """
         for fresh_login in (False, True):
             token = await self.token()
 
-            async def send(token: str = token) -> tuple[bool, Any]:
-                return await self._send_authed(method, base + path, path, json, token)
+            async def attempt(token: str = token) -> T:
+                return await send(token)
 
-            refused, body = await (self._retry.call(path, send, self.log) if retry else send())
-            if not refused:
-                return body
+            try:
+                return await (self._retry.call(what, attempt, self.log) if retry else attempt())
+            except TokenRefused:
+                pass
             await self._cache.drop_token(self.username, self.broker)
             if fresh_login:
                 raise AuthError(f"account {self.account.name}: the broker refuses even a fresh token.")
-            self.log.info("token.refused", path=path)
+            self.log.info("token.refused", path=what)
         raise AssertionError("unreachable")
 
-    async def _send_authed(self, method: str, url: str, path: str, json: Any, token: str) -> tuple[bool, Any]:
-        """(True, None) when the token is refused (401), else (False, the answer's JSON)."""
-        try:
-            async with self._http.session.request(
-                method, url, json=json, headers={"authorization": f"Bearer {token}"}
-            ) as response:
-                if response.status == 401:
-                    return True, None
-                return False, await _json_body(response, f"broker {self.broker}", path, allow_error_status=True)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-            raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({_describe(exc)}).") from None
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
+        """An unauthenticated call under the retry policy (market data)."""
+        return await self._retry.call(what, operation, self.log)
+
+    # ---- reads ----------------------------------------------------------------------------------------
 
     async def ensure_token_live(self) -> None:
-        """Prove the token still works with one cheap authenticated call, before it is needed at the open.
-
-        GetLastTradingBook is that call: a token revoked or expired since warmup gets 401, which logs in
-        again (the `_authed` path), and the answer refreshes the cached buying power on the way. A login
-        that then fails raises (AuthError for a wrong password).
+        """Prove the token still works with the platform's cheap authenticated probe, before it is needed at
+        the open: a token revoked or expired since warmup is refused, which logs in again (`authed`); an
+        Ephoenix probe refreshes the cached buying power on the way. A login that then fails raises
+        (AuthError for a wrong password).
         """
-        await self.get_buying_power(use_cache=False)
+        power = await self.session.probe()
+        if power is not None:
+            await self._cache.save_buying_power(self.username, self.broker, power.to_cache())
+
+    async def buying_power(self, use_cache: bool = True) -> BuyingPower:
+        if use_cache and (cached := await self._cache.get_buying_power(self.username, self.broker)):
+            power = BuyingPower.from_cache(cached)
+            if power is not None:
+                return power
+            self.log.warning("cache.buying_power.unusable")
+        power = await self.session.buying_power()
+        await self._cache.save_buying_power(self.username, self.broker, power.to_cache())
+        return power
 
     async def get_buying_power(self, use_cache: bool = True) -> dict[str, Any]:
-        if use_cache and (cached := await self._cache.get_buying_power(self.username, self.broker)):
-            if _finite(cached.get("buyingPower")) is not None:
-                return cached
-            self.log.warning("cache.buying_power.unusable")
-        body = await self._authed("GET", self.endpoints.trading_url, "/api/v2/tradingbook/GetLastTradingBook")
-        if not isinstance(body, dict) or _finite(body.get("buyingPower")) is None:
-            raise BrokerUnavailable(f"broker {self.broker}: the trading book has no usable buyingPower.")
-        data = {k: body.get(k) for k in ("buyingPower", "remain", "credit", "timestamp")}
-        await self._cache.save_buying_power(self.username, self.broker, data)
-        return data
+        """The buying power in its cache shape (`buyingPower`, `remain`, `credit`, `timestamp`)."""
+        return (await self.buying_power(use_cache=use_cache)).to_cache()
 
     async def order_amounts(self, use_cache: bool = True) -> list[int]:
         """Each order's part of the buying power, in the account's order list; no read when nothing is a buy."""
         orders = self.account.orders
         if not any(o.side == "buy" for o in orders):
             return [0] * len(orders)
-        power = await self.get_buying_power(use_cache=use_cache)
-        return split_amounts(float(power.get("buyingPower") or 0), [o.share for o in orders])
+        power = await self.buying_power(use_cache=use_cache)
+        return split_amounts(power.amount, [o.share for o in orders])
 
     async def get_instrument(self, isin: str, use_cache: bool = True) -> Instrument:
         if use_cache and (cached := await self._cache.get_market_data(isin)):
@@ -376,17 +349,7 @@ class EphoenixClient:
                 return Instrument.from_cache(cached)
             except _UNUSABLE:
                 self.log.warning("cache.market.unusable", isin=isin)
-        url = self.endpoints.market_data_url + "/api/v2/instruments/full"
-
-        async def fetch() -> Any:
-            try:
-                async with self._http.session.post(url, json={"isinList": [isin]}) as response:
-                    return await _json_body(response, "market data", "/api/v2/instruments/full")
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
-                raise BrokerUnavailable(f"market data: instruments/full failed ({_describe(exc)}).") from None
-
-        body = await self._retry.call("/api/v2/instruments/full", fetch, self.log)
-        instrument = parse_instrument(body, isin)
+        instrument = await self.session.instrument(isin)
         await self._cache.save_market_data(isin, instrument.to_cache())
         return instrument
 
@@ -397,12 +360,9 @@ class EphoenixClient:
                 return max(int(cached["remain_volume"]), 0)
             except _UNUSABLE:
                 self.log.warning("cache.holdings.unusable", isin=isin)
-        body = await self._authed(
-            "POST", self.endpoints.backoffice_url, "/api/portfolio/getrealsecuritypositionbydate", json={"entity": True}
-        )
-        volume = parse_holdings(body, isin, self.broker)
-        await self._cache.save_holdings(self.username, self.broker, isin, {"isin": isin, "remain_volume": volume})
-        return volume
+        holding = await self.session.holdings(isin)
+        await self._cache.save_holdings(self.username, self.broker, isin, holding.to_cache())
+        return holding.volume
 
     async def order_params(self, order: OrderSettings, amount: int | None = None, use_cache: bool = True) -> OrderParams:
         """Price and volume for `order`, computed locally; `amount` is this order's part of the buying power."""
@@ -423,7 +383,7 @@ class EphoenixClient:
             fee_rate = fees.sell
         else:
             if amount is None:
-                amount = int(float((await self.get_buying_power(use_cache=use_cache))["buyingPower"] or 0))
+                amount = int((await self.buying_power(use_cache=use_cache)).amount)
             volume = order.volume if order.volume != "auto" else buy_volume(amount, price, fees.buy, instrument.limits)
             fee_rate = fees.buy
         params = OrderParams(order.isin, order.side, price, int(volume), int(amount), order_fee(int(volume), price, fee_rate))
@@ -432,247 +392,49 @@ class EphoenixClient:
 
     async def calculate_order_param(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
         """The broker's own volume formula, to cross-check the local one at warmup."""
-        payload = {"isin": isin, "side": SIDE_CODES[side], "totalNetAmount": amount, "price": price}
-        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/CalculateOrderParam", json=payload)
-        _raise_for_error_code(body)
-        return body
+        return await self.session.calculate_order(isin, side, price, amount)
+
+    async def broker_volume(self, isin: str, side: str, price: int, amount: int) -> int | None:
+        """The volume the broker's own formula gives (None when its answer names none)."""
+        body = await self.calculate_order_param(isin, side, price, amount)
+        volume = body.get("volume") if isinstance(body, dict) else None
+        return int(volume) if volume is not None else None
 
     async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAccepted:
-        payload = {"isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
-                   "price": price, "volume": volume, "serialNumber": 0}
-        body = await self._authed("POST", self.endpoints.trading_url, "/api/v2/orders/NewOrder", json=payload, retry=False)
-        answer = interpret(200, body)  # an error status with a JSON error code reaches here as that code
+        answer = await self.session.new_order(isin, side, price, volume)
         if answer.verdict is not Verdict.ACCEPTED:
             raise OrderRejected(answer.code if answer.code is not None else -1, answer.message)
+        body = answer.raw
         return OrderAccepted(body if isinstance(body, dict) else {"result": body}, answer.serial_number,
                              answer.tracking_number)
 
-    async def open_orders(self) -> list[dict[str, Any]]:
-        """The account's open orders, normalised as `normalise_order` says. An answer that is not a list of
-        orders raises BrokerUnavailable: an unreadable answer must never pass for "no orders"."""
-        path = "/api/v2/orders/GetOpenOrders?type=1"
-        body = await self._authed("GET", self.endpoints.trading_url, path)
-        _raise_for_error_code(body)
-        return [normalise_order(row) for row in _list_of_orders(body, self.broker, path)]
+    async def open_orders(self) -> list[BrokerOrder]:
+        """The account's open orders (typed, and mappings over the normalised rows `normalise_order` gives).
+        An answer that is not a list of orders raises BrokerUnavailable: unreadable is never "no orders"."""
+        return await self.session.open_orders()
 
-    async def today_orders(self, day: date) -> list[dict[str, Any]]:
-        """Every order of this account on `day` (the broker's Tehran day) in any state, open, filled or
-        cancelled, from GetOrders: filled orders are no longer "open", so only this tells what exists.
-
-        Every page is read (through the retry policy; a 401 logs in once and asks for the same page again)
-        until `totalRecords` rows are in, or a page comes back short or empty when the total is missing.
-        Rows are normalised as `normalise_order` says; a row seen on two pages (a new order shifts the
-        newest-first pages while they are read) is kept once. A garbage answer raises BrokerUnavailable.
-        """
-        path = "/api/v2/orders/GetOrders"
-        stamp = f"{day:%Y/%m/%d}"
-        found: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for page in range(1, ORDERS_MAX_PAGES + 1):
-            payload = {"page": page, "pageSize": ORDERS_PAGE_SIZE, "fromDate": stamp, "toDate": stamp, "side": None,
-                       "isin": None, "includeStatus": [], "pamCode": None}
-            body = await self._authed("POST", self.endpoints.trading_url, path, json=payload)
-            _raise_for_error_code(body)
-            rows, total = _orders_page(body, self.broker, path)
-            before = len(found)
-            for n, row in enumerate(rows):
-                order = normalise_order(row)
-                found.setdefault(_order_key(order, page, n), order)
-            if rows and len(found) == before:
-                raise BrokerUnavailable(f"broker {self.broker}: {path} answered page {page} with the rows already read.")
-            if not rows or (total is not None and len(found) >= total) or (total is None and len(rows) < ORDERS_PAGE_SIZE):
-                if total is not None and len(found) < total:
-                    self.log.warning("orders.fewer_than_total", day=stamp, rows=len(found), total=total)
-                return list(found.values())
-        raise BrokerUnavailable(f"broker {self.broker}: {path} still had rows after {ORDERS_MAX_PAGES} pages.")
+    async def today_orders(self, day: date) -> list[BrokerOrder]:
+        """Every order of this account on `day` (the broker's day) in any state, open, filled or cancelled:
+        filled orders are no longer "open", so only this tells what exists. Every page is read; a garbage
+        answer raises BrokerUnavailable."""
+        return await self.session.today_orders(day)
 
     async def cancel_order(self, serial_number: int) -> dict[str, Any]:
-        body = await self._authed(
-            "DELETE", self.endpoints.trading_url, f"/api/v2/orders/CancelOrder?serialNumber={int(serial_number)}",
-            retry=False,
-        )
-        _raise_for_error_code(body)
-        return body if isinstance(body, dict) else {"result": body}
+        return await self.session.cancel_order(serial_number)  # type: ignore[attr-defined]
 
 
-# ---- answer parsing (pure, so each broker quirk is tested without a network) -----------------------------
+EphoenixClient = BrokerClient
+"""The name of the days when Ephoenix was the only platform; the same class."""
+
+
+# ---- helpers ----------------------------------------------------------------------------------------------
 
 _UNUSABLE = (KeyError, TypeError, ValueError, OverflowError, AttributeError)
 """What converting a cached or answered value can raise when the value is not what it should be."""
 
 
-async def _json_body(response: aiohttp.ClientResponse, who: str, path: str, allow_error_status: bool = False) -> Any:
-    raw = await response.read()
-    if response.status >= 500:
-        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status}.")
+def _instant(value: Any) -> datetime | None:
     try:
-        body = orjson.loads(raw) if raw else {}
-    except orjson.JSONDecodeError:
-        kind = "an HTML page" if raw.lstrip()[:1] == b"<" else "malformed JSON"
-        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status} with {kind}.") from None
-    if response.status >= 400 and not (allow_error_status and isinstance(body, dict) and "errorCode" in body):
-        raise BrokerUnavailable(f"{who}: {path} answered HTTP {response.status}.")
-    return body
-
-
-def _raise_for_error_code(body: Any) -> None:
-    """Any answer with a non-zero error code (or isSuccess false) is a rejection; key on the code, not the text."""
-    if not isinstance(body, dict):
-        return
-    code = _int_or_none(body.get("errorCode"))
-    if (code not in (None, 0)) or body.get("isSuccess") is False:
-        raise OrderRejected(code if code is not None else -1, str(body.get("errorMessage") or body.get("message") or ""))
-
-
-def parse_instrument(body: Any, isin: str) -> Instrument:
-    items = body if isinstance(body, list) else (body.get("result") or body.get("data") or body.get("instruments") or [body]) if isinstance(body, dict) else []
-    for item in items if isinstance(items, list) else [items]:
-        if not isinstance(item, dict):
-            continue
-        info, today = item.get("i") or {}, item.get("t") or {}
-        if (item.get("isin") or info.get("isin") or isin) != isin:
-            continue
-        try:
-            limits = Limits(int(info["mineq"]), int(info["maxeq"]), int(today["minap"]), int(today["maxap"]))
-        except (KeyError, TypeError, ValueError):
-            continue
-        last = _int_or_none(today.get("cup"))
-        return Instrument(isin, str(info.get("s", "")), str(info.get("t", "")), limits, last)
-    raise BrokerUnavailable(f"market data: no usable limits for {isin} in the answer.")
-
-
-def parse_holdings(body: Any, isin: str, broker: str) -> int:
-    if isinstance(body, dict) and body.get("isError"):
-        raise BrokerError(f"broker {broker}: holdings refused: {body.get('message') or body.get('errorMessage') or 'no reason given'}")
-    rows = body
-    if isinstance(body, dict):
-        rows = body.get("result") or body.get("data") or body.get("positions") or []
-    for row in rows if isinstance(rows, list) else []:
-        if isinstance(row, dict) and (row.get("isin") or row.get("ISIN")) == isin:
-            try:
-                return max(int(float(row.get("remainVolume") or 0)), 0)
-            except (TypeError, ValueError):
-                raise BrokerUnavailable(f"broker {broker}: holdings for {isin} have no number.") from None
-    return 0
-
-
-def _list_of_orders(body: Any, broker: str, path: str) -> list[dict[str, Any]]:
-    """The rows of an open-orders answer: a list, or one under result/data/orders/rows; anything else raises."""
-    rows = body if isinstance(body, list) else None
-    if isinstance(body, dict):
-        rows = next((body[key] for key in ("result", "data", "orders", "rows") if isinstance(body.get(key), list)), None)
-    if rows is None or not all(isinstance(row, dict) for row in rows):
-        raise BrokerUnavailable(f"broker {broker}: {path} answered something that is not a list of orders.")
-    return rows
-
-
-def _orders_page(body: Any, broker: str, path: str) -> tuple[list[dict[str, Any]], int | None]:
-    """A GetOrders page: its rows and `totalRecords` (None when missing or not a count); garbage raises."""
-    if isinstance(body, dict) and "rows" not in body and isinstance(body.get("result"), dict):
-        body = body["result"]
-    rows = body.get("rows") if isinstance(body, dict) else None
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        raise BrokerUnavailable(f"broker {broker}: {path} answered something that is not a page of orders.")
-    total = _whole_or_none(body.get("totalRecords"))
-    return rows, total if total is not None and total >= 0 else None
-
-
-def normalise_order(row: dict[str, Any]) -> dict[str, Any]:
-    """An order row from GetOpenOrders or GetOrders with the keys the executor reads, typed alike for both.
-
-    The row's own fields stay; these are replaced or added: `isin` (str or None), `side` (1 buy, 2 sell or
-    None; GetOrders calls it `orderSide`), `serialNumber`, `price`, `volume`, `executedVolume`, `state` (int
-    or None), `trackingNumber` (str or None), `createdAt` (the broker's own text: `created` in GetOrders) and
-    `created`: an aware datetime, or None when the broker's time cannot be read (see `broker_time`).
-    """
-    created = next((row[key] for key in ("created", "createdAt") if row.get(key) is not None), None)
-    side = next((row[key] for key in ("orderSide", "side") if row.get(key) is not None), None)
-    return {
-        **row,
-        "isin": row.get("isin") if isinstance(row.get("isin"), str) else None,
-        "side": _side_code(side),
-        "serialNumber": _whole_or_none(row.get("serialNumber")),
-        "trackingNumber": _id_text(row.get("trackingNumber")),
-        "price": _whole_or_none(row.get("price")),
-        "volume": _whole_or_none(row.get("volume")),
-        "executedVolume": _whole_or_none(row.get("executedVolume")),
-        "state": _whole_or_none(row.get("state")),
-        "createdAt": created,
-        "created": broker_time(created),
-    }
-
-
-def broker_time(value: Any) -> datetime | None:
-    """A broker's ISO time as an aware datetime: with its offset (or Z) as given, without one as Tehran wall
-    time (the brokers' own zone); None for anything without a time of day or not ISO text."""
-    if not isinstance(value, str) or ":" not in value:
-        return None
-    try:
-        moment = datetime.fromisoformat(value.strip())
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
     except ValueError:
         return None
-    return moment.replace(tzinfo=BROKER_ZONE) if moment.tzinfo is None else moment
-
-
-def _order_key(order: dict[str, Any], page: int, n: int) -> tuple[Any, ...]:
-    """What tells two rows apart: the broker's row id, else the serial number, else the row's place."""
-    row_id = _id_text(order.get("id"))
-    if row_id is not None:
-        return ("id", row_id)
-    if order["serialNumber"] is not None:
-        return ("serial", order["serialNumber"])
-    return ("place", page, n)
-
-
-def _id_text(value: Any) -> str | None:
-    """An id the broker may send as text or as a number, as text; None when empty or of another type."""
-    if isinstance(value, str):
-        return value.strip() or None
-    number = _whole_or_none(value)
-    return str(number) if number is not None else None
-
-
-def _side_code(value: Any) -> int | None:
-    code = _whole_or_none(value)
-    return code if code in (1, 2) else None
-
-
-def _whole_or_none(value: Any) -> int | None:
-    """A whole number (or its text) as int; None for a bool, a fraction or anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else None
-    return _int_or_none(value) if isinstance(value, (int, str)) else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    try:
-        return int(value) if value is not None and value != "" else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _finite(value: Any) -> float | None:
-    """`value` as a finite number (numeric text too), or None: a bool, NaN and infinity are not amounts."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
-def _float_or_none(value: Any) -> float | None:
-    try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
-    return type(exc).__name__

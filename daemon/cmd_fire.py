@@ -57,7 +57,7 @@ async def run(args: argparse.Namespace) -> int:
     day = open_at.astimezone(config.tz).date()
     async with Services(config, clock) as services:
         journal = Journal(config.state_dir, day)
-        executor = Executor(services, journal, day=day)
+        executor = Executor.from_services(services, journal, day=day)
         try:
             await executor.arm(accounts, open_at)
             if args.dry_run:

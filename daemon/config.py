@@ -206,6 +206,8 @@ class GroupSettings(_Strict):
 
 
 class BrokerSettings(_Strict):
+    platform: str = "ephoenix"
+    """The broker's online-trading platform (daemon.platforms); IbTrader is Ephoenix on its own hosts."""
     identity_url: str | None = None
     trading_url: str | None = None
     backoffice_url: str | None = None
@@ -218,6 +220,15 @@ class BrokerSettings(_Strict):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
 
+    @field_validator("platform")
+    @classmethod
+    def _platform(cls, value: str) -> str:
+        from daemon.platforms import names  # the registry: a platform registered by a test or a plugin counts
+
+        if value not in names():
+            raise ValueError(f"{value!r} is not a known broker platform; use one of {', '.join(names())}")
+        return value
+
 
 class BrokerEndpoints(BaseModel):
     """A broker's resolved base URLs: configured ones, else the Ephoenix pattern."""
@@ -228,6 +239,7 @@ class BrokerEndpoints(BaseModel):
     trading_url: str
     backoffice_url: str
     market_data_url: str
+    platform: str = "ephoenix"
 
 
 class CaptchaSettings(_Strict):
@@ -492,6 +504,7 @@ class Config(_Strict):
             trading_url=given.trading_url or f"https://api-{code}.ephoenix.ir",
             backoffice_url=given.backoffice_url or f"https://backofficeexternal-{code}.ephoenix.ir",
             market_data_url=given.market_data_url or self.market_data_url.rstrip("/"),
+            platform=given.platform,
         )
 
     def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:

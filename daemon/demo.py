@@ -90,7 +90,7 @@ async def run_demo(clock: Clock, accounts: int = 20, skew_ms: float = 1500.0, le
                 open_at = (sim.now() + timedelta(seconds=lead_s)).astimezone(config.tz)
                 sim.set_open_at(open_at)
                 day = open_at.date()
-                executor = Executor(services, Journal(config.state_dir, day), day=day)
+                executor = Executor.from_services(services, Journal(config.state_dir, day), day=day)
                 try:
                     await executor.run_open([a for a in config.accounts], open_at)
                 finally:

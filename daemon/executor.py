@@ -21,11 +21,11 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
 from typing import Any, Literal
 
 from daemon import metrics
-from daemon.client import EphoenixClient
+from daemon.client import BrokerClient
 from daemon.clocksync import (
     ClockReference,
     ClockSyncError,
@@ -39,21 +39,20 @@ from daemon.clocksync import (
     wait_until_monotonic,
     wire_probe,
 )
+from daemon.clock import Clock
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, classify, new_order_request, send_order
+from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, send_order
 from daemon.journal import Journal
 from daemon.logs import get_logger, scrub
 from daemon.order_lookup import Lookup, Presence, look_up
 from daemon.report import ReportRow, resume_action, summarize
 from daemon.retry import no_retries
-from daemon.services import Services
-from daemon.wire import Origin, WireConnection, WireError, build_request, fire_all, tls_context
+from daemon.wire import Origin, WireConnection, WireError, fire_all, tls_context
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
 NS = 1_000_000_000
-BOOK_PATH = "/api/v2/tradingbook/GetLastTradingBook"
 PROBE_CONNECTIONS = 4
 FINAL_CHECK_MARGIN_NS = 200_000_000  # the final check ends at least this long before the first send
 
@@ -84,12 +83,21 @@ class Skipped:
 
 
 class Executor:
-    def __init__(self, services: Services, journal: Journal, day: date | None = None) -> None:
-        self.services = services
-        self.settings: ExecutorSettings = services.config.executor
+    """One open for some accounts. It takes what it uses: a client per account (whose platform codec builds
+    every request and reads every answer), the executor settings, the clock, the exchange's zone, the
+    window's length and the CA bundle; `from_services` builds one from the service container."""
+
+    def __init__(self, journal: Journal, *, clients: Callable[[AccountSettings], BrokerClient],
+                 settings: ExecutorSettings, clock: Clock, tz: tzinfo, window_s: float, ca_bundle: str | None = None,
+                 day: date | None = None) -> None:
+        self.client = clients
+        self.settings = settings
         self.journal = journal
-        self.clock = services.clock
-        self.day = day or self.clock.now().astimezone(services.config.tz).date()
+        self.clock = clock
+        self.tz = tz
+        self.window_s = window_s
+        self.ca_bundle = ca_bundle
+        self.day = day or self.clock.now().astimezone(tz).date()
         self.plans: list[FirePlan] = []
         self.clocks: dict[str, BrokerClock] = {}
         self.reference = ClockReference.take(self.clock)
@@ -109,6 +117,14 @@ class Executor:
         are kept apart by their leases instead."""
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
+
+    @classmethod
+    def from_services(cls, services: Any, journal: Journal, day: date | None = None) -> Executor:
+        """An executor on a service container's clients, config and clock (what runner, fire and demo use)."""
+        config = services.config
+        bundle = config.client.ca_bundle
+        return cls(journal, clients=services.client, settings=config.executor, clock=services.clock, tz=config.tz,
+                   window_s=config.schedule.window_s, ca_bundle=str(bundle) if bundle else None, day=day)
 
     # ---- arm ---------------------------------------------------------------------------------------
 
@@ -144,7 +160,7 @@ class Executor:
     async def _plan_account(self, account: AccountSettings, history: dict[tuple[str, str, str], ReportRow]) -> list[FirePlan]:
         """The account's plans; an order today's journal shows ended is left alone, and one an earlier process
         may have sent (a restart inside the window) is first looked up at the broker."""
-        client = self.services.client(account)
+        client = self.client(account)
         plans: list[FirePlan] = []
         settled: set[tuple[str, str]] = set()  # planned, or left alone as ended: the rest are not ready
         try:
@@ -164,7 +180,7 @@ class Executor:
                 unsure_since = None
                 if action == "ask_broker":
                     assert row is not None
-                    since = _since(row, self.services.config.tz)
+                    since = _since(row, self.tz)
                     with no_retries():
                         found = await self._ask_broker(client, order.isin, order.side, since, row.serial_number,
                                                        reason="restart")
@@ -178,10 +194,11 @@ class Executor:
                     if found.presence is Presence.UNKNOWN:
                         unsure_since = since
                 params = await client.order_params(order, amount=amount, use_cache=True)
+                codec = client.codec
                 plan = FirePlan(account.name, client.broker, client.username, order.isin, order.side, params.price,
-                                params.volume, account.priority, client.endpoints.trading_url, amount=params.amount)
+                                params.volume, account.priority, codec.origin_url, amount=params.amount, codec=codec)
                 plan.unsure_since = unsure_since
-                plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
+                plan.request = codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
                 plans.append(plan)
                 settled.add((order.isin, order.side))
         except (BrokerError, ConfigError) as exc:
@@ -190,10 +207,11 @@ class Executor:
             return plans
         return plans
 
-    async def _ask_broker(self, client: EphoenixClient, isin: str, side: str, since: datetime | None,
+    async def _ask_broker(self, client: BrokerClient, isin: str, side: str, since: datetime | None,
                           serial_number: int | None, reason: str) -> Lookup:
-        """The broker's open and today's orders, asked once; the answer is journaled."""
-        result = await look_up(client, self.day, isin, side, since, self.services.config.tz, serial_number)
+        """The broker's open and today's orders, asked once and matched by its codec; the answer is journaled."""
+        result = await look_up(client, self.day, isin, side, since, self.tz, serial_number,
+                               match=client.codec.find_order)
         self.journal.record("lookup", account=client.account.name, broker=client.broker, isin=isin, side=side,
                             presence=result.presence.value, serial_number=result.serial_number,
                             tracking_number=result.tracking_number, reason=reason, error=result.reason or None)
@@ -218,8 +236,7 @@ class Executor:
     def _tls(self) -> ssl.SSLContext | None:
         """One verifying TLS context for every connection (loading the CA store once, not per connection)."""
         if self._tls_context is None and any(p.trading_url.startswith("https:") for p in self.plans):
-            bundle = self.services.config.client.ca_bundle
-            self._tls_context = tls_context(str(bundle) if bundle else None)
+            self._tls_context = tls_context(self.ca_bundle)
         return self._tls_context
 
     async def _measure_clocks(self, skip: bool = False) -> None:
@@ -240,8 +257,8 @@ class Executor:
         source = self.settings.clock_source
         if source == "none":
             return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
-        token = (await self.services.client(self._accounts[plan.account]).token())
-        request = build_request("GET", plan.trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
+        token = (await self.client(self._accounts[plan.account]).token())
+        request = plan.codec.probe_request(token)  # type: ignore[union-attr]
         conns = [WireConnection(plan.trading_url, self.clock, ssl_context=self._tls,
                                 connect_timeout=self.settings.connect_timeout_s) for _ in range(PROBE_CONNECTIONS)]
         try:
@@ -278,7 +295,7 @@ class Executor:
         """The broker's time now, by the first measured clock (for `--now` and the demo)."""
         clock = next(iter(self.clocks.values()), None)
         offset = clock.estimate.offset_s if clock else 0.0
-        return datetime.fromtimestamp(self.clock.time_ns() / NS + offset, tz=self.services.config.tz)
+        return datetime.fromtimestamp(self.clock.time_ns() / NS + offset, tz=self.tz)
 
     @property
     def _spacing_ns(self) -> int:
@@ -352,7 +369,7 @@ class Executor:
 
     async def _recheck_account(self, name: str, plans: list[FirePlan]) -> None:
         account = self._accounts[name]
-        client = self.services.client(account)
+        client = self.client(account)
         try:
             # A fresh buying power read is also the token probe: a token revoked since warmup gets a 401,
             # a new login follows, and the requests below are rebuilt with the new token.
@@ -366,8 +383,8 @@ class Executor:
                     if (params.volume, params.price) != (plan.volume, plan.price):
                         log.info("executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume)
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
-                plan.request = new_order_request(plan.trading_url, token, plan.isin, plan.side, plan.price, plan.volume)
-            ping = build_request("GET", plans[0].trading_url + BOOK_PATH, {"authorization": f"Bearer {token}"})
+                plan.request = client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
+            ping = client.codec.probe_request(token)
         except (BrokerError, ConfigError) as exc:
             log.warning("executor.final_check_failed", account=name, reason=scrub(str(exc)),
                         consequence="firing the plan made at arm time")
@@ -398,7 +415,7 @@ class Executor:
             log.warning("executor.nothing_to_fire")
             await self.journal.close()
             return
-        window_end_ns = max(p.open_monotonic_ns for p in self.plans) + int(self.services.config.schedule.window_s * NS)
+        window_end_ns = max(p.open_monotonic_ns for p in self.plans) + int(self.window_s * NS)
         first_open = min(p.open_monotonic_ns for p in self.plans)
         first_clock = self.clocks.get(self.plans[0].broker)
         self.journal.record("window", open_monotonic_ns=first_open, window_end_monotonic_ns=window_end_ns,
@@ -497,7 +514,7 @@ class Executor:
     async def _settle(self, plan: FirePlan, since: datetime | None, window_end_ns: int, reason: str) -> bool:
         """Ask the broker until it says whether the order exists: True when it positively does not (so it may be
         sent), False when the order ended here (found: accepted; never told: unknown, or per `on_unknown`)."""
-        client = self.services.client(self._accounts[plan.account])
+        client = self.client(self._accounts[plan.account])
         spacing_ns = int(self.settings.lookup_spacing_ms * 1e6)
         result = Lookup(Presence.UNKNOWN)
         for asked in range(self.settings.lookup_attempts):
@@ -527,7 +544,7 @@ class Executor:
         """The earliest broker time this order could have been booked at (its planned first send)."""
         clock = self.clocks.get(plan.broker)
         broker_ns = self.reference.wall_of(plan.send_at_ns) + (int(clock.estimate.offset_s * NS) if clock else 0)
-        return datetime.fromtimestamp(broker_ns / NS, tz=self.services.config.tz)
+        return datetime.fromtimestamp(broker_ns / NS, tz=self.tz)
 
     async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> Answer | None:
         timeout = min(self.settings.answer_timeout_s, max((window_end_ns - self.clock.monotonic_ns()) / NS, 0.05))
@@ -537,7 +554,7 @@ class Executor:
             self.journal.record("error", **plan.journal_fields(), attempt=attempt,
                                 monotonic_ns=self.clock.monotonic_ns(), reason=f"answer lost: {exc}")
             return None
-        answer = classify(response)
+        answer = plan.codec.classify(response.status, response.body)  # type: ignore[union-attr]
         self.journal.record(
             "answer", **plan.journal_fields(), attempt=attempt, monotonic_ns=response.last_byte_ns,
             first_byte_ns=response.first_byte_ns, wall_ns=self.reference.wall_of(response.last_byte_ns),

@@ -1,7 +1,8 @@
-"""What the executor sends at the open, decided before it: request bytes, send order, answer meaning.
+"""What the executor sends at the open, decided before it: the plans and their send order.
 
-Everything here is pure, so the rules (who goes first, what an answer means, when to resend) are
-tested without a network and the hot path only writes bytes built by these functions.
+Everything here is pure, so the rules (who goes first) are tested without a network. A plan's request bytes
+and the meaning of its answers are its platform codec's (`plan.codec`); `new_order_request` and `classify`
+here are Ephoenix's, kept for existing callers.
 """
 
 from __future__ import annotations
@@ -10,13 +11,16 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
-import orjson
+from daemon.platforms import Codec, OrderAnswer, Verdict
+from daemon.platforms.ephoenix import NEW_ORDER_PATH, SIDE_CODES
+from daemon.platforms.ephoenix import classify as _classify
+from daemon.platforms.ephoenix import new_order_request
+from daemon.wire import WireConnection, WireResponse
 
-from daemon.order_answer import Answer, Verdict, interpret
-from daemon.wire import WireConnection, WireResponse, build_request
+Answer = OrderAnswer
+__all__ = ["NEW_ORDER_PATH", "SIDE_CODES", "Answer", "FirePlan", "Verdict", "assign_slots", "classify",
+           "new_order_request", "send_order"]
 
-NEW_ORDER_PATH = "/api/v2/orders/NewOrder"
-SIDE_CODES = {"buy": 1, "sell": 2}
 
 @dataclass(eq=False)
 class FirePlan:
@@ -40,6 +44,8 @@ class FirePlan:
     unsure_since: datetime | None = None
     """Set when an earlier process may have sent this order (a restart) and the broker could not say yet:
     its lists are asked again before it is sent; the earliest broker instant it could have been sent at."""
+    codec: Codec | None = field(repr=False, default=None)
+    """The broker's platform codec: the plan's bytes are built and its answers read only through it."""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -47,15 +53,6 @@ class FirePlan:
 
     def journal_fields(self) -> dict[str, Any]:
         return {"account": self.account, "broker": self.broker, "isin": self.isin, "side": self.side}
-
-
-def new_order_request(trading_url: str, token: str, isin: str, side: str, price: int, volume: int) -> bytes:
-    """The complete NewOrder request, as the broker's web client sends it."""
-    body = orjson.dumps({
-        "isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
-        "price": price, "volume": volume, "serialNumber": 0,
-    })
-    return build_request("POST", trading_url + NEW_ORDER_PATH, {"authorization": f"Bearer {token}"}, body)
 
 
 def send_order(plans: list[FirePlan], day: date) -> list[FirePlan]:
@@ -81,11 +78,5 @@ def assign_slots(plans: list[FirePlan], scope: str) -> None:
 
 
 def classify(response: WireResponse) -> Answer:
-    """What a NewOrder answer on a pre-opened connection means."""
-    try:
-        body = orjson.loads(response.body) if response.body else {}
-    except orjson.JSONDecodeError:
-        if response.status == 401:
-            return interpret(401, None)
-        return Answer(Verdict.UNKNOWN, None, f"HTTP {response.status} with a body that is not JSON")
-    return interpret(response.status, body)
+    """What an Ephoenix NewOrder answer on a pre-opened connection means."""
+    return _classify(response.status, response.body)

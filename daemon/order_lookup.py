@@ -10,16 +10,19 @@ the clocks' disagreement); with a serial number from the journal, that number de
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, tzinfo
 from enum import Enum
 from typing import Any, Protocol
 
 from daemon.errors import BrokerError
-from daemon.fire_plan import SIDE_CODES
 from daemon.logs import scrub
+from daemon.platforms.ephoenix._codec import MATCH_SLACK_S, created_at, find_order
 
-MATCH_SLACK_S = 2.0
+__all__ = ["MATCH_SLACK_S", "Lookup", "OrderLists", "Presence", "created_at", "find_order", "look_up"]
+Match = Callable[..., Mapping[str, Any] | None]
+"""A codec's `find_order`: which order in a broker's list is a plan's."""
 
 
 class Presence(Enum):
@@ -37,29 +40,15 @@ class Lookup:
 
 
 class OrderLists(Protocol):
-    async def open_orders(self) -> list[dict[str, Any]]: ...
+    async def open_orders(self) -> list[Any]: ...
 
-    async def today_orders(self, day: date) -> list[dict[str, Any]]: ...
-
-
-def find_order(orders: list[dict[str, Any]], isin: str, side: str, since: datetime | None, tz: tzinfo,
-               serial_number: int | None = None) -> dict[str, Any] | None:
-    """The first order in `orders` that is ours (see the module docstring), or None."""
-    wanted = SIDE_CODES[side]
-    for order in orders:
-        if serial_number is not None and _int(order.get("serialNumber")) == serial_number:
-            return order
-        if order.get("isin") != isin or _side(order) not in (wanted, None):
-            continue
-        created = created_at(order, tz)
-        if since is None or created is None or created >= since - timedelta(seconds=MATCH_SLACK_S):
-            return order  # an order without a readable time is taken as ours: never risk a second one
-    return None
+    async def today_orders(self, day: date) -> list[Any]: ...
 
 
 async def look_up(lists: OrderLists, day: date, isin: str, side: str, since: datetime | None, tz: tzinfo,
-                  serial_number: int | None = None) -> Lookup:
-    """Both lists asked together; found in either is found, absent only when both were read."""
+                  serial_number: int | None = None, match: Match = find_order) -> Lookup:
+    """Both lists asked together; found in either is found, absent only when both were read. `match` is the
+    platform codec's `find_order` (Ephoenix's by default)."""
     answers = await asyncio.gather(lists.open_orders(), lists.today_orders(day), return_exceptions=True)
     problems: list[str] = []
     for answer in answers:
@@ -68,39 +57,13 @@ async def look_up(lists: OrderLists, day: date, isin: str, side: str, since: dat
                 raise answer
             problems.append(scrub(str(answer)) or type(answer).__name__)
             continue
-        order = find_order(answer, isin, side, since, tz, serial_number)
+        order = match(answer, isin, side, since, tz, serial_number)
         if order is not None:
             tracking = order.get("trackingNumber")
             return Lookup(Presence.FOUND, _int(order.get("serialNumber")), str(tracking) if tracking is not None else None)
     if problems:
         return Lookup(Presence.UNKNOWN, reason="; ".join(problems))
     return Lookup(Presence.ABSENT)
-
-
-def created_at(order: dict[str, Any], tz: tzinfo) -> datetime | None:
-    """When the broker booked the order; a naive time is the exchange's."""
-    for key in ("created", "createdAt", "date"):
-        value = order.get(key)
-        if isinstance(value, datetime):
-            moment = value
-        elif isinstance(value, str) and len(value) > 10:  # a date alone says nothing of the instant
-            try:
-                moment = datetime.fromisoformat(value.replace("/", "-"))
-            except ValueError:
-                continue
-        else:
-            continue
-        return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
-    return None
-
-
-def _side(order: dict[str, Any]) -> int | None:
-    """The side's code; None when it cannot be read (then the order may be ours)."""
-    for key in ("side", "orderSide"):
-        code = _int(order.get(key))
-        if code is not None:
-            return code
-    return None
 
 
 def _int(value: Any) -> int | None:

@@ -111,7 +111,7 @@ class DaemonRunner:
 
     async def _arm(self, accounts: list[AccountSettings], plan: DayPlan) -> Executor:
         assert self._journal is not None
-        executor = Executor(self.services, self._journal, day=plan.day)
+        executor = Executor.from_services(self.services, self._journal, day=plan.day)
         if self.group is not None:
             executor.keep = self.group.holds
             executor.exclusive = False  # the leases keep the group's processes apart (and late arms share the journal)

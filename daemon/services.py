@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from daemon.cache import Cache
 from daemon.captcha import CaptchaSolver, make_solver
-from daemon.client import EphoenixClient, HttpPool, LoginLock, NoLoginLock
+from daemon.client import BrokerClient, HttpPool, LoginLock, NoLoginLock
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
 from daemon.ratelimit import HostRateLimiter
@@ -23,11 +23,12 @@ class Services:
         self.http = HttpPool(config.client.timeout_s, str(config.client.ca_bundle) if config.client.ca_bundle else None)
         self.solver = solver or make_solver(config.captcha)
         self.limiter = HostRateLimiter(config.captcha.spacing_s, clock)
-        self._clients: dict[str, EphoenixClient] = {}
+        self._clients: dict[str, BrokerClient] = {}
 
-    def client(self, account: AccountSettings) -> EphoenixClient:
+    def client(self, account: AccountSettings) -> BrokerClient:
+        """The account's client, on its broker's platform (`brokers.<code>.platform`)."""
         if account.name not in self._clients:
-            self._clients[account.name] = EphoenixClient(
+            self._clients[account.name] = BrokerClient(
                 account, self.config.broker(account.broker), self.config, self.cache, self.http,
                 self.solver, self.limiter, self.clock, shared_lock=self.login_lock,
             )

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from daemon import metrics
-from daemon.client import EphoenixClient, OrderParams
+from daemon.client import BrokerClient, OrderParams
 from daemon.config import AccountSettings
 from daemon.errors import BrokerError, ConfigError, OrderRejected
 from daemon.logs import get_logger, scrub
@@ -57,15 +57,13 @@ async def warmup(services: Services, accounts: list[AccountSettings]) -> list[Ac
     return list(results)
 
 
-async def warm_account(client: EphoenixClient) -> AccountWarmup:
+async def warm_account(client: BrokerClient) -> AccountWarmup:
     account = client.account
     result = AccountWarmup(account.name, client.broker)
     try:
-        await client.token()
-        entry = await client.cached_token()
-        result.token_valid_until = entry.get("expires_at") if entry else None
-        buying_power = await client.get_buying_power(use_cache=False)
-        result.buying_power = _number(buying_power.get("buyingPower"))
+        token = await client.current_token()
+        result.token_valid_until = token.valid_until.isoformat()
+        result.buying_power = (await client.buying_power(use_cache=False)).amount
         amounts = split_amounts(result.buying_power or 0, [o.share for o in account.orders])
         for order, amount in zip(account.orders, amounts):
             result.orders.append(await _warm_order(client, order, amount))
@@ -75,7 +73,7 @@ async def warm_account(client: EphoenixClient) -> AccountWarmup:
     return result
 
 
-async def _warm_order(client: EphoenixClient, order: Any, amount: int) -> OrderReady:
+async def _warm_order(client: BrokerClient, order: Any, amount: int) -> OrderReady:
     ready = OrderReady(order.isin, "", order.side)
     try:
         instrument = await client.get_instrument(order.isin)
@@ -84,27 +82,20 @@ async def _warm_order(client: EphoenixClient, order: Any, amount: int) -> OrderR
         ready.price, ready.volume = params.price, params.volume
         if params.volume <= 0:
             ready.status = "nothing to " + ("buy with" if order.side == "buy" else "sell")
-        elif order.side == "buy" and order.volume == "auto" and client._config.client.cross_check:
+        elif order.side == "buy" and order.volume == "auto" and client.cross_check:
             await _cross_check(client, params)
     except BrokerError as exc:
         ready.status = scrub(str(exc))
     return ready
 
 
-async def _cross_check(client: EphoenixClient, params: OrderParams) -> None:
+async def _cross_check(client: BrokerClient, params: OrderParams) -> None:
     """The broker's CalculateOrderParam should agree with the local formula; a disagreement is logged, not fatal."""
     try:
-        broker = await client.calculate_order_param(params.isin, params.side, params.price, params.amount)
+        theirs = await client.broker_volume(params.isin, params.side, params.price, params.amount)
     except (BrokerError, OrderRejected) as exc:
         client.log.info("crosscheck.unavailable", isin=params.isin, reason=str(exc))
         return
-    theirs = broker.get("volume")
-    if theirs is not None and int(theirs) != params.volume:
-        client.log.warning("crosscheck.disagree", isin=params.isin, local=params.volume, broker=int(theirs))
+    if theirs is not None and theirs != params.volume:
+        client.log.warning("crosscheck.disagree", isin=params.isin, local=params.volume, broker=theirs)
 
-
-def _number(value: Any) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None

@@ -96,7 +96,7 @@ async def test_a_restart_finds_what_the_first_process_left_unknown_and_sends_not
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
     async with Services(config2, SystemClock()) as services:
-        ex2 = Executor(services, Journal(config2.state_dir, ex.day), day=ex.day)
+        ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
         finally:
@@ -118,7 +118,7 @@ async def test_a_restart_sends_what_the_broker_positively_lacks_exactly_once(sim
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
     async with Services(config2, SystemClock()) as services:
-        ex2 = Executor(services, Journal(config2.state_dir, ex.day), day=ex.day)
+        ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
         finally:

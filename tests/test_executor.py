@@ -47,7 +47,7 @@ async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=open_in_s)
     sim.set_open_at(open_at)
     day = open_at.date()
-    ex = Executor(services, Journal(config.state_dir, day), day=day)
+    ex = Executor.from_services(services, Journal(config.state_dir, day), day=day)
     await ex.arm(chosen, open_at)
     return ex, services, chosen, config
 
@@ -180,7 +180,7 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), executor=FAST, schedule={"window_s": 5})
     async with Services(config2, SystemClock()) as services2:
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=1)
-        ex2 = Executor(services2, Journal(config2.state_dir, ex.day), day=ex.day)
+        ex2 = Executor.from_services(services2, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(config2.accounts[:4], open_at)
         finally:

@@ -40,7 +40,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
         assert all(r.ok for r in await warmup(services, chosen))
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=2)
         sim.set_open_at(open_at)
-        ex = Executor(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
+        ex = Executor.from_services(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
         try:
             await ex.arm(chosen, open_at)
             if between:

@@ -1,0 +1,121 @@
+"""Broker platforms behind one seam: each is a session (the slow path) and an order codec (the hot path).
+
+A platform registers itself with `register`; `platform_for(name)` is what the client and the config ask.
+Both halves speak the typed models of `_models`, so nothing above them reads a platform's JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, tzinfo
+from typing import Any, Protocol, TypeVar
+
+from daemon.platforms._models import (
+    BrokerOrder,
+    BuyingPower,
+    Captcha,
+    Holding,
+    Instrument,
+    LoginAnswer,
+    OrderAnswer,
+    Throttled,
+    Token,
+    TokenRefused,
+    Verdict,
+)
+
+__all__ = [
+    "Authority", "BrokerOrder", "BuyingPower", "Captcha", "Codec", "Holding", "Instrument", "LoginAnswer",
+    "OrderAnswer", "Platform", "Session", "Throttled", "Token", "TokenRefused", "Verdict", "names",
+    "platform_for", "register",
+]
+
+T = TypeVar("T")
+
+
+class Authority(Protocol):
+    """What the client lends a session: a token for each call (a refused one answered by one new login) and its
+    retry policy. `send(token)` raises TokenRefused when the platform refuses the token."""
+
+    async def authed(self, what: str, send: Callable[[str], Awaitable[T]], retry: bool = True) -> T: ...
+
+    async def retried(self, what: str, operation: Callable[[], Awaitable[T]]) -> T: ...
+
+
+class Session(Protocol):
+    """One account's slow path at one broker (aiohttp): login with a captcha, reads, order lists."""
+
+    async def fetch_captcha(self) -> Captcha: ...
+
+    async def login(self, username: str, password: str, captcha: Captcha, answer: str) -> LoginAnswer: ...
+
+    async def buying_power(self) -> BuyingPower: ...
+
+    async def probe(self) -> BuyingPower | None:
+        """The cheapest authenticated call: proves the token (a refused one logs in again)."""
+        ...
+
+    async def instrument(self, isin: str) -> Instrument: ...
+
+    async def holdings(self, isin: str) -> Holding: ...
+
+    async def open_orders(self) -> list[BrokerOrder]: ...
+
+    async def today_orders(self, day: date) -> list[BrokerOrder]: ...
+
+    async def calculate_order(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]: ...
+
+    async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAnswer: ...
+
+
+class Codec(Protocol):
+    """One broker's hot path, pure and synchronous: request bytes, the meaning of an answer, matching."""
+
+    origin_url: str
+    """Where orders go: the executor opens its connections here."""
+
+    def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes: ...
+
+    def probe_request(self, token: str) -> bytes: ...
+
+    def classify(self, status: int, body: bytes) -> OrderAnswer: ...
+
+    def find_order(self, orders: list[Mapping[str, Any]], isin: str, side: str, since: datetime | None, tz: tzinfo,
+                   serial_number: int | None = None) -> Mapping[str, Any] | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """A platform: how to build one account's session and one broker's codec from the broker's endpoints."""
+
+    name: str
+    session: Callable[..., Session]
+    """session(endpoints, http, authority): `http` has an aiohttp `session`; `authority` is the client."""
+    codec: Callable[..., Codec]
+    """codec(endpoints)."""
+
+
+_REGISTRY: dict[str, Platform] = {}
+
+
+def register(platform: Platform) -> Platform:
+    """Make a platform available to the config (`brokers.<code>.platform`) and the client."""
+    _REGISTRY[platform.name] = platform
+    return platform
+
+
+def names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def platform_for(name: str) -> Platform:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no broker platform named {name!r} (known: {', '.join(names())})") from None
+
+
+from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
+
+register(_ephoenix.PLATFORM)
