@@ -174,9 +174,9 @@ async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_firs
     day = sim.now().astimezone(config.tz).date()
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=30)
     async with Services(config, SystemClock()) as services:
-        first = Executor(services, Journal(config.state_dir, day), day=day)
+        first = Executor.from_services(services, Journal(config.state_dir, day), day=day)
         await first.arm(config.accounts[:1], open_at)
-        second = Executor(services, Journal(config.state_dir, day), day=day)
+        second = Executor.from_services(services, Journal(config.state_dir, day), day=day)
         with pytest.raises(JournalBusy, match=rf"^process {os.getpid()} is firing today's open from state_dir "):
             await second.arm(config.accounts[:1], open_at)
         await first.aclose()
