@@ -25,7 +25,7 @@ from daemon.clock import Clock
 from daemon import metrics
 from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
 from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
-from daemon.logs import get_logger, register_secret
+from daemon.logs import get_logger, register_secret, token_slot
 from daemon.order_answer import Verdict, interpret
 from daemon.ratelimit import HostRateLimiter
 from daemon.retry import RetryPolicy
@@ -188,7 +188,7 @@ class EphoenixClient:
     async def cached_token(self) -> dict[str, Any] | None:
         entry = await self._cache.get_token(self.username, self.broker)
         if entry and entry.get("token"):
-            register_secret(entry["token"])
+            register_secret(entry["token"], slot=token_slot(self.username, self.broker))
             metrics.token_expiry(self.account.name, entry["expires_at"])
             return entry
         return None
@@ -245,7 +245,7 @@ class EphoenixClient:
             if code not in (0, None) or not isinstance(token, str) or not token or body.get("isSuccess") is False:
                 message = body.get("errorMessage") or "no token in the answer"
                 raise BrokerError(f"account {self.account.name}: login failed with code {code}: {message}")
-            register_secret(token)
+            register_secret(token, slot=token_slot(self.username, self.broker))
             return await self._store_token(token, body.get("expireIn"))
         raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
 
