@@ -485,14 +485,6 @@ class EphoenixClient:
                 return list(found.values())
         raise BrokerUnavailable(f"broker {self.broker}: {path} still had rows after {ORDERS_MAX_PAGES} pages.")
 
-    async def cancel_order(self, serial_number: int) -> dict[str, Any]:
-        body = await self._authed(
-            "DELETE", self.endpoints.trading_url, f"/api/v2/orders/CancelOrder?serialNumber={int(serial_number)}",
-            retry=False,
-        )
-        _raise_for_error_code(body)
-        return body if isinstance(body, dict) else {"result": body}
-
 
 # ---- answer parsing (pure, so each broker quirk is tested without a network) -----------------------------
 
