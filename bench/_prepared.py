@@ -12,7 +12,7 @@ from daemon.cache import Cache
 from daemon.client import OrderParams
 from daemon.clock import SystemClock
 from daemon.config import Config
-from daemon.fire_plan import SIDE_CODES, NEW_ORDER_PATH, new_order_request
+from daemon.fire_plan import NEW_ORDER_PATH, SIDE_CODES, new_order_request
 
 
 @dataclass(frozen=True)
