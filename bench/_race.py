@@ -31,8 +31,8 @@ from daemon.clock import Clock, SystemClock
 from daemon.clocksync import ClockReference, wait_until_monotonic
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
-from daemon.platforms.ephoenix import probe_request
 from daemon.journal import Journal, read_journal
+from daemon.platforms.ephoenix import probe_request
 from daemon.services import Services
 from daemon.warmup import warmup
 from daemon.wire import ResponseReader, WireResponse

@@ -26,6 +26,7 @@ import orjson
 import yaml
 
 from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START
+from daemon.sim_config import sim_config_data
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -159,17 +160,15 @@ def bench_config(snippet: dict[str, Any], workdir: Path, *, cache_dir: Path, cap
                  extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """A config for the simulator in `snippet`: private state dir, shared cache, TTLs long enough that a
     cache warmed at the start of the benchmark still serves its last contender."""
-    data = dict(snippet)
-    data.update({
-        "state_dir": str(workdir / "state"),
-        "cache": {"dir": str(cache_dir), "ttl": {"market": 3600, "buying_power": 3600, "order_params": 3600,
-                                                  "holdings": 3600}},
-        "captcha": {"solver": "ocr", "spacing_s": captcha_spacing_s},
-        "executor": {"clock_source": clock_source, "final_check_s": final_check_s},
-        "schedule": {"window_s": window_s},
-        "client": {"cross_check": False, "timeout_s": 30},
-    })
-    data.update(extra or {})
+    data = sim_config_data(
+        snippet, state_dir=workdir / "state", cache_dir=cache_dir,
+        cache={"ttl": {"market": 3600, "buying_power": 3600, "order_params": 3600, "holdings": 3600}},
+        captcha={"solver": "ocr", "spacing_s": captcha_spacing_s},
+        executor={"clock_source": clock_source, "final_check_s": final_check_s},
+        schedule={"window_s": window_s},
+        client={"cross_check": False, "timeout_s": 30},
+    )
+    data.update(extra or {})  # whole sections: `extra` replaces what the bench set, it does not merge
     return data
 
 

@@ -53,13 +53,13 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
     so the OCR model (onnxruntime) is resident too."""
     import random
 
-    from daemon.sim import render_captcha
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor
     from daemon.journal import Journal
     from daemon.logs import configure_logging
     from daemon.services import Services
+    from daemon.sim import render_captcha
     from daemon.warmup import warmup
 
     configure_logging("error", stream=sys.stderr)

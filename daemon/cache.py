@@ -21,7 +21,7 @@ from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
 from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
 from daemon.errors import UserError
-from daemon.logs import get_logger, register_secret
+from daemon.logs import get_logger, register_secret, token_slot
 from daemon.token_seal import NO_KEY, TokenCipher, TokenKeyError, is_sealed
 
 log = get_logger("cache")
@@ -211,6 +211,12 @@ def encode_entry(entry: Entry) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_INDENT_2)
 
 
+def _stored_slot(entry: Entry | EntryInfo, key: str) -> tuple[str, ...]:
+    """The secret registry's slot of a stored token: its account and broker, or the key an old entry is under."""
+    username, broker = entry.identity.get("username"), entry.identity.get("broker_code")
+    return token_slot(username, broker) if username and broker else ("token", key)
+
+
 def same_identity(stored: dict[str, str], wanted: dict[str, str] | None) -> bool:
     """Whether an entry belongs to `wanted`: every field it stores must match.
 
@@ -385,7 +391,7 @@ class Cache:
             return None
         data = found[0].data
         if decrypt and ctype.name == "tokens":
-            data = {**data, "token": self._open_token(data["token"])}
+            data = {**data, "token": self._open_token(data["token"], _stored_slot(found[0], key))}
         return replace(self._info(ctype, key, *found, self._clock.now()), data=data)
 
     async def check_token_key(self) -> int:
@@ -398,7 +404,7 @@ class Cache:
         for info in await self.list("tokens"):
             shown = await self.show("tokens", info.key)
             if shown is not None and shown.data is not None and is_sealed(shown.data.get("token")):
-                self._open_token(shown.data["token"])
+                self._open_token(shown.data["token"], _stored_slot(shown, info.key))
                 opened += 1
         return opened
 
@@ -452,7 +458,7 @@ class Cache:
         if entry is None:
             return None
         stored = entry.data["token"]
-        token = self._open_token(stored)
+        token = self._open_token(stored, token_slot(username, broker))
         if self._cipher is not None and not is_sealed(stored):
             # A plain token from before the key was configured: kept (no login, no captcha) and sealed now.
             log.info("cache_token_sealed", dir=self.location, key=key)
@@ -462,7 +468,7 @@ class Cache:
 
     async def save_token(self, username: str, broker: str, token: str, expires_at: datetime, **extra: Any) -> None:
         """Keep a token until the TTL or its own expiry, whichever is sooner; never logged, sealed when a key is set."""
-        register_secret(token)
+        register_secret(token, slot=token_slot(username, broker))
         key, identity = identity_key(TYPES["tokens"], username, broker)
         stored = self._cipher.seal(token) if self._cipher is not None else token
         data = {**extra, **identity, "token": stored, "expires_at": _aware(expires_at).isoformat()}
@@ -507,14 +513,14 @@ class Cache:
         self._recovered("cache_read_failed")
         return names
 
-    def _open_token(self, stored: str) -> str:
-        """The token a stored value holds; a sealed one needs the key that sealed it (else TokenKeyError)."""
+    def _open_token(self, stored: str, slot: tuple[str, ...]) -> str:
+        """The token a stored value holds, registered in `slot`; a sealed one needs its key (else TokenKeyError)."""
         if not is_sealed(stored):
-            register_secret(stored)
+            register_secret(stored, slot=slot)
             return stored
         if self._cipher is None:
             raise TokenKeyError(NO_KEY)
-        return self._cipher.open(stored)
+        return self._cipher.open(stored, slot=slot)
 
     async def _get_typed(self, type: str, *parts: str) -> dict[str, Any] | None:
         key, identity = identity_key(TYPES[type], *parts)

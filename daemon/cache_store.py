@@ -25,8 +25,8 @@ from typing import Protocol
 
 import orjson
 
-from daemon.private_files import ensure_private_dir
 from daemon.logs import get_logger
+from daemon.private_files import ensure_private_dir
 
 log = get_logger("cache")
 

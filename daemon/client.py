@@ -23,7 +23,7 @@ from daemon.captcha import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
 from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
 from daemon.errors import AuthError, BrokerError, CaptchaError, OrderRejected, RateLimited
-from daemon.logs import get_logger, register_secret
+from daemon.logs import get_logger, register_secret, token_slot
 from daemon.platforms import (
     BrokerOrder,
     BuyingPower,
@@ -186,7 +186,7 @@ class BrokerClient:
     async def cached_token(self) -> dict[str, Any] | None:
         entry = await self._cache.get_token(self.username, self.broker)
         if entry and entry.get("token"):
-            register_secret(entry["token"])
+            register_secret(entry["token"], slot=token_slot(self.username, self.broker))
             metrics.token_expiry(self.account.name, entry["expires_at"])
             return entry
         return None
@@ -247,7 +247,7 @@ class BrokerClient:
                 continue
             if answer.outcome != "ok" or not answer.token:
                 raise BrokerError(f"account {self.account.name}: login failed with code {answer.code}: {answer.message}")
-            register_secret(answer.token)
+            register_secret(answer.token, slot=token_slot(self.username, self.broker))
             return await self._store_token(answer.token, answer.expire_in_s)
         raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
 
@@ -418,9 +418,6 @@ class BrokerClient:
         filled orders are no longer "open", so only this tells what exists. Every page is read; a garbage
         answer raises BrokerUnavailable."""
         return await self.session.today_orders(day)
-
-    async def cancel_order(self, serial_number: int) -> dict[str, Any]:
-        return await self.session.cancel_order(serial_number)  # type: ignore[attr-defined]
 
 
 EphoenixClient = BrokerClient

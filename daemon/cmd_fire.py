@@ -12,8 +12,8 @@ from daemon.config import Config, load_config
 from daemon.errors import UserError
 from daemon.executor import Executor
 from daemon.journal import Journal
-from daemon.preflight import preflight
 from daemon.output import print_json, print_table
+from daemon.preflight import preflight
 from daemon.report import summarize
 from daemon.services import Services
 

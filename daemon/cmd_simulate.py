@@ -21,8 +21,16 @@ from daemon.clock import SystemClock
 from daemon.config import ScheduleSettings
 from daemon.errors import UserError
 from daemon.sim import (
-    DEFAULT_BROKERS, DEFAULT_PASSWORD, DEFAULT_PLATFORM, LimiterSettings, OrderRules, SimSettings, Simulator, platform,
-    platform_names, reserved_names,
+    DEFAULT_BROKERS,
+    DEFAULT_PASSWORD,
+    DEFAULT_PLATFORM,
+    LimiterSettings,
+    OrderRules,
+    SimSettings,
+    Simulator,
+    platform,
+    platform_names,
+    reserved_names,
 )
 
 TEHRAN = ZoneInfo("Asia/Tehran")

@@ -21,6 +21,7 @@ from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import ReportRow, summarize
 from daemon.services import Services
+from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import AccountWarmup, warmup
 
@@ -63,14 +64,9 @@ def _spread(values: list[float]) -> dict[str, float] | None:
 
 
 def demo_config(sim: Simulator, workdir: Path, spacing_s: float) -> Config:
-    data = dict(sim.config_snippet().data)
-    data.update({
-        "cache": {"dir": str(workdir / "cache")},
-        "state_dir": str(workdir / "state"),
-        "captcha": {"solver": "ocr", "spacing_s": spacing_s},
-        "executor": {"final_check_s": 2.0},
-        "schedule": {"window_s": 10},
-    })
+    data = sim_config_data(sim.config_snippet().data, state_dir=workdir / "state", cache_dir=workdir / "cache",
+                           captcha={"solver": "ocr", "spacing_s": spacing_s}, executor={"final_check_s": 2.0},
+                           schedule={"window_s": 10})
     return validate_config(data, source="demo config")
 
 

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from daemon import metrics
 from daemon.client import BrokerClient
+from daemon.clock import Clock
 from daemon.clocksync import (
     ClockReference,
     ClockSyncError,
@@ -39,7 +40,6 @@ from daemon.clocksync import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.clock import Clock
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
 from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, send_order

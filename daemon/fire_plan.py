@@ -12,9 +12,8 @@ from datetime import date, datetime
 from typing import Any
 
 from daemon.platforms import Codec, OrderAnswer, Verdict
-from daemon.platforms.ephoenix import NEW_ORDER_PATH, SIDE_CODES
+from daemon.platforms.ephoenix import NEW_ORDER_PATH, SIDE_CODES, new_order_request
 from daemon.platforms.ephoenix import classify as _classify
-from daemon.platforms.ephoenix import new_order_request
 from daemon.wire import WireConnection, WireResponse
 
 Answer = OrderAnswer

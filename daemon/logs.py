@@ -2,7 +2,9 @@
 
 Secrets are removed twice over: by key name (password, token, authorization, captcha answers) and by
 value, for every string registered with `register_secret` (passwords at config load, tokens at login),
-so a secret that slips into a message or an exception text is still caught.
+so a secret that slips into a message or an exception text is still caught. Tokens are registered in a
+slot per account and broker, so the next token forgets the one it replaced: the registry holds the
+secrets in use, not every token a long-running service has had.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterable
+import threading
+from collections.abc import Hashable
 from typing import Any, TextIO
 
 import orjson
@@ -21,20 +24,37 @@ _SECRET_KEY = re.compile(
     r"^(.*_)?(password|passwd|token|authorization|secret|captcha_answer|captcha_value|api_key|fernet_key)$", re.I
 )
 _MIN_SECRET_LEN = 4
-_secrets: set[str] = set()
+_lasting: set[str] = set()  # registered without a slot: passwords, keys; kept for the life of the process
+_slots: dict[Hashable, str] = {}  # one value per slot: the token an account and broker use now
+_lock = threading.Lock()  # registration may come from worker threads; scrubbing reads one tuple, lock-free
 _longest_first: tuple[str, ...] = ()  # kept sorted on registration, not on every scrub (one per journal line)
 
 
-def register_secret(value: str | None) -> None:
-    """Make `value` disappear from every later log event, wherever it appears."""
+def register_secret(value: str | None, *, slot: Hashable | None = None) -> None:
+    """Make `value` disappear from every later log event, wherever it appears.
+
+    Under a `slot` (see `token_slot`) the value replaces the slot's earlier one, which is forgotten unless it
+    is registered elsewhere too: a token that was replaced has ended, and keeping every one would grow the
+    registry (and the cost of each scrub) for the life of the service.
+    """
     global _longest_first
-    if value and len(value) >= _MIN_SECRET_LEN and value not in _secrets:
-        _secrets.add(value)
-        _longest_first = tuple(sorted(_secrets, key=len, reverse=True))
+    if not value or len(value) < _MIN_SECRET_LEN:
+        return
+    with _lock:
+        if slot is None:
+            if value in _lasting:
+                return
+            _lasting.add(value)
+        else:
+            if _slots.get(slot) == value:
+                return
+            _slots[slot] = value
+        _longest_first = tuple(sorted(_lasting.union(_slots.values()), key=len, reverse=True))
 
 
-def known_secrets() -> frozenset[str]:
-    return frozenset(_secrets)
+def token_slot(username: str, broker: str) -> tuple[str, str, str]:
+    """The registry slot of an account's token at a broker: its next token (a login, another process's) replaces it."""
+    return ("token", username, broker)
 
 
 def scrub(text: str) -> str:
@@ -99,11 +119,6 @@ def configure_logging(level: str = "info", stream: TextIO | None = None, json: b
 def get_logger(name: str | None = None, **context: Any) -> Any:
     log = structlog.get_logger(name) if name else structlog.get_logger()
     return log.bind(**context) if context else log
-
-
-def secrets_in(text: str, secrets: Iterable[str]) -> list[str]:
-    """Which of `secrets` appear in `text`; for tests that scan captured output."""
-    return [s for s in secrets if s and s in text]
 
 
 def redact(value: Any) -> Any:

@@ -6,8 +6,17 @@ The simulator lives in `daemon.sim`; this face re-exports what this module offer
 from __future__ import annotations
 
 from daemon.sim import (
-    DEFAULT_BROKERS, DEFAULT_BUYING_POWER, DEFAULT_INSTRUMENTS, DEFAULT_PASSWORD, PASSWORD_ENV, BookLevel,
-    ConfigSnippet, LimiterSettings, OrderRules, SimSettings, Simulator,
+    DEFAULT_BROKERS,
+    DEFAULT_BUYING_POWER,
+    DEFAULT_INSTRUMENTS,
+    DEFAULT_PASSWORD,
+    PASSWORD_ENV,
+    BookLevel,
+    ConfigSnippet,
+    LimiterSettings,
+    OrderRules,
+    SimSettings,
+    Simulator,
 )
 
 __all__ = [

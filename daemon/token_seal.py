@@ -12,6 +12,7 @@ told apart without a second field.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -49,13 +50,13 @@ class TokenCipher:
     def seal(self, token: str) -> str:
         return SEALED_PREFIX + self._fernet.encrypt(token.encode()).decode("ascii")
 
-    def open(self, value: str) -> str:
-        """The token inside a sealed value; TokenKeyError when this key did not seal it."""
+    def open(self, value: str, slot: Hashable | None = None) -> str:
+        """The token inside a sealed value, registered as a secret in `slot`; TokenKeyError when this key did not seal it."""
         try:
             token = self._fernet.decrypt(value[len(SEALED_PREFIX):].encode()).decode()
         except (InvalidToken, UnicodeError, ValueError):
             raise TokenKeyError(WRONG_KEY) from None
-        register_secret(token)
+        register_secret(token, slot=slot)
         return token
 
 

@@ -8,6 +8,7 @@ test's directory); words in between are any text, bytes that are not UTF-8 inclu
 from __future__ import annotations
 
 import json
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -24,7 +24,7 @@ def jwt(exp: float) -> str:
     def part(obj: str) -> str:
         return base64.urlsafe_b64encode(obj.encode()).decode().rstrip("=")
 
-    header, claims = part('{"alg":"HS256"}'), part('{"exp":%d}' % exp)
+    header, claims = part('{"alg":"HS256"}'), part(f'{{"exp":{int(exp)}}}')
     return f"{header}.{claims}.sig"
 
 

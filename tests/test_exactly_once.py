@@ -15,8 +15,8 @@ from daemon.journal import Journal, read_journal
 from daemon.report import summarize
 from daemon.services import Services
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
-from tests.test_executor_faults import fire_once
 from tests.simhelp import sim_config
+from tests.test_executor_faults import fire_once
 
 pytest.importorskip("ddddocr")
 

@@ -1,11 +1,18 @@
 import io
 import json
+from datetime import timedelta
 
 import pytest
 import structlog
+from cryptography.fernet import Fernet
 
+from daemon import logs
+from daemon.cache import Cache
+from daemon.clock import FakeClock
+from daemon.config import CacheSettings
 from daemon.errors import UserError
-from daemon.logs import REDACTED, configure_logging, get_logger, register_secret, scrub
+from daemon.logs import REDACTED, configure_logging, get_logger, register_secret, scrub, token_slot
+from daemon.token_seal import TokenCipher
 
 
 @pytest.fixture
@@ -55,6 +62,53 @@ def test_registered_secret_values_are_removed_from_messages(captured):
         get_logger().exception("failed")
     assert "s3cret-value-99" not in captured.getvalue()
     assert scrub("a s3cret-value-99 b") == f"a {REDACTED} b"
+
+
+def test_a_token_in_a_slot_is_forgotten_once_the_next_one_replaces_it():
+    slot, other = token_slot("slot-user", "gs"), token_slot("slot-user", "bbi")
+    register_secret("slot-token-first", slot=slot)
+    register_secret("slot-token-other", slot=other)
+    register_secret("slot-token-second", slot=slot)
+    assert scrub("slot-token-first") == "slot-token-first"
+    assert scrub("slot-token-second slot-token-other") == f"{REDACTED} {REDACTED}"
+    register_secret("slot-token-second", slot=slot)  # the same token again (a cache read) keeps it
+    assert scrub("slot-token-second") == REDACTED
+
+
+def test_a_value_registered_without_a_slot_outlives_a_slot_that_held_it_too():
+    register_secret("shared-value-77")
+    register_secret("shared-value-77", slot=token_slot("shared-user", "gs"))
+    register_secret("shared-value-78", slot=token_slot("shared-user", "gs"))
+    assert scrub("shared-value-77 shared-value-78") == f"{REDACTED} {REDACTED}"
+
+
+def test_a_day_of_logins_leaves_one_secret_per_account():
+    before = len(logs._longest_first)
+    for login in range(200):
+        for account in ("day-a", "day-b", "day-c"):
+            register_secret(f"day-token-{account}-{login:03d}", slot=token_slot(account, "gs"))
+    assert len(logs._longest_first) == before + 3
+    assert scrub("day-token-day-a-198") == "day-token-day-a-198"
+    assert scrub("day-token-day-b-199") == REDACTED
+
+
+@pytest.mark.parametrize("sealed", [False, True])
+async def test_the_cache_registers_tokens_per_account_so_a_new_login_forgets_the_old(tmp_path, sealed):
+    clock = FakeClock()
+    cipher = TokenCipher(Fernet.generate_key().decode(), "test") if sealed else None
+    cache = Cache(CacheSettings(dir=tmp_path), clock, cipher=cipher)
+    old, new, kept = (f"cache-token-{name}-{sealed}" for name in ("old", "new", "kept"))
+    until = clock.now() + timedelta(hours=1)
+    await cache.save_token("cache-u1", "gs", old, until)
+    await cache.save_token("cache-u2", "gs", kept, until)
+    fresh = Cache(CacheSettings(dir=tmp_path), clock, cipher=cipher)  # a restart reads them back
+    assert (await fresh.get_token("cache-u1", "gs"))["token"] == old
+    await fresh.check_token_key()
+    assert scrub(old) == REDACTED
+    await fresh.save_token("cache-u1", "gs", new, until)
+    assert scrub(f"{old} {new} {kept}") == f"{old} {REDACTED} {REDACTED}"
+    await cache.aclose()
+    await fresh.aclose()
 
 
 def test_console_renderer_on_request():

@@ -79,7 +79,7 @@ async def test_only_an_unavailable_broker_is_retried(clock: FakeClock) -> None:
     for error in (AuthError("no"), OrderRejected(1011, "x"), RateLimited("slow down", 1.0), ValueError("bug")):
         calls: list[int] = []
 
-        async def fails(error: Exception = error) -> None:
+        async def fails(error: Exception = error, calls: list[int] = calls) -> None:
             calls.append(1)
             raise error
 

@@ -7,7 +7,6 @@ broker it talks to, a small aiohttp app served on loopback by the test.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ class ToySession:
                 if response.status >= 400:
                     raise BrokerUnavailable(f"toy broker: {url} answered HTTP {response.status}.")
                 return orjson.loads(await response.read())
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"toy broker: {url} failed ({type(exc).__name__}).") from None
 
     async def _keyed(self, what: str, method: str, url: str, json: Any = None) -> Any:

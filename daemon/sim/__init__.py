@@ -18,14 +18,37 @@ from daemon.sim._clock import HostClock, SimClock
 from daemon.sim._faults import Fault, FaultPlan, parse_fault
 from daemon.sim._log import RequestLog, RequestRecord
 from daemon.sim._market import (
-    BUY, SELL, TEHRAN, Account, BookLevel, Instrument, Market, Order, OrderRequest, OrderRules, Refusal, created_at,
+    BUY,
+    SELL,
+    TEHRAN,
+    Account,
+    BookLevel,
+    Instrument,
+    Market,
+    Order,
+    OrderRequest,
+    OrderRules,
+    Refusal,
+    created_at,
 )
 from daemon.sim._platform import (
-    DEFAULT_PLATFORM, SimPlatform, platform, platform_names, register_platform, reserved_names, route_names,
+    DEFAULT_PLATFORM,
+    SimPlatform,
+    platform,
+    platform_names,
+    register_platform,
+    reserved_names,
+    route_names,
     unregister_platform,
 )
 from daemon.sim._simulator import (
-    DEFAULT_BROKERS, DEFAULT_BUYING_POWER, DEFAULT_INSTRUMENTS, DEFAULT_PASSWORD, PASSWORD_ENV, ConfigSnippet, Simulator,
+    DEFAULT_BROKERS,
+    DEFAULT_BUYING_POWER,
+    DEFAULT_INSTRUMENTS,
+    DEFAULT_PASSWORD,
+    PASSWORD_ENV,
+    ConfigSnippet,
+    Simulator,
 )
 from daemon.sim._state import SimBroker, SimSettings, to_ns
 

@@ -11,9 +11,9 @@ it speaks the brokers' HTTP, as documented in ephoenix-api.md and its siblings.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from collections.abc import Sequence
 from typing import Any, Literal
 
 import structlog

@@ -32,8 +32,21 @@ from daemon.sim._captcha_image import render_captcha
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import (
-    BUY, CANCELLED, OPEN, SELL, TEHRAN, Account, BookLevel, Instrument, Market, Order, OrderRequest, OrderState,
-    Refusal, created_at, round_half_up,
+    BUY,
+    CANCELLED,
+    OPEN,
+    SELL,
+    TEHRAN,
+    Account,
+    BookLevel,
+    Instrument,
+    Market,
+    Order,
+    OrderRequest,
+    OrderState,
+    Refusal,
+    created_at,
+    round_half_up,
 )
 from daemon.sim._platform import register_platform
 

@@ -9,6 +9,5 @@ NEW_ORDER_PATH = "/api/v2/orders/NewOrder"  # trading
 CALCULATE_PATH = "/api/v2/orders/CalculateOrderParam"  # trading
 OPEN_ORDERS_PATH = "/api/v2/orders/GetOpenOrders?type=1"  # trading
 ORDERS_PATH = "/api/v2/orders/GetOrders"  # trading
-CANCEL_PATH = "/api/v2/orders/CancelOrder"  # trading
 HOLDINGS_PATH = "/api/portfolio/getrealsecuritypositionbydate"  # backoffice
 INSTRUMENTS_PATH = "/api/v2/instruments/full"  # market data

@@ -104,7 +104,7 @@ class EphoenixSession:
                 if response.status == 429:
                     raise Throttled(float_or_none(response.headers.get("Retry-After")), "HTTP 429")
                 return await json_body(response, f"broker {self.broker}", path)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({describe(exc)}).") from None
 
     # ---- authenticated calls -------------------------------------------------------------------------
@@ -123,7 +123,7 @@ class EphoenixSession:
                 if response.status == 401:
                     raise TokenRefused(path)
                 return await json_body(response, f"broker {self.broker}", path, allow_error_status=True)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({describe(exc)}).") from None
 
     async def buying_power(self) -> BuyingPower:
@@ -142,7 +142,7 @@ class EphoenixSession:
             try:
                 async with self._http.session.post(url, json={"isinList": [isin]}) as response:
                     return await json_body(response, "market data", paths.INSTRUMENTS_PATH)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise BrokerUnavailable(f"market data: instruments/full failed ({describe(exc)}).") from None
 
         return parse_instrument(await self._auth.retried(paths.INSTRUMENTS_PATH, fetch), isin)
@@ -199,12 +199,6 @@ class EphoenixSession:
                     self.log.warning("orders.fewer_than_total", day=stamp, rows=len(found), total=total)
                 return list(found.values())
         raise BrokerUnavailable(f"broker {self.broker}: {path} still had rows after {ORDERS_MAX_PAGES} pages.")
-
-    async def cancel_order(self, serial_number: int) -> dict[str, Any]:
-        body = await self._authed("DELETE", self.endpoints.trading_url,
-                                  f"{paths.CANCEL_PATH}?serialNumber={int(serial_number)}", retry=False)
-        raise_for_error_code(body)
-        return body if isinstance(body, dict) else {"result": body}
 
 
 async def json_body(response: aiohttp.ClientResponse, who: str, path: str, allow_error_status: bool = False) -> Any:
