@@ -42,7 +42,7 @@ from daemon.clocksync import (
 )
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, send_order
+from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, firing_order
 from daemon.journal import Journal
 from daemon.logs import get_logger, scrub
 from daemon.order_lookup import Lookup, Presence, look_up
@@ -330,7 +330,7 @@ class Executor:
             clock = self.clocks.get(plan.broker) or BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
             plan.open_monotonic_ns = monotonic_deadline_ns(self.open_at, clock.estimate, self.reference)  # type: ignore[arg-type]
             plan.send_at_ns = plan.open_monotonic_ns - clock.lead_ns(self.settings) + plan.slot * spacing_ns
-        self.plans = send_order(self.plans, self.day)
+        self.plans = firing_order(self.plans, self.day)
         self.plans.sort(key=lambda p: p.send_at_ns)
 
     # ---- final check -------------------------------------------------------------------------------

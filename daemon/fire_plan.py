@@ -18,7 +18,7 @@ from daemon.wire import WireConnection, WireResponse
 
 Answer = OrderAnswer
 __all__ = ["NEW_ORDER_PATH", "SIDE_CODES", "Answer", "FirePlan", "Verdict", "assign_slots", "classify",
-           "new_order_request", "send_order"]
+           "new_order_request", "firing_order"]
 
 
 @dataclass(eq=False)
@@ -54,7 +54,7 @@ class FirePlan:
         return {"account": self.account, "broker": self.broker, "isin": self.isin, "side": self.side}
 
 
-def send_order(plans: list[FirePlan], day: date) -> list[FirePlan]:
+def firing_order(plans: list[FirePlan], day: date) -> list[FirePlan]:
     """Priority first (lower fires first), then a rotation that moves with the day, so that among equals
     no account is always last (at 1000 accounts the last leaves ~18 ms after the first)."""
     by_name = sorted({p.account for p in plans})

@@ -8,7 +8,7 @@ import httptools
 import orjson
 import pytest
 
-from daemon.fire_plan import FirePlan, assign_slots, classify, new_order_request, send_order
+from daemon.fire_plan import FirePlan, assign_slots, classify, new_order_request, firing_order
 from daemon.order_answer import Verdict, interpret
 from daemon.wire import WireResponse
 
@@ -56,7 +56,7 @@ def plan(account: str, isin: str = "IRO1FOLD0001", priority: int = 0) -> FirePla
 def test_priority_first_then_a_rotation_that_moves_daily():
     plans = [plan(name) for name in "abcd"] + [plan("vip", priority=-1)]
     days = [date.fromordinal(date(2026, 11, 28).toordinal() + i) for i in range(5)]
-    orders = [[p.account for p in send_order(plans, day)] for day in days]
+    orders = [[p.account for p in firing_order(plans, day)] for day in days]
     assert all(order[0] == "vip" for order in orders)
     assert {order[1] for order in orders} == set("abcd")  # within five days each ordinary account leads once
     assert all(sorted(order[1:]) == list("abcd") for order in orders)
