@@ -8,7 +8,7 @@ import httptools
 import orjson
 import pytest
 
-from daemon.fire_plan import FirePlan, assign_slots, classify, new_order_request, firing_order
+from daemon.fire_plan import FirePlan, assign_slots, classify, firing_order, new_order_request
 from daemon.order_answer import Verdict, interpret
 from daemon.wire import WireResponse
 
