@@ -48,10 +48,13 @@ from daemon.logs import get_logger, scrub
 from daemon.order_lookup import Lookup, Presence, look_up
 from daemon.report import ReportRow, resume_action, summarize
 from daemon.retry import no_retries
-from daemon.wire import Origin, WireConnection, WireError, fire_all, tls_context
+from daemon.wire import Origin, WireConnection, WireError, WireResponse, WireTimeout, fire_all, tls_context
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
+SEND, ENDED = "send", "ended"
+Settled = Answer | Literal["send", "ended"]
+"""What settling a lost answer found: send it (the broker shows none), it ended here, or its late answer."""
 NS = 1_000_000_000
 PROBE_CONNECTIONS = 4
 FINAL_CHECK_MARGIN_NS = 200_000_000  # the final check ends at least this long before the first send
@@ -436,6 +439,8 @@ class Executor:
         with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
             for group in _groups([p for p in self.plans if p.unsure_since is None]):
                 await wait_until_monotonic(group[0].send_at_ns, self.clock)
+                if self._free_at:  # a later slot: an account whose last send left late waits for its turn
+                    group = self._defer_busy(group, followers, window_end_ns)
                 sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
                 for plan, result in zip(group, sent):
                     self._journal_attempt(plan, 1, result)
@@ -452,6 +457,16 @@ class Executor:
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
         metrics.fire_done(lambda: [r for r in summarize(self.journal.records()) if r.account in self._accounts])
 
+    def _defer_busy(self, group: list[FirePlan], followers: list[asyncio.Task[None]], window_end_ns: int) -> list[FirePlan]:
+        """The plans of `group` whose scope is free now; the others are sent by a follower at their turn."""
+        now, ready = self.clock.monotonic_ns(), []
+        for plan in group:
+            if self._free_at.get(self._scope(plan), 0) <= now:
+                ready.append(plan)
+            else:
+                followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
+        return ready
+
     def _record_intents(self) -> None:
         """What is about to be sent and when, on both clocks: what a restart reads to know what may be out."""
         for plan in self.plans:
@@ -466,13 +481,14 @@ class Executor:
 
     async def _follow(self, plan: FirePlan, first: int | WireError | None, window_end_ns: int) -> None:
         """One order after its first send (already journaled): read answers, resend on 1017/1018 after the
-        spacing, stop when it ends. A lost answer is settled at the broker before anything is sent again;
-        `first` None: an order an earlier process may have sent, settled before its first send."""
+        spacing, stop when it ends. A lost answer is settled before anything is sent again: a late answer on
+        the connection, or the broker's lists (unknown is not absent). `first` None: not sent yet (an order an
+        earlier process may have sent is settled first; one whose scope was busy waits for its turn)."""
         spacing_ns = self._spacing_ns
         attempt, sent_ns = 1, first
         if sent_ns is None:
-            assert plan.unsure_since is not None
-            if not await self._settle(plan, plan.unsure_since, window_end_ns, "restart"):
+            if plan.unsure_since is not None and await self._settle(
+                    plan, plan.unsure_since, window_end_ns, "restart", attempt, None) is not SEND:
                 return
             await wait_until_monotonic(self._take_turn(plan, self.clock.monotonic_ns()), self.clock)
             self._first_sent.add(plan.key)
@@ -485,17 +501,21 @@ class Executor:
                 last_send = self.clock.monotonic_ns()
             else:
                 last_send = sent_ns
-                answer = await self._read_answer(plan, attempt, window_end_ns)
+                answer, pending = await self._read_answer(plan, attempt, window_end_ns)
+                if answer is None:  # lost: a late answer on the connection or the broker's lists decide
+                    settled = await self._settle(plan, self._sent_since(plan), window_end_ns, "lost answer", attempt,
+                                                 plan.conn if pending else None)
+                    if settled is ENDED:
+                        return
+                    if isinstance(settled, Answer):
+                        answer = settled
+                    elif plan.conn is not None:
+                        plan.conn.close()  # a late answer must never be read as the resend's
             last_answer = answer or last_answer
             if answer is not None and answer.verdict is Verdict.ACCEPTED:
                 return self._outcome(plan, "accepted", 0, "accepted", answer=answer)
             if answer is not None and answer.verdict is Verdict.TERMINAL:
                 return self._outcome(plan, "rejected", answer.code, answer.message or "rejected", answer=answer)
-            # An answer that never came may hide an accepted order: only the broker can say (unknown is not absent).
-            if answer is None and not isinstance(sent_ns, WireError):
-                since = self._sent_since(plan)
-                if not await self._settle(plan, since, window_end_ns, "lost answer"):
-                    return
             if attempt >= self.settings.max_attempts:
                 return self._outcome(plan, "not placed", last_answer.code if last_answer else None,
                                      "attempts used up", answer=last_answer)
@@ -511,34 +531,58 @@ class Executor:
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
 
-    async def _settle(self, plan: FirePlan, since: datetime | None, window_end_ns: int, reason: str) -> bool:
-        """Ask the broker until it says whether the order exists: True when it positively does not (so it may be
-        sent), False when the order ended here (found: accepted; never told: unknown, or per `on_unknown`)."""
+    async def _settle(self, plan: FirePlan, since: datetime | None, window_end_ns: int, reason: str, attempt: int,
+                      pending: WireConnection | None) -> Settled:
+        """Until it is known whether the order exists: SEND when the broker positively shows none (it may be sent);
+        ENDED when it ended here (found: accepted; never told: unknown, unless `on_unknown` is resend); or the
+        late answer itself when one arrives on `pending` (the connection the request went out on) meanwhile."""
         client = self.client(self._accounts[plan.account])
-        spacing_ns = int(self.settings.lookup_spacing_ms * 1e6)
+        spacing_s = self.settings.lookup_spacing_ms / 1000
         result = Lookup(Presence.UNKNOWN)
         for asked in range(self.settings.lookup_attempts):
             if asked:
-                next_ns = self.clock.monotonic_ns() + spacing_ns
-                if next_ns >= window_end_ns:
+                if self.clock.monotonic_ns() + int(spacing_s * NS) >= window_end_ns:
                     break
-                await wait_until_monotonic(next_ns, self.clock)
+                late = await self._late_answer(plan, attempt, pending, spacing_s)
+                if late is not None:
+                    return late
             result = await self._ask_broker(client, plan.isin, plan.side, since, None, reason)
+            late = await self._late_answer(plan, attempt, pending, 0)
+            if late is not None:
+                return late  # the answer itself is surer than a list read while the request was still out
             if result.presence is not Presence.UNKNOWN:
                 break
         if result.presence is Presence.FOUND:
             self._outcome(plan, "accepted", 0, f"found at the broker after a {reason}", lookup=result)
-            return False
+            return ENDED
         if result.presence is Presence.UNKNOWN:
             if self.settings.on_unknown == "resend":
                 log.warning("executor.resend_on_unknown", account=plan.account, isin=plan.isin,
                             consequence="executor.on_unknown is resend: a duplicate may be booked")
-                return True
+                return SEND
             self._outcome(plan, "unknown", None, f"{reason}, and the broker's order lists could not be read "
                                                  f"({result.reason or 'no answer'})")
-            return False
+            return ENDED
         plan.unsure_since = None
-        return True
+        return SEND
+
+    async def _late_answer(self, plan: FirePlan, attempt: int, pending: WireConnection | None,
+                           wait_s: float) -> Answer | None:
+        """An answer that came after its timeout on `pending`, waiting at most `wait_s` for it (None: none came)."""
+        if pending is None or not (pending.in_flight or pending.has_response()):
+            if wait_s > 0:
+                await wait_until_monotonic(self.clock.monotonic_ns() + int(wait_s * NS), self.clock)
+            return None
+        if wait_s <= 0 and not pending.has_response():
+            return None
+        try:
+            response = await pending.next_response(wait_s)
+        except WireError:
+            return None
+        answer = self._answer_of(plan, attempt, response, late=True)
+        if answer.verdict is Verdict.UNKNOWN:
+            return None
+        return answer
 
     def _sent_since(self, plan: FirePlan) -> datetime:
         """The earliest broker time this order could have been booked at (its planned first send)."""
@@ -546,24 +590,28 @@ class Executor:
         broker_ns = self.reference.wall_of(plan.send_at_ns) + (int(clock.estimate.offset_s * NS) if clock else 0)
         return datetime.fromtimestamp(broker_ns / NS, tz=self.tz)
 
-    async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> Answer | None:
+    async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> tuple[Answer | None, bool]:
+        """The answer, or None when there is none to go by; the flag says the request may still be answered late
+        on its connection (a timeout, not a closed connection or an unreadable answer)."""
         timeout = min(self.settings.answer_timeout_s, max((window_end_ns - self.clock.monotonic_ns()) / NS, 0.05))
         try:
             response = await plan.conn.next_response(timeout)  # type: ignore[union-attr]
         except WireError as exc:
             self.journal.record("error", **plan.journal_fields(), attempt=attempt,
                                 monotonic_ns=self.clock.monotonic_ns(), reason=f"answer lost: {exc}")
-            return None
+            return None, isinstance(exc, WireTimeout)
+        answer = self._answer_of(plan, attempt, response)
+        return (None if answer.verdict is Verdict.UNKNOWN else answer), False
+
+    def _answer_of(self, plan: FirePlan, attempt: int, response: WireResponse, late: bool = False) -> Answer:
         answer = plan.codec.classify(response.status, response.body)  # type: ignore[union-attr]
         self.journal.record(
             "answer", **plan.journal_fields(), attempt=attempt, monotonic_ns=response.last_byte_ns,
             first_byte_ns=response.first_byte_ns, wall_ns=self.reference.wall_of(response.last_byte_ns),
             status=response.status, code=answer.code, accepted=answer.verdict is Verdict.ACCEPTED,
             verdict=answer.verdict.value, message=answer.message or None, serial_number=answer.serial_number,
-            tracking_number=answer.tracking_number, body=response.body,
+            tracking_number=answer.tracking_number, body=response.body, late=late or None,
         )
-        if answer.verdict is Verdict.UNKNOWN:
-            return None
         return answer
 
     async def _resend(self, plan: FirePlan) -> int | WireError:

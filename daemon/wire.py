@@ -393,6 +393,10 @@ class WireConnection:
         finally:
             self._waiter = None
 
+    def has_response(self) -> bool:
+        """A response arrived that nobody has read yet."""
+        return bool(self._responses)
+
     @property
     def in_flight(self) -> int:
         """Requests written whose response has not arrived yet."""
