@@ -1,4 +1,6 @@
-"""Shared fixtures: every test runs in its own directory, with its own cache and a clean environment."""
+"""Shared fixtures: every test runs in its own directory, with its own cache and a clean environment.
+
+Helpers live in modules (daemon.testing, tests/simhelp.py, tests/processes.py), never imported from here."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,11 +19,10 @@ import pytest
 import structlog
 
 from daemon.clock import FakeClock
+from daemon.testing import SIM_SEED, running_simulator, sim_settings
 
 if TYPE_CHECKING:
     from daemon.simulator import Simulator
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # Property tests draw the same examples every run (no test may fail by chance, nor pass by it);
 # HYPOTHESIS_PROFILE=explore draws new ones, for a hunt by hand.
@@ -61,42 +61,18 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
-    """A running simulated market on the fake clock: the default instruments, account 0012345600 at gs and
-    0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD), market open, on 127.0.0.1, seeded
-    (tests.simhelp.SIM_SEED) so its fault draws, captchas and serials are the same in every run."""
-    from daemon.simulator import Simulator
-    from tests.simhelp import sim_settings
-
-    simulator = Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock, settings=sim_settings())
-    async with simulator:
+async def sim(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator[Simulator]:
+    """The one running simulator of a test (daemon.testing.running_simulator): on 127.0.0.1, seeded with SIM_SEED,
+    its password exported; by default on the `clock` fixture, the default instruments, market open, account
+    0012345600 at gs and 0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD). A module or test asks
+    for another with `pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), real_time=True, seed=1205)`:
+    `real_time` puts it on the system clock."""
+    options = dict(marker.kwargs) if (marker := request.node.get_closest_marker("sim")) else {}
+    real_time = options.pop("real_time", False)
+    seed = options.pop("seed", SIM_SEED)
+    async with running_simulator(settings=sim_settings(seed=seed), clock=None if real_time else clock,
+                                 **options) as simulator:
         yield simulator
-
-
-def daemon_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """This environment less OPENING_BELL_*, plus `env`, importing this checkout's code first."""
-    child_env = {k: v for k, v in os.environ.items() if not k.startswith("OPENING_BELL")}
-    child_env.update(env or {})
-    child_env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + child_env.get("PYTHONPATH", "")
-    return child_env
-
-
-def run_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60,
-               input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m daemon ARGS` in a child process, importing this checkout's code."""
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", *args],
-        capture_output=True, text=True, env=daemon_env(env), cwd=cwd or Path.cwd(), timeout=timeout, input=input,
-        stdin=None if input is not None else subprocess.DEVNULL,
-    )
-
-
-def start_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
-    """`python -m daemon ARGS` left running, stdout and stderr piped, for tests that signal it."""
-    return subprocess.Popen(
-        [sys.executable, "-m", "daemon", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=daemon_env(env), cwd=cwd or Path.cwd(),
-    )
 
 
 # ---- Redis: OPENING_BELL_TEST_REDIS (as .ci/run sets), else a private redis-server, else skip (never in CI) ----

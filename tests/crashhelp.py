@@ -29,7 +29,7 @@ from typing import Any
 
 from daemon.sim import RequestRecord
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
-from tests.conftest import daemon_env
+from tests.processes import daemon_env
 
 LINE_LIMIT = 1 << 20  # a JSON log line carrying a broker's answer can be long; the default 64 KiB would cut the reader
 

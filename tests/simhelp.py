@@ -1,89 +1,26 @@
-"""Helpers for tests that run the daemon against the simulator on loopback."""
+"""The tests' names for daemon.testing's simulator helpers (the logic lives there, shipped with the package)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from datetime import timedelta
-from typing import Any
-from zoneinfo import ZoneInfo
+import importlib.util
 
-import yaml
+import pytest
 
-from daemon.config import Config, validate_config
-from daemon.day_plan import DayPlan
-from daemon.sim import SimSettings
-from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
+from daemon.testing import (
+    SIM_SEED,
+    SimulatorSolver,
+    plan_in,
+    running_simulator,
+    sim_config,
+    sim_config_data,
+    sim_settings,
+    squeezed_day_data,
+    write_sim_config,
+)
 
-SIM_SEED = 12
-"""The seed of every simulator the tests start: its fault draws, captchas and serial numbers come out the
-same in every run, so a fault at rate 0.5 cannot pass one run and fail the next."""
+__all__ = ["SIM_SEED", "SimulatorSolver", "needs_ocr", "plan_in", "running_simulator", "sim_config", "sim_config_data",
+           "sim_settings", "squeezed_day_data", "write_sim_config"]
 
-
-def sim_settings(**fields: Any) -> SimSettings:
-    """Simulator settings for a test: `fields`, seeded with SIM_SEED unless `seed` is among them."""
-    return SimSettings(**{"seed": SIM_SEED, **fields})
-
-
-def sim_config_data(sim: Simulator, **overrides: Any) -> dict[str, Any]:
-    """A config dict for a running simulator: its brokers and accounts, a fast captcha spacing."""
-    data = dict(sim.config_snippet().data)
-    data["captcha"] = {"solver": "ocr", "spacing_s": 0.05, "cooldown_s": 1.0, "throttle_waits": 5}
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(data.get(key), dict):
-            data[key] = {**data[key], **value}
-        else:
-            data[key] = value
-    return data
-
-
-def sim_config(sim: Simulator, **overrides: Any) -> Config:
-    return validate_config(sim_config_data(sim, **overrides))
-
-
-def write_sim_config(sim: Simulator, path, **overrides: Any):
-    path.write_text(yaml.safe_dump(sim_config_data(sim, **overrides), allow_unicode=True))
-    path.chmod(0o600)
-    return path
-
-
-@asynccontextmanager
-async def running_sim(monkeypatch: Any, accounts: int, brokers: tuple[str, ...] = ("gs", "shahr", "bbi"),
-                      **kwargs: Any) -> AsyncIterator[Simulator]:
-    """A default simulator on loopback, its accounts' password exported the way `sim_config` reads it;
-    seeded with SIM_SEED unless `settings` carries a seed of its own."""
-    settings = kwargs.pop("settings", None) or sim_settings()
-    if settings.seed is None:
-        settings.seed = SIM_SEED
-    simulator = Simulator.default(accounts=accounts, brokers=list(brokers), settings=settings, **kwargs)
-    await simulator.start()
-    monkeypatch.setenv(PASSWORD_ENV, DEFAULT_PASSWORD)
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-
-
-def squeezed_day_data(sim: Simulator, *, warmup_in_s: float, open_in_s: float, arm_before_s: float,
-                      window_s: float, refresh_s: float, **overrides: Any) -> dict[str, Any]:
-    """A config dict whose trading day runs in seconds from now: warmup and open `warmup_in_s` and `open_in_s`
-    ahead, every weekday a trading day, in a zone where it is about noon (the day never crosses midnight).
-    The simulator opens at that instant too."""
-    now = sim.now()
-    offset = 12 - now.hour
-    zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
-    local = now.astimezone(ZoneInfo(zone))
-    open_at = local + timedelta(seconds=open_in_s)
-    sim.set_open_at(open_at)
-    schedule = {"warmup": f"{local + timedelta(seconds=warmup_in_s):%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}",
-                "arm_before_s": arm_before_s, "window_s": window_s, "refresh_s": refresh_s,
-                "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "official_holidays": False}
-    return sim_config_data(sim, timezone=zone, schedule=schedule, **overrides)
-
-
-def plan_in(sim: Simulator, config: Config, open_in_s: float, window_s: float) -> DayPlan:
-    """Today's plan for a runner driven by hand: warmup now, the open `open_in_s` ahead (the simulator's too)."""
-    now = sim.now().astimezone(config.tz)
-    open_at = now + timedelta(seconds=open_in_s)
-    sim.set_open_at(open_at)
-    return DayPlan(open_at.date(), now, now, open_at, open_at + timedelta(seconds=window_s))
+needs_ocr = pytest.mark.skipif(importlib.util.find_spec("ddddocr") is None,
+                               reason="reads the simulator's captchas with the OCR model (the ocr extra)")
+"""For tests whose daemon reads captchas with the real OCR model: a child `python -m daemon`, or OCR itself."""

@@ -16,7 +16,7 @@ import pytest
 
 from bench._race import locust_binary
 from bench.open_race import ranges
-from tests.conftest import REPO_ROOT
+from tests.processes import REPO_ROOT
 
 pytest.importorskip("ddddocr")  # the warmups log in through the OCR solver
 pytestmark = pytest.mark.slow

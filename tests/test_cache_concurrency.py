@@ -14,7 +14,7 @@ import orjson
 from daemon.cache import TYPES, Cache, CorruptEntry, decode_entry
 from daemon.clock import SystemClock
 from daemon.config import CacheSettings
-from tests.conftest import REPO_ROOT
+from tests.processes import REPO_ROOT
 
 KEY = "u1_gs"
 FILE = f"buying_power_{KEY}.json"

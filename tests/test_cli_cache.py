@@ -16,7 +16,7 @@ from daemon.cache import Cache
 from daemon.cli import main
 from daemon.clock import SystemClock
 from daemon.config import CacheSettings
-from tests.conftest import run_daemon
+from tests.processes import run_daemon
 
 ISIN = "IRO1FOLD0001"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.cli-secret-token"

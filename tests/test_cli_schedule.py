@@ -14,7 +14,7 @@ from daemon.calendar import TradingCalendar
 from daemon.cli import build_parser
 from daemon.clock import FakeClock
 from daemon.config import load_config
-from tests.conftest import run_daemon
+from tests.processes import run_daemon
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 

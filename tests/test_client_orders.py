@@ -21,8 +21,9 @@ from daemon.errors import BrokerError, BrokerUnavailable, OrderRejected
 from daemon.services import Services
 from daemon.sim import BUY, SELL, TEHRAN, OrderRequest, created_at, to_ns
 from daemon.sim.ephoenix import STATE_CANCELED
+from daemon.testing import SimulatorSolver
 from tests.loopback import serve_app
-from tests.simhelp import running_sim, sim_config
+from tests.simhelp import sim_config
 
 DAY = date(2026, 11, 21)
 STAMP = "2026/11/21"
@@ -31,11 +32,8 @@ MS = 1_000_000
 
 
 # ---- end to end against the simulator ---------------------------------------------------------------
-@pytest.fixture
-async def sim(monkeypatch):
-    pytest.importorskip("ddddocr")  # the client logs in through the OCR solver
-    async with running_sim(monkeypatch, accounts=2, brokers=("gs",)) as simulator:
-        yield simulator
+# (the `sim` fixture's simulator for these tests: the marker applies to the module, only these take `sim`)
+pytestmark = pytest.mark.sim(accounts=2, brokers=("gs",), real_time=True)
 
 
 def _book_the_day(sim) -> list:
@@ -55,7 +53,7 @@ def _book_the_day(sim) -> list:
 
 async def test_every_page_of_the_day_is_read_and_normalised(sim) -> None:
     placed = _book_the_day(sim)
-    async with Services(sim_config(sim), SystemClock()) as services:
+    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
         client = services.client(services.config.accounts[0])
         orders = await client.today_orders(DAY)
     assert [r.status for r in sim.request_log.records(route="orders")] == [200, 200, 200]  # 50 + 50 + 20 rows
@@ -73,7 +71,7 @@ async def test_every_page_of_the_day_is_read_and_normalised(sim) -> None:
 
 async def test_a_refused_token_logs_in_once_and_asks_for_the_same_page(sim) -> None:
     placed = _book_the_day(sim)
-    async with Services(sim_config(sim), SystemClock()) as services:
+    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
         client = services.client(services.config.accounts[0])
         await client.token()
         sim.revoke_tokens(username=client.username)

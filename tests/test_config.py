@@ -6,7 +6,7 @@ import yaml
 from daemon.cli import main
 from daemon.config import Config, apply_env_overrides, load_config, validate_config
 from daemon.errors import ConfigError
-from tests.conftest import REPO_ROOT, run_daemon
+from tests.processes import REPO_ROOT, run_daemon
 
 ACCOUNT = {
     "name": "ali",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.conftest import run_daemon
+from tests.processes import run_daemon
 
 pytest.importorskip("ddddocr")
 

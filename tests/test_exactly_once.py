@@ -14,18 +14,12 @@ from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
 from daemon.services import Services
-from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
+from daemon.simulator import Simulator
+from daemon.testing import SimulatorSolver
 from tests.simhelp import sim_config
 from tests.test_executor_faults import fire_once
 
-pytest.importorskip("ddddocr")
-
-
-@pytest.fixture
-async def sim(monkeypatch):
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=6, brokers=["gs", "shahr"], settings=SimSettings(seed=1205)) as simulator:
-        yield simulator
+pytestmark = pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), real_time=True, seed=1205)
 
 
 def booked(sim: Simulator) -> dict[str, int]:
@@ -95,7 +89,7 @@ async def test_a_restart_finds_what_the_first_process_left_unknown_and_sends_not
     # the same day, inside the window: a second process takes it up
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
-    async with Services(config2, SystemClock()) as services:
+    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
@@ -117,7 +111,7 @@ async def test_a_restart_sends_what_the_broker_positively_lacks_exactly_once(sim
     sim.clear_faults()
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
-    async with Services(config2, SystemClock()) as services:
+    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))

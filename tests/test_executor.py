@@ -18,29 +18,21 @@ from daemon.journal import Journal, read_journal
 from daemon.report import summarize
 from daemon.services import Services
 from daemon.simulator import PASSWORD_ENV, Simulator
+from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
 from daemon.wire import WireConnection
-from tests.conftest import REPO_ROOT
-from tests.simhelp import sim_config, sim_config_data, sim_settings, write_sim_config
+from tests.processes import REPO_ROOT
+from tests.simhelp import needs_ocr, sim_config, sim_config_data, sim_settings, write_sim_config
 
-pytest.importorskip("ddddocr")
+pytestmark = pytest.mark.sim(accounts=20, brokers=("gs", "shahr", "bbi"), real_time=True)
 
 FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
-
-
-@pytest.fixture
-async def sim(monkeypatch):
-    simulator = Simulator.default(accounts=20, brokers=["gs", "shahr", "bbi"], settings=sim_settings())
-    await simulator.start()
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    yield simulator
-    await simulator.stop()
 
 
 async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts: int | None = None, **executor):
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor},
                         schedule={"window_s": 5})
-    services = Services(config, SystemClock())
+    services = Services(config, SystemClock(), solver=SimulatorSolver(sim))
     chosen = config.accounts[:accounts] if accounts else config.accounts
     results = await warmup(services, chosen)
     assert all(r.ok for r in results)
@@ -178,7 +170,7 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
     sent_before = len(sim.request_log.records(route="new_order"))
     # a second run the same day (a restart) with one more account that has not fired yet
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), executor=FAST, schedule={"window_s": 5})
-    async with Services(config2, SystemClock()) as services2:
+    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services2:
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=1)
         ex2 = Executor.from_services(services2, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
@@ -210,6 +202,7 @@ async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms
     assert len(sim.orders()) == 2
 
 
+@needs_ocr
 async def test_fire_dry_run_sends_nothing(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST)
     at = (sim.now().astimezone(sim_config(sim).tz) + timedelta(seconds=30)).strftime("%H:%M:%S.%f")[:-3]
@@ -221,6 +214,7 @@ async def test_fire_dry_run_sends_nothing(sim, tmp_path):
     assert not sim.request_log.records(route="new_order")
 
 
+@needs_ocr
 async def test_fire_now_and_report_commands(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST,
                             schedule={"window_s": 5})
@@ -252,6 +246,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]
 
 
+@needs_ocr
 async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(sim, tmp_path, monkeypatch):
     data = sim_config_data(sim, state_dir=str(tmp_path / "state"), executor=FAST)
     data["accounts"] = data["accounts"][:2]

@@ -11,11 +11,12 @@ from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
 from daemon.services import Services
-from daemon.simulator import PASSWORD_ENV, Simulator
+from daemon.simulator import Simulator
+from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
-from tests.simhelp import sim_config, sim_settings
+from tests.simhelp import sim_config
 
-pytest.importorskip("ddddocr")
+pytestmark = pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), real_time=True)
 
 
 class SteppedClock(SystemClock):
@@ -35,7 +36,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
     config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 6},
                         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0, **executor})
     clock = clock or SystemClock()
-    async with Services(config, clock) as services:
+    async with Services(config, clock, solver=SimulatorSolver(sim)) as services:
         chosen = config.accounts[:accounts]
         assert all(r.ok for r in await warmup(services, chosen))
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=2)
@@ -49,13 +50,6 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
         finally:
             await ex.aclose()
     return ex, config, chosen
-
-
-@pytest.fixture
-async def sim(monkeypatch):
-    monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
-    async with Simulator.default(accounts=6, brokers=["gs", "shahr"], settings=sim_settings()) as simulator:
-        yield simulator
 
 
 @pytest.mark.parametrize("step_s", [5.0, -5.0])

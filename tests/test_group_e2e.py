@@ -17,7 +17,7 @@ import yaml
 
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.conftest import daemon_env
+from tests.processes import daemon_env
 from tests.simhelp import sim_settings, squeezed_day_data
 
 pytest.importorskip("ddddocr")

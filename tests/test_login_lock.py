@@ -15,7 +15,7 @@ from daemon.config import CacheSettings
 from daemon.services import Services
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.conftest import daemon_env
+from tests.processes import daemon_env
 from tests.simhelp import sim_config, sim_config_data, sim_settings
 
 

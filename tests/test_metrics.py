@@ -18,7 +18,7 @@ from daemon.clock import SystemClock
 from daemon.errors import UserError
 from daemon.runner import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.conftest import daemon_env
+from tests.processes import daemon_env
 from tests.simhelp import plan_in, sim_config, sim_config_data, sim_settings
 
 

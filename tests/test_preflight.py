@@ -23,9 +23,9 @@ from daemon.config import CacheSettings, validate_config
 from daemon.errors import UserError
 from daemon.preflight import check_private_paths, require_private_paths, require_writable_state_dir
 from daemon.simulator import PASSWORD_ENV
-from tests.conftest import run_daemon
+from tests.processes import run_daemon
 from tests.sim_support import BrokerClient
-from tests.simhelp import running_sim, write_sim_config
+from tests.simhelp import running_simulator, write_sim_config
 
 
 def mode(path: Path) -> int:
@@ -127,7 +127,7 @@ def log_events(stderr: str, event: str) -> list[dict]:
 
 async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_token_serves(
         monkeypatch, isolated: Path, tmp_path: Path) -> None:
-    async with running_sim(monkeypatch, accounts=1, brokers=("gs",)) as sim:
+    async with running_simulator(1, ("gs",)) as sim:
         served = sim.config_snippet().data["accounts"][0]
         async with aiohttp.ClientSession() as session:
             token = await BrokerClient(session, sim, "gs").sign_in(served["username"])

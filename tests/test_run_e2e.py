@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.conftest import daemon_env
+from tests.processes import daemon_env
 from tests.simhelp import sim_settings, squeezed_day_data
 
 pytest.importorskip("ddddocr")

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from daemon.clock import SystemClock
-from tests.conftest import run_daemon, start_daemon
+from tests.processes import run_daemon, start_daemon
 
 RUNNER = {"OPENING_BELL_RUNNER": "tests.doubles:make_runner"}
 TIMEOUT_S = 60

@@ -25,7 +25,7 @@ from daemon.cmd_simulate import (
 from daemon.config import ConfigLoader, validate_config
 from daemon.errors import UserError
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
-from tests.conftest import REPO_ROOT, run_daemon
+from tests.processes import REPO_ROOT, run_daemon
 from tests.simhelp import SIM_SEED
 
 STARTUP_LIMIT_S = 60  # a guard against a hung child, not a measurement

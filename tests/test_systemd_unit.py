@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.processes import REPO_ROOT
 
 UNIT = REPO_ROOT / "systemd" / "opening-bell.service"
 INSTALLED_PROGRAM = "/opt/opening-bell/bin/opening-bell"

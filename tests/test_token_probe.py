@@ -8,20 +8,15 @@ from daemon.clock import SystemClock
 from daemon.errors import AuthError
 from daemon.services import Services
 from daemon.simulator import Simulator
-from tests.simhelp import running_sim, sim_config
+from daemon.testing import SimulatorSolver
+from tests.simhelp import sim_config
 
-pytest.importorskip("ddddocr")
-
-
-@pytest.fixture
-async def sim(monkeypatch):
-    async with running_sim(monkeypatch, accounts=2, brokers=("gs", "shahr")) as simulator:
-        yield simulator
+pytestmark = pytest.mark.sim(accounts=2, brokers=("gs", "shahr"), real_time=True)
 
 
 @pytest.fixture
 async def services(sim):
-    async with Services(sim_config(sim), SystemClock()) as shared:
+    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as shared:
         yield shared
 
 

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import math
 import secrets
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -31,13 +31,29 @@ def b64url_decode(text: str) -> bytes:
 
 
 class CaptchaBook:
-    """Issues captcha salts and checks answers against the hash, with nothing stored per captcha."""
+    """Issues captcha salts and checks answers against the hash, with nothing stored per captcha for the check.
+
+    The last SHOWN_KEPT images served are remembered by digest only so that an in-process test solver
+    (daemon.testing.SimulatorSolver) can read them without OCR; the login check never looks at them.
+    """
 
     DIGITS = 5
+    SHOWN_KEPT = 4096
 
     def __init__(self, secret: bytes, ttl_s: Callable[[], float]) -> None:
         self._secret = secret
         self._ttl_s = ttl_s
+        self._shown: OrderedDict[bytes, str] = OrderedDict()
+
+    def showed(self, image: bytes, answer: str) -> None:
+        """Remember that `image` shows `answer` (bounded: the oldest is forgotten first)."""
+        self._shown[hashlib.sha256(image).digest()] = answer
+        while len(self._shown) > self.SHOWN_KEPT:
+            self._shown.popitem(last=False)
+
+    def answer_for_image(self, image: bytes) -> str | None:
+        """The digits a recently served `image` shows, or None for an image this simulator did not serve."""
+        return self._shown.get(hashlib.sha256(image).digest())
 
     def _mac(self, *parts: bytes) -> bytes:
         return hmac.new(self._secret, b"\x00".join(parts), hashlib.sha256).digest()

@@ -318,6 +318,7 @@ async def captcha(request: web.Request) -> web.StreamResponse:
     body: dict[str, Any] = {"salt": salt, "hashedCaptcha": st.captchas.hash(salt, answer)}
     if not request.get(NO_IMAGE):
         image = render_captcha(answer, broker.captcha_format, random.Random(salt))
+        st.captchas.showed(image, answer)
         body = {"captchaByteData": base64.b64encode(image).decode("ascii"), **body}
     return json_response(body)
 
