@@ -33,9 +33,9 @@ from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.platforms.ephoenix import probe_request
-from daemon.services import Services
 from daemon.warmup import warmup
 from daemon.wire import ResponseReader, WireResponse
+from daemon.wiring import Wiring
 
 NS = 1_000_000_000
 CONTENDERS = ("locust", "daemon", "raw")
@@ -126,7 +126,7 @@ class Race:
             config = validate_config(self.config_data(sim, self.dir / "warm"), source="bench config")
             started = self.clock.monotonic_ns()
             results = []
-            async with Services(config, self.clock) as services:
+            async with Wiring(config, self.clock) as services:
                 for start in range(0, self.n, WARMUP_BATCH):  # bounded concurrency: the simulator is one process
                     results += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
             self.warmup_s = (self.clock.monotonic_ns() - started) / NS
@@ -160,8 +160,8 @@ class Race:
         arm_at = reference.monotonic_of(_wall_ns(open_at) - int(self.options.arm_lead_s * NS))
         await wait_until_monotonic(arm_at, self.clock)
         day = open_at.astimezone(config.tz).date()
-        async with Services(config, self.clock) as services:
-            executor = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+        async with Wiring(config, self.clock) as services:
+            executor = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
             try:
                 started = self.clock.monotonic_ns()
                 plans = await executor.arm(config.accounts, open_at.astimezone(config.tz))

@@ -4,7 +4,7 @@
 
 First `python -m daemon run` itself, on a day squeezed so that it warms up at once and arms soon after
 (VmRSS of the service process read from /proc once it logs `executor.armed`). Then, to see where the
-memory goes, what such a process holds at 08:44 step by step: a child process builds `Services` from a
+memory goes, what such a process holds at 08:44 step by step: a child process builds `Wiring` from a
 config pointing at a simulator process, runs the daemon's warmup over every account (tokens from a cache warmed beforehand, so no captcha is solved and
 the OCR model is not loaded; buying power and sizes fetched afresh), then arms the `Executor` for an
 open five minutes ahead (plans, pre-built requests, one open connection per order, the broker's clock).
@@ -58,15 +58,15 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
     from daemon.executor import Executor
     from daemon.journal import Journal
     from daemon.logs import configure_logging
-    from daemon.services import Services
     from daemon.sim import render_captcha
     from daemon.warmup import warmup
+    from daemon.wiring import Wiring
 
     configure_logging("error", stream=sys.stderr)
     imported = status_mb()["VmRSS"]
     config = load_config(config_path, require_file=True)
     clock = SystemClock()
-    async with Services(config, clock) as services:
+    async with Wiring(config, clock) as services:
         if load_model:
             await services.solver.solve(render_captcha("12345", "png", random.Random(1)))
         warmed = []
@@ -74,7 +74,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             warmed += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
         after_warmup = status_mb()["VmRSS"]
         open_at = (clock.now() + timedelta(minutes=5)).astimezone(config.tz)
-        executor = Executor.from_services(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
+        executor = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
         try:
             plans = await executor.arm(config.accounts, open_at)
             armed = status_mb()

@@ -30,8 +30,8 @@ from daemon.clock import SystemClock  # noqa: E402
 from daemon.config import validate_config  # noqa: E402
 from daemon.logs import configure_logging  # noqa: E402
 from daemon.output import print_json, print_table  # noqa: E402
-from daemon.services import Services  # noqa: E402
 from daemon.warmup import warmup  # noqa: E402
+from daemon.wiring import Wiring  # noqa: E402
 
 WRONG_CAPTCHA = -1000
 
@@ -44,7 +44,7 @@ async def one_run(accounts: int, brokers: tuple[str, ...], spacing_s: float, wor
         data = bench_config(sim.snippet, workdir, cache_dir=workdir / "cache", captcha_spacing_s=spacing_s,
                             extra={"client": {"cross_check": True}})
         config = validate_config(data, source="bench config")
-        async with Services(config, clock) as services:
+        async with Wiring(config, clock) as services:
             started = clock.monotonic_ns()
             results = await warmup(services, config.accounts)
             wall_s = (clock.monotonic_ns() - started) / 1e9

@@ -15,7 +15,7 @@ from daemon.journal import Journal
 from daemon.output import print_json, print_table
 from daemon.preflight import preflight
 from daemon.report import summarize
-from daemon.services import Services
+from daemon.wiring import Wiring
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +55,9 @@ async def run(args: argparse.Namespace) -> int:
     placeholder = clock.now() + timedelta(seconds=60)
     open_at = placeholder.astimezone(config.tz) if args.now else open_instant(config, args.at, clock.now())
     day = open_at.astimezone(config.tz).date()
-    async with Services(config, clock) as services:
+    async with Wiring(config, clock) as services:
         journal = Journal(config.state_dir, day)
-        executor = Executor.from_services(services, journal, day=day)
+        executor = Executor.from_wiring(services, journal, day=day)
         try:
             await executor.arm(accounts, open_at)
             if args.dry_run:

@@ -18,7 +18,7 @@ from daemon.cli import add_common
 from daemon.clock import Clock, SystemClock
 from daemon.errors import UserError
 from daemon.scheduler import one_line
-from daemon.service import RunnerFactory, Service
+from daemon.service import RunnerFactory, ServiceLoop
 
 RUNNER_ENV = "OPENING_BELL_RUNNER"
 DEFAULT_RUNNER = "daemon.runner:make_runner"
@@ -39,7 +39,7 @@ def register(subparsers: Any) -> None:
 async def run(args: argparse.Namespace, clock: Clock | None = None) -> int:
     factory = load_runner_factory(os.environ.get(RUNNER_ENV) or DEFAULT_RUNNER)
     clock = clock or SystemClock()
-    service = Service(getattr(args, "config", None), clock, factory)
+    service = ServiceLoop(getattr(args, "config", None), clock, factory)
     if not getattr(args, "metrics", None):
         return await service.run()
     async with metrics.serve(args.metrics, clock):

@@ -9,8 +9,8 @@ from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.output import print_json, print_table
 from daemon.preflight import preflight
-from daemon.services import Services
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ async def run(args: argparse.Namespace) -> int:
     config = load_config(args.config, require_file=True)
     await preflight(config)
     accounts = config.select_accounts(args.accounts)
-    async with Services(config, SystemClock()) as services:
+    async with Wiring(config, SystemClock()) as services:
         results = await warmup(services, accounts)
         stats = await services.cache.stats()
     if args.json:

@@ -20,10 +20,10 @@ from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import ReportRow, summarize
-from daemon.services import Services
 from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import AccountWarmup, warmup
+from daemon.wiring import Wiring
 
 DEMO_PASSWORD = "demo-pass-not-secret"
 DEMO_BROKERS = ("gs", "shahr", "bbi")
@@ -81,12 +81,12 @@ async def run_demo(clock: Clock, accounts: int = 20, skew_ms: float = 1500.0, le
     try:
         async with sim:
             config = demo_config(sim, root, spacing_s)
-            async with Services(config, clock) as services:
+            async with Wiring(config, clock) as services:
                 warmed = await warmup(services, config.accounts)
                 open_at = (sim.now() + timedelta(seconds=lead_s)).astimezone(config.tz)
                 sim.set_open_at(open_at)
                 day = open_at.date()
-                executor = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+                executor = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
                 try:
                     await executor.run_open([a for a in config.accounts], open_at)
                 finally:

@@ -88,7 +88,7 @@ class Skipped:
 class Executor:
     """One open for some accounts. It takes what it uses: a client per account (whose platform codec builds
     every request and reads every answer), the executor settings, the clock, the exchange's zone, the
-    window's length and the CA bundle; `from_services` builds one from the service container."""
+    window's length and the CA bundle; `from_wiring` builds one from the service container."""
 
     def __init__(self, journal: Journal, *, clients: Callable[[AccountSettings], BrokerClient],
                  settings: ExecutorSettings, clock: Clock, tz: tzinfo, window_s: float, ca_bundle: str | None = None,
@@ -122,7 +122,7 @@ class Executor:
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
 
     @classmethod
-    def from_services(cls, services: Any, journal: Journal, day: date | None = None) -> Executor:
+    def from_wiring(cls, services: Any, journal: Journal, day: date | None = None) -> Executor:
         """An executor on a service container's clients, config and clock (what runner, fire and demo use)."""
         config = services.config
         bundle = config.client.ca_bundle

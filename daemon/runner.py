@@ -26,8 +26,8 @@ from daemon.group import Change, Group, group_from_services
 from daemon.journal import Journal, read_journal
 from daemon.logs import get_logger, scrub
 from daemon.report import summarize
-from daemon.services import Services
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 
 log = get_logger("runner")
 LATE_ARM_CUTOFF_S = 3.0
@@ -39,7 +39,7 @@ class DaemonRunner:
     def __init__(self, config: Config, clock: Clock) -> None:
         self.config = config
         self.clock = clock
-        self.services = Services(config, clock)
+        self.services = Wiring(config, clock)
         metrics.watch_cache(self.services.cache)
         self.group: Group | None = None
         if config.group.enabled:
@@ -111,7 +111,7 @@ class DaemonRunner:
 
     async def _arm(self, accounts: list[AccountSettings], plan: DayPlan) -> Executor:
         assert self._journal is not None
-        executor = Executor.from_services(self.services, self._journal, day=plan.day)
+        executor = Executor.from_wiring(self.services, self._journal, day=plan.day)
         if self.group is not None:
             executor.keep = self.group.holds
             executor.exclusive = False  # the leases keep the group's processes apart (and late arms share the journal)

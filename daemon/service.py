@@ -37,7 +37,7 @@ def apscheduler_alarm(config: Config) -> Alarm:
     return APSchedulerAlarm(config.tz)
 
 
-class Service:
+class ServiceLoop:
     """Runs until a stop signal; `run` installs its signal handlers on the running loop and removes them after."""
 
     def __init__(

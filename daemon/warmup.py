@@ -15,8 +15,8 @@ from daemon.client import BrokerClient, OrderParams
 from daemon.config import AccountSettings
 from daemon.errors import BrokerError, ConfigError, OrderRejected
 from daemon.logs import get_logger, scrub
-from daemon.services import Services
 from daemon.sizing import split_amounts
+from daemon.wiring import Wiring
 
 log = get_logger("warmup")
 
@@ -48,7 +48,7 @@ class AccountWarmup:
         return {**asdict(self), "ok": self.ok}
 
 
-async def warmup(services: Services, accounts: list[AccountSettings]) -> list[AccountWarmup]:
+async def warmup(services: Wiring, accounts: list[AccountSettings]) -> list[AccountWarmup]:
     started = services.clock.monotonic_ns()
     results = await asyncio.gather(*(warm_account(services.client(a)) for a in accounts))
     seconds = (services.clock.monotonic_ns() - started) / 1e9

@@ -27,7 +27,7 @@ from daemon.cli import main
 from daemon.clock import FakeClock
 from daemon.config import CacheSettings, validate_config
 from daemon.errors import BrokerUnavailable
-from daemon.services import Services
+from daemon.wiring import Wiring
 from tests.test_cache import machine_in_tehran  # noqa: F401 (a fixture: this machine's zone ahead of UTC)
 
 ISIN = "IRO1FOLD0001"
@@ -189,7 +189,7 @@ def test_the_clients_typed_reads_use_an_entry_or_fetch_again(tmp_path: Path, fil
     config = dead_broker_config(directory)
 
     async def run() -> None:
-        async with Services(config, FakeClock(NOW)) as services:
+        async with Wiring(config, FakeClock(NOW)) as services:
             client = services.client(config.accounts[0])
             for call in (client.get_buying_power, lambda: client.get_instrument(ISIN),
                          lambda: client.get_holdings(ISIN), lambda: client.order_params(config.accounts[0].orders[0]),

@@ -17,10 +17,10 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.clock import SystemClock
-from daemon.services import Services
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
 pytestmark = pytest.mark.sim(accounts=3, brokers=("gs", "shahr", "bbi"), real_time=True)
@@ -82,7 +82,7 @@ def logins(sim: Simulator) -> int:
 async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated: Path, monkeypatch, break_it) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services, config.accounts))
         before = logins(sim)
         break_it(directory, monkeypatch)
@@ -104,7 +104,7 @@ async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated
 async def test_the_directory_deleted_is_made_again(sim, isolated: Path) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services, config.accounts))
         before = logins(sim)
         shutil.rmtree(directory)
@@ -119,7 +119,7 @@ async def test_the_directory_deleted_is_made_again(sim, isolated: Path) -> None:
 async def test_writes_land_again_once_the_directory_is_back(sim, isolated: Path, monkeypatch) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services, config.accounts))
         replace_by_a_file(directory, monkeypatch)
         await warmup(services, config.accounts)

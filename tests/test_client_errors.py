@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import AuthError, BrokerError, BrokerUnavailable, CaptchaError, OrderRejected, RateLimited
-from daemon.services import Services
+from daemon.wiring import Wiring
 
 PASSWORD = "pw-for-client-tests"
 ISIN = "IRO1FOLD0001"
@@ -100,7 +100,7 @@ async def broker():
 
 
 def make_services(broker: FakeBroker, solver: Solver | None = None, retry: dict[str, Any] | None = None,
-                  timeout_s: float = 10.0, **captcha: Any) -> Services:
+                  timeout_s: float = 10.0, **captcha: Any) -> Wiring:
     """One account at the fake broker; one attempt per call unless `retry` says (the mapping is tested here)."""
     config = validate_config({
         "cache": {"dir": ".cache"},
@@ -112,7 +112,7 @@ def make_services(broker: FakeBroker, solver: Solver | None = None, retry: dict[
         "accounts": [{"name": "ali", "broker": "b", "username": "u1", "password": PASSWORD,
                       "orders": [{"isin": ISIN}, {"isin": ISIN, "side": "sell"}]}],
     })
-    return Services(config, SystemClock(), solver=solver or Solver())
+    return Wiring(config, SystemClock(), solver=solver or Solver())
 
 
 async def test_login_then_calls_use_the_cached_token(broker):

@@ -18,10 +18,10 @@ from daemon.client import broker_time, normalise_order
 from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import BrokerError, BrokerUnavailable, OrderRejected
-from daemon.services import Services
 from daemon.sim import BUY, SELL, TEHRAN, OrderRequest, created_at, to_ns
 from daemon.sim.ephoenix import STATE_CANCELED
 from daemon.testing import SimulatorSolver
+from daemon.wiring import Wiring
 from tests.loopback import serve_app
 from tests.simhelp import sim_config
 
@@ -53,7 +53,7 @@ def _book_the_day(sim) -> list:
 
 async def test_every_page_of_the_day_is_read_and_normalised(sim) -> None:
     placed = _book_the_day(sim)
-    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
         client = services.client(services.config.accounts[0])
         orders = await client.today_orders(DAY)
     assert [r.status for r in sim.request_log.records(route="orders")] == [200, 200, 200]  # 50 + 50 + 20 rows
@@ -71,7 +71,7 @@ async def test_every_page_of_the_day_is_read_and_normalised(sim) -> None:
 
 async def test_a_refused_token_logs_in_once_and_asks_for_the_same_page(sim) -> None:
     placed = _book_the_day(sim)
-    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as services:
         client = services.client(services.config.accounts[0])
         await client.token()
         sim.revoke_tokens(username=client.username)
@@ -158,7 +158,7 @@ async def broker():
         yield fake
 
 
-def services_for(broker: ScriptedBroker, attempts: int = 1) -> Services:
+def services_for(broker: ScriptedBroker, attempts: int = 1) -> Wiring:
     config = validate_config({
         "cache": {"dir": ".cache"},
         "client": {"retry": {"attempts": attempts, "backoff_s": 0, "max_backoff_s": 0}},
@@ -169,7 +169,7 @@ def services_for(broker: ScriptedBroker, attempts: int = 1) -> Services:
         "accounts": [{"name": "ali", "broker": "b", "username": "u1", "password": "pw-for-order-tests",
                       "orders": [{"isin": HOT}]}],
     })
-    return Services(config, SystemClock(), solver=Solver())
+    return Wiring(config, SystemClock(), solver=Solver())
 
 
 async def _today(broker: ScriptedBroker, attempts: int = 1) -> list[dict[str, Any]]:

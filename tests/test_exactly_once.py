@@ -13,9 +13,9 @@ from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
-from daemon.services import Services
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
+from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 from tests.test_executor_faults import fire_once
 
@@ -89,8 +89,8 @@ async def test_a_restart_finds_what_the_first_process_left_unknown_and_sends_not
     # the same day, inside the window: a second process takes it up
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
-    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
+    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
         finally:
@@ -111,8 +111,8 @@ async def test_a_restart_sends_what_the_broker_positively_lacks_exactly_once(sim
     sim.clear_faults()
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
                          executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
-    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        ex2 = Executor.from_services(services, Journal(config2.state_dir, ex.day), day=ex.day)
+    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
         finally:
@@ -167,10 +167,10 @@ async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_firs
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={"clock_source": "none"})
     day = sim.now().astimezone(config.tz).date()
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=30)
-    async with Services(config, SystemClock()) as services:
-        first = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+    async with Wiring(config, SystemClock()) as services:
+        first = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
         await first.arm(config.accounts[:1], open_at)
-        second = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+        second = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
         with pytest.raises(JournalBusy, match=rf"^process {os.getpid()} is firing today's open from state_dir "):
             await second.arm(config.accounts[:1], open_at)
         await first.aclose()

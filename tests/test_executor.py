@@ -16,11 +16,11 @@ from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
-from daemon.services import Services
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
 from daemon.wire import WireConnection
+from daemon.wiring import Wiring
 from tests.processes import REPO_ROOT
 from tests.simhelp import needs_ocr, sim_config, sim_config_data, sim_settings, write_sim_config
 
@@ -32,14 +32,14 @@ FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
 async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts: int | None = None, **executor):
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor},
                         schedule={"window_s": 5})
-    services = Services(config, SystemClock(), solver=SimulatorSolver(sim))
+    services = Wiring(config, SystemClock(), solver=SimulatorSolver(sim))
     chosen = config.accounts[:accounts] if accounts else config.accounts
     results = await warmup(services, chosen)
     assert all(r.ok for r in results)
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=open_in_s)
     sim.set_open_at(open_at)
     day = open_at.date()
-    ex = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+    ex = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
     await ex.arm(chosen, open_at)
     return ex, services, chosen, config
 
@@ -170,9 +170,9 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
     sent_before = len(sim.request_log.records(route="new_order"))
     # a second run the same day (a restart) with one more account that has not fired yet
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), executor=FAST, schedule={"window_s": 5})
-    async with Services(config2, SystemClock(), solver=SimulatorSolver(sim)) as services2:
+    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services2:
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=1)
-        ex2 = Executor.from_services(services2, Journal(config2.state_dir, ex.day), day=ex.day)
+        ex2 = Executor.from_wiring(services2, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
             await ex2.run_open(config2.accounts[:4], open_at)
         finally:

@@ -10,10 +10,10 @@ from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.report import summarize
-from daemon.services import Services
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
 pytestmark = pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), real_time=True)
@@ -36,12 +36,12 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
     config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 6},
                         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0, **executor})
     clock = clock or SystemClock()
-    async with Services(config, clock, solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, clock, solver=SimulatorSolver(sim)) as services:
         chosen = config.accounts[:accounts]
         assert all(r.ok for r in await warmup(services, chosen))
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=2)
         sim.set_open_at(open_at)
-        ex = Executor.from_services(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
+        ex = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
         try:
             await ex.arm(chosen, open_at)
             if between:

@@ -12,9 +12,9 @@ import yaml
 from daemon.cache_redis import RedisBackend
 from daemon.client import NoLoginLock
 from daemon.config import CacheSettings
-from daemon.services import Services
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
+from daemon.wiring import Wiring
 from tests.processes import daemon_env
 from tests.simhelp import sim_config, sim_config_data, sim_settings
 
@@ -67,8 +67,8 @@ async def test_a_holder_keeps_the_lock_past_its_ttl_by_renewing_it(redis_url) ->
 async def test_services_take_the_lock_from_a_redis_cache_and_none_from_files(redis_url, monkeypatch) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with Simulator.default(accounts=1, brokers=["gs"], settings=sim_settings()) as sim:
-        on_files = Services(sim_config(sim), sim.clock)
-        on_redis = Services(sim_config(sim, cache={"backend": "redis", "redis_url": redis_url}), sim.clock)
+        on_files = Wiring(sim_config(sim), sim.clock)
+        on_redis = Wiring(sim_config(sim, cache={"backend": "redis", "redis_url": redis_url}), sim.clock)
         try:
             assert isinstance(on_files.login_lock, NoLoginLock)
             assert type(on_redis.login_lock).__name__ == "RedisLoginLock"

@@ -15,8 +15,8 @@ from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
 from daemon.platforms import names, platform_for
 from daemon.report import summarize
-from daemon.services import Services
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.toy_platform import TOY, ToyBroker, register_toy, toy_app
 
 ISIN = "IRO1TOYS0001"
@@ -60,7 +60,7 @@ async def test_a_second_platform_warms_up_and_fires_through_the_real_executor(tm
     await server.start_server()
     try:
         config = toy_config(str(server.make_url("")).rstrip("/"), tmp_path)
-        async with Services(config, clock, solver=PuzzleSolver()) as services:
+        async with Wiring(config, clock, solver=PuzzleSolver()) as services:
             results = await warmup(services, config.accounts)
             assert [(r.account, r.ok, r.buying_power) for r in results] == [
                 ("toy-u1", True, 10_000_000.0), ("toy-u2", True, 10_000_000.0)]
@@ -69,7 +69,7 @@ async def test_a_second_platform_warms_up_and_fires_through_the_real_executor(tm
             open_at = clock.now().astimezone(config.tz) + timedelta(seconds=2)
             broker.open_at = open_at
             day = open_at.date()
-            executor = Executor.from_services(services, Journal(config.state_dir, day), day=day)
+            executor = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
             await executor.run_open(config.accounts, open_at)
         placed = sorted((o["user"], o["isin"], o["side"], o["price"], o["qty"]) for o in broker.orders)
         assert placed == [("u1", ISIN, "buy", 10_000, volume), ("u2", ISIN, "buy", 10_000, volume)]

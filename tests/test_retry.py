@@ -14,10 +14,10 @@ from daemon.clock import FakeClock, SystemClock
 from daemon.config import RetrySettings
 from daemon.errors import AuthError, BrokerUnavailable, OrderRejected, RateLimited
 from daemon.retry import RetryPolicy, no_retries
-from daemon.services import Services
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 from tests.test_client_errors import ISIN, PASSWORD, broker, make_services  # noqa: F401 (fixture)
 
@@ -243,7 +243,7 @@ async def test_warmup_rides_out_intermittent_faults(sim, fault, route) -> None:
     sim.add_fault(fault)
     config = fault_config(sim, attempts=16)
     with capture_logs() as logs:
-        async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
             results = await warmup(services, config.accounts)
     assert all(r.ok for r in results), one_line_reasons(results)
     faulted = [r for r in sim.request_log.records(route=route) if r.fault]
@@ -255,7 +255,7 @@ async def test_a_slow_route_times_out_and_is_retried(sim) -> None:
     sim.add_fault("tradingbook:jitter_ms=300")  # 0-300 ms against a 150 ms timeout: about half time out
     config = fault_config(sim, attempts=16, timeout_s=0.15)
     with capture_logs() as logs:
-        async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
             results = await warmup(services, config.accounts)
     assert all(r.ok for r in results), one_line_reasons(results)
     assert any("timed out" in line["reason"] for line in retries(logs))
@@ -264,7 +264,7 @@ async def test_a_slow_route_times_out_and_is_retried(sim) -> None:
 async def test_instruments_always_html_fails_every_order_in_one_line(sim) -> None:
     sim.add_fault("instruments:html")
     config = fault_config(sim, attempts=3)
-    async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services, config.accounts[:3])
     for result in results:
         assert result.error is None and result.buying_power  # login and buying power were fine
@@ -276,7 +276,7 @@ async def test_a_fault_on_one_broker_leaves_the_others_alone(sim) -> None:
     sim.add_fault("tradingbook@gs:status=503")
     sim.add_fault("tradingbook@shahr:delay_ms=700")
     config = fault_config(sim, attempts=3, timeout_s=0.3)
-    async with Services(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services, config.accounts)
     by_broker = {b: [r for r in results if r.broker == b] for b in ("gs", "shahr", "bbi")}
     assert all(r.ok for r in by_broker["bbi"])

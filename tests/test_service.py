@@ -21,7 +21,7 @@ from daemon.day_plan import day_plan
 from daemon.errors import ConfigError
 from daemon.scheduler import ClockAlarm
 from daemon.sdnotify import Notifier
-from daemon.service import Service
+from daemon.service import ServiceLoop
 from tests.doubles import RecordingRunner
 
 TEHRAN = ZoneInfo("Asia/Tehran")
@@ -42,7 +42,7 @@ class Harness:
         self.write({})
         self.clock = FakeClock(start)
         self.runners: list[RecordingRunner] = []
-        self.service = Service(self.path, self.clock, self.make_runner, alarm_factory=lambda _: ClockAlarm(self.clock),
+        self.service = ServiceLoop(self.path, self.clock, self.make_runner, alarm_factory=lambda _: ClockAlarm(self.clock),
                                notifier=notifier or Notifier({}))
         self.task: asyncio.Task[int] | None = None
 

@@ -11,11 +11,11 @@ import pytest
 
 from daemon.captcha import CaptchaUnsolved, UnknownImageFormat
 from daemon.clock import FakeClock, SystemClock
-from daemon.services import Services
 from daemon.sim import CaptchaBook, HostClock, render_captcha
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from daemon.testing import SIM_SEED, SimulatorSolver, running_simulator, sim_config
 from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.sim_support import GS_USER, SHAHR_USER, BrokerClient
 
 
@@ -56,12 +56,12 @@ def test_the_book_remembers_only_the_last_images_it_showed() -> None:
 @pytest.mark.sim(real_time=True)
 async def test_a_warmup_with_the_solver_never_builds_the_ocr_model(sim: Simulator, monkeypatch) -> None:
     def no_ocr(settings):
-        raise AssertionError("Services built the configured solver though one was passed in")
+        raise AssertionError("Wiring built the configured solver though one was passed in")
 
-    monkeypatch.setattr("daemon.services.make_solver", no_ocr)
+    monkeypatch.setattr("daemon.wiring.make_solver", no_ocr)
     config = sim_config(sim)
     solver = SimulatorSolver(sim)
-    async with Services(config, SystemClock(), solver=solver) as services:
+    async with Wiring(config, SystemClock(), solver=solver) as services:
         results = await warmup(services, config.accounts)
     assert all(r.ok for r in results), [r.error for r in results]
     logins = sim.request_log.records(route="login")

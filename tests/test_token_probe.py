@@ -6,9 +6,9 @@ import pytest
 
 from daemon.clock import SystemClock
 from daemon.errors import AuthError
-from daemon.services import Services
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
+from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
 pytestmark = pytest.mark.sim(accounts=2, brokers=("gs", "shahr"), real_time=True)
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.sim(accounts=2, brokers=("gs", "shahr"), real_time=True
 
 @pytest.fixture
 async def services(sim):
-    async with Services(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as shared:
+    async with Wiring(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as shared:
         yield shared
 
 

@@ -18,8 +18,8 @@ from daemon.cli import main
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import CacheSettings, validate_config
 from daemon.errors import ConfigError
-from daemon.services import Services
 from daemon.token_seal import NO_KEY, WRONG_KEY, TokenKeyError
+from daemon.wiring import Wiring
 from tests.test_client_errors import broker, make_services  # noqa: F401 (fixture)
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.sealed-token-value"
@@ -112,7 +112,7 @@ async def test_a_wrong_key_spends_no_captcha(broker, monkeypatch) -> None:
     await services.aclose()
     await Cache(config.cache, SystemClock()).save_token("u1", "b", broker.token, SystemClock().now() + timedelta(hours=1))
     monkeypatch.setenv(ENV, OTHER_KEY)
-    async with Services(config, SystemClock(), solver=services.solver) as wrong:
+    async with Wiring(config, SystemClock(), solver=services.solver) as wrong:
         with pytest.raises(TokenKeyError):
             await wrong.client(config.accounts[0]).get_buying_power(use_cache=False)
     assert broker.hits == {}

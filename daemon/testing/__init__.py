@@ -7,7 +7,7 @@ structlog way) so tests, benchmarks and a later platform's tests share one copy.
 - `sim_config_data` / `sim_config` / `write_sim_config`: a config pointing at that simulator; `squeezed_day_data`
   and `plan_in` for a trading day that runs in seconds.
 - `SimulatorSolver(sim)`: a captcha solver that reads the answer of the simulator's own images in-process, so a
-  login needs neither the OCR model nor its time; pass it as `Services(config, clock, solver=...)`.
+  login needs neither the OCR model nor its time; pass it as `Wiring(config, clock, solver=...)`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The long-lived shared pieces (cache, HTTP pool, captcha solver, per-host limiter) and one client per
-account, built once from the config and closed together."""
+"""The wiring: the long-lived shared pieces (cache, HTTP pool, captcha solver, per-host limiter) and one client
+per account, built once from the config and closed together (the systemd loop is `daemon.service.ServiceLoop`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from daemon.config import AccountSettings, Config
 from daemon.ratelimit import HostRateLimiter
 
 
-class Services:
+class Wiring:
     def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None, cache: Cache | None = None,
                  login_lock: LoginLock | None = None) -> None:
         self.config = config
@@ -41,7 +41,7 @@ class Services:
             await closer()
         await self.cache.aclose()
 
-    async def __aenter__(self) -> Services:
+    async def __aenter__(self) -> Wiring:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
