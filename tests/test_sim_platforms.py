@@ -13,7 +13,7 @@ from aiohttp import web
 
 from daemon.sim import Simulator, platform_names, register_platform, route_names, unregister_platform
 from daemon.sim._http import add_route, json_response, state_of
-from tests.conftest import REPO_ROOT
+from tests.processes import REPO_ROOT
 from tests.simhelp import sim_settings
 
 
