@@ -58,9 +58,21 @@ async def prepared_orders(config: Config) -> list[PreparedOrder]:
                 cold.append(account.name)
                 continue
             ready = OrderParams.from_cache(params)
-            out.append(PreparedOrder(account.name, account.username, config.broker(account.broker).trading_url,
-                                     token["token"], order.isin, order.side, ready.price, ready.volume))
+            out.append(
+                PreparedOrder(
+                    account.name,
+                    account.username,
+                    config.broker(account.broker).trading_url,
+                    token["token"],
+                    order.isin,
+                    order.side,
+                    ready.price,
+                    ready.volume,
+                )
+            )
     if cold:
-        raise ColdCache(f"{len(cold)} account(s) are not warm in {config.cache.dir} (first: {cold[0]}); "
-                        "run the daemon's warmup (python -m daemon warmup) first.")
+        raise ColdCache(
+            f"{len(cold)} account(s) are not warm in {config.cache.dir} (first: {cold[0]}); "
+            "run the daemon's warmup (python -m daemon warmup) first."
+        )
     return out

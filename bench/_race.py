@@ -78,18 +78,26 @@ class Outcome:
         arrivals = self.arrivals_ms
         per_account = list(self.requests.values())
         return {
-            "contender": self.contender, "accounts": self.accounts, "arrived": len(arrivals),
+            "contender": self.contender,
+            "accounts": self.accounts,
+            "arrived": len(arrivals),
             "arrival_ms_p50": _r(pct(arrivals, 50)) if arrivals else None,
             "arrival_ms_p99": _r(pct(arrivals, 99)) if arrivals else None,
             "arrival_ms_max": _r(max(arrivals)) if arrivals else None,
             "spread_ms": _r(max(arrivals) - min(arrivals)) if arrivals else None,
-            "dispatch_ms": _r(self.dispatch_ms), "first_send_error_ms": _r(self.first_send_error_ms),
+            "dispatch_ms": _r(self.dispatch_ms),
+            "first_send_error_ms": _r(self.first_send_error_ms),
             "requests_per_account_mean": _r(statistics.fmean(per_account)) if per_account else None,
             "requests_per_account_max": max(per_account, default=None),
-            "requests_total": sum(per_account), "accepted": self.accepted, "duplicates": self.accepted - self.accounts_accepted,
+            "requests_total": sum(per_account),
+            "accepted": self.accepted,
+            "duplicates": self.accepted - self.accounts_accepted,
             "rejected_1018": self.too_soon,
-            "rejected_1017": self.closed, "max_attempts": self.max_attempts, "note": self.note,
-            "final_check_s": _r(self.phases_s.get("final_check")), "phases_s": {k: _r(v, 6) for k, v in self.phases_s.items()},
+            "rejected_1017": self.closed,
+            "max_attempts": self.max_attempts,
+            "note": self.note,
+            "final_check_s": _r(self.phases_s.get("final_check")),
+            "phases_s": {k: _r(v, 6) for k, v in self.phases_s.items()},
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,6 +109,7 @@ def _r(value: float | None, digits: int = 3) -> float | None:
 
 
 # ---------------------------------------------------------------- the shared warm cache
+
 
 class Race:
     """N accounts: one warm cache, then a fresh simulator (same seed) and a fresh open per contender."""
@@ -116,8 +125,14 @@ class Race:
         use_sim_password()
 
     def config_data(self, sim: SimProcess, state: Path) -> dict[str, Any]:
-        return bench_config(sim.snippet, state, cache_dir=self.cache_dir, clock_source=self.options.clock_source,
-                            captcha_spacing_s=self.options.captcha_spacing_s, final_check_s=self.options.final_check_s)
+        return bench_config(
+            sim.snippet,
+            state,
+            cache_dir=self.cache_dir,
+            clock_source=self.options.clock_source,
+            captcha_spacing_s=self.options.captcha_spacing_s,
+            final_check_s=self.options.final_check_s,
+        )
 
     async def warm(self) -> float:
         """Log every account in (OCR captchas, the simulator's login limit raised) into the shared cache;
@@ -128,7 +143,7 @@ class Race:
             results = []
             async with Wiring(config, self.clock) as services:
                 for start in range(0, self.n, WARMUP_BATCH):  # bounded concurrency: the simulator is one process
-                    results += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
+                    results += await warmup(services, config.accounts[start : start + WARMUP_BATCH])
             self.warmup_s = (self.clock.monotonic_ns() - started) / NS
         failed = [r for r in results if not r.ok]
         if failed:
@@ -177,11 +192,18 @@ class Race:
                 await executor.aclose()
         records = read_journal(config.state_dir, day)
         firsts = [r for r in records if r.get("kind") == "send" and r.get("attempt") == 1]
-        outcome = Outcome("daemon", self.n, max_attempts=config.executor.max_attempts,
-                          note=f"armed {self.options.arm_lead_s:g} s before the open, final check from "
-                               f"{config.executor.final_check_s:g} s before; clock {config.executor.clock_source}",
-                          phases_s={"arm": (armed - started) / NS, "final_check": (checked - checking) / NS,
-                                    "final_check_budget": config.executor.final_check_s})
+        outcome = Outcome(
+            "daemon",
+            self.n,
+            max_attempts=config.executor.max_attempts,
+            note=f"armed {self.options.arm_lead_s:g} s before the open, final check from "
+            f"{config.executor.final_check_s:g} s before; clock {config.executor.clock_source}",
+            phases_s={
+                "arm": (armed - started) / NS,
+                "final_check": (checked - checking) / NS,
+                "final_check_budget": config.executor.final_check_s,
+            },
+        )
         if firsts:
             planned = min(r["planned_ns"] for r in firsts)
             sent = sorted(r["monotonic_ns"] for r in firsts)
@@ -199,8 +221,9 @@ class Race:
         waiting: list[asyncio.Future[None]] = []
         try:
             for start in range(0, len(orders), 100):  # pre-opened, a hundred at a time
-                opened = await asyncio.gather(*(loop.create_connection(_Answered, "127.0.0.1", port)
-                                                for _ in orders[start:start + 100]))
+                opened = await asyncio.gather(
+                    *(loop.create_connection(_Answered, "127.0.0.1", port) for _ in orders[start : start + 100])
+                )
                 clients += [protocol for _, protocol in opened]
             # warmed as the executor's are by its final-check ping: one request answered on each connection
             pings = [c.expect() for c in clients]
@@ -222,25 +245,48 @@ class Race:
                 waiter.cancel()  # no-op for the answered; an unanswered one is not an error to report twice
             for client in clients:
                 client.transport.close()
-        return Outcome("raw", self.n, dispatch_ms=(sent[-1] - planned) / 1e6,
-                       first_send_error_ms=(sent[0] - planned) / 1e6, note="one write per account, no retry",
-                       phases_s={"ready_ahead": ready_ahead, "wake_late": (woke - planned) / NS,
-                                 "first_write": (sent[0] - woke) / NS})
+        return Outcome(
+            "raw",
+            self.n,
+            dispatch_ms=(sent[-1] - planned) / 1e6,
+            first_send_error_ms=(sent[0] - planned) / 1e6,
+            note="one write per account, no retry",
+            phases_s={
+                "ready_ahead": ready_ahead,
+                "wake_late": (woke - planned) / NS,
+                "first_write": (sent[0] - woke) / NS,
+            },
+        )
 
     async def _locust(self, _config: Config, path: Path, open_at: datetime, state: Path) -> Outcome:
         binary = self.options.locust_bin or locust_binary()
         if binary is None:
             raise RuntimeError("locust is not installed; pip install '.[bench]'")
         sends = state / "locust-sends.json"
-        argv = [binary, "-f", str(REPO_ROOT / "bench" / "locustfile.py"), "--headless", "-u", str(self.n),
-                "-r", str(self.n), "-t", f"{self.options.locust_time_s:g}s", "--only-summary", "--loglevel", "WARNING",
-                "--stop-timeout", "1"]
+        argv = [
+            binary,
+            "-f",
+            str(REPO_ROOT / "bench" / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(self.n),
+            "-r",
+            str(self.n),
+            "-t",
+            f"{self.options.locust_time_s:g}s",
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+            "--stop-timeout",
+            "1",
+        ]
         env = child_env({"OPENING_BELL_CONFIG": str(path), "OPENING_BELL_LOCUST_SENDS": str(sends)})
         instant = ClockReference.take(self.clock).monotonic_of(_wall_ns(open_at))
         _require_ahead(instant, self.clock, "locust: the instant passed before the start")
         await wait_until_monotonic(instant, self.clock)
-        process = await asyncio.create_subprocess_exec(*argv, env=env, cwd=state, stdin=subprocess.DEVNULL,
-                                                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        process = await asyncio.create_subprocess_exec(
+            *argv, env=env, cwd=state, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         try:
             async with asyncio.timeout(self.options.locust_time_s + 60):
                 _, stderr = await process.communicate()
@@ -248,7 +294,9 @@ class Race:
             process.kill()
             await process.wait()
             raise RuntimeError("locust did not stop in time") from None
-        outcome = Outcome("locust", self.n, note=f"started at the open; -u {self.n} -r {self.n} -t {self.options.locust_time_s:g}s")
+        outcome = Outcome(
+            "locust", self.n, note=f"started at the open; -u {self.n} -r {self.n} -t {self.options.locust_time_s:g}s"
+        )
         if sends.exists():
             first = list(orjson.loads(sends.read_bytes())["first_send_ns"].values())
             if first:

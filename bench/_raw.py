@@ -36,6 +36,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # ---------------------------------------------------------------- the recording server (child process)
 
+
 class _Recorder(asyncio.Protocol):
     """Stamps each request's first bytes; `GET /__arrivals` answers (and clears) the stamps as JSON."""
 
@@ -66,8 +67,9 @@ class _Recorder(asyncio.Protocol):
         if self.url.decode() == ARRIVALS_PATH:
             body = orjson.dumps(self.arrivals)
             self.arrivals.clear()
-            self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                                 % (len(body), body))
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
         else:
             self.arrivals.append(self.begun)
             self.transport.write(OK_RESPONSE)
@@ -76,8 +78,9 @@ class _Recorder(asyncio.Protocol):
 async def _serve(max_seconds: float) -> None:
     arrivals: list[int] = []
     mono = SystemClock().monotonic_ns
-    server = await asyncio.get_running_loop().create_server(lambda: _Recorder(arrivals, mono), "127.0.0.1", 0,
-                                                            backlog=4096)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _Recorder(arrivals, mono), "127.0.0.1", 0, backlog=4096
+    )
     print(server.sockets[0].getsockname()[1], flush=True)
     await asyncio.sleep(max_seconds)  # bounded: the server ends by itself even if its parent died
 
@@ -92,8 +95,13 @@ class RecordingServer:
 
     def __enter__(self) -> RecordingServer:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])}
-        self._process = subprocess.Popen([sys.executable, "-m", "bench._raw", str(self.max_seconds)],
-                                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, env=env)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench._raw", str(self.max_seconds)],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
         line = self._process.stdout.readline() if self._process.stdout else ""
         if not line.strip().isdigit():
             self.__exit__()
@@ -126,12 +134,27 @@ def _raise_fd_limit(needed: int) -> None:
 
 # ---------------------------------------------------------------- the client side
 
+
 def order_requests(base_url: str, count: int) -> list[bytes]:
     """`count` distinct pre-built NewOrder requests, shaped like the real ones (token, JSON body)."""
     return [
-        build_request("POST", base_url + ORDER_PATH, {"authorization": f"Bearer bench-token-{i:06d}"},
-                      orjson.dumps({"isin": "IRO1FOLD0001", "side": 1, "validity": 1, "validityDate": None,
-                                    "accountType": 1, "price": 12340, "volume": 1000 + i, "serialNumber": 0}))
+        build_request(
+            "POST",
+            base_url + ORDER_PATH,
+            {"authorization": f"Bearer bench-token-{i:06d}"},
+            orjson.dumps(
+                {
+                    "isin": "IRO1FOLD0001",
+                    "side": 1,
+                    "validity": 1,
+                    "validityDate": None,
+                    "accountType": 1,
+                    "price": 12340,
+                    "volume": 1000 + i,
+                    "serialNumber": 0,
+                }
+            ),
+        )
         for i in range(count)
     ]
 
@@ -173,6 +196,7 @@ async def open_wire(base_url: str, count: int, clock: Clock) -> list[WireConnect
 
 # ---------------------------------------------------------------- rounds and figures
 
+
 @dataclass
 class Round:
     planned_ns: int
@@ -203,11 +227,18 @@ class Figures:
         arrivals = [(a - r.planned_ns) / 1e6 for r in self.rounds for a in r.arrivals_ns]
         gaps = [(b - a) / 1e3 for r in self.rounds for a, b in zip(r.sent_ns, r.sent_ns[1:])] or [0.0]
         return {
-            "dispatch_ms_p50": pct(dispatch, 50), "dispatch_ms_p99": pct(dispatch, 99),
-            "loop_ms_p50": pct(loop, 50), "write_us_p50": pct(gaps, 50), "write_us_p90": pct(gaps, 90),
-            "wake_late_us_p50": pct(woke, 50), "wake_late_us_p99": pct(woke, 99),
-            "first_send_error_us_p50": pct(first, 50), "first_send_error_us_p99": pct(first, 99),
-            "arrival_ms_p50": pct(arrivals, 50), "arrival_ms_p99": pct(arrivals, 99), "arrival_ms_max": max(arrivals),
+            "dispatch_ms_p50": pct(dispatch, 50),
+            "dispatch_ms_p99": pct(dispatch, 99),
+            "loop_ms_p50": pct(loop, 50),
+            "write_us_p50": pct(gaps, 50),
+            "write_us_p90": pct(gaps, 90),
+            "wake_late_us_p50": pct(woke, 50),
+            "wake_late_us_p99": pct(woke, 99),
+            "first_send_error_us_p50": pct(first, 50),
+            "first_send_error_us_p99": pct(first, 99),
+            "arrival_ms_p50": pct(arrivals, 50),
+            "arrival_ms_p99": pct(arrivals, 99),
+            "arrival_ms_max": max(arrivals),
         }
 
 
@@ -240,8 +271,15 @@ def raw_loop(pairs: Sequence[tuple[Any, bytes]], clock: Clock) -> FireFn:
     return fire
 
 
-async def fire_round(server: RecordingServer, fire: FireFn, expect: Callable[[], list[asyncio.Future]],
-                     accounts: int, clock: Clock, lead_s: float = 0.05, response_timeout_s: float = 30.0) -> Round:
+async def fire_round(
+    server: RecordingServer,
+    fire: FireFn,
+    expect: Callable[[], list[asyncio.Future]],
+    accounts: int,
+    clock: Clock,
+    lead_s: float = 0.05,
+    response_timeout_s: float = 30.0,
+) -> Round:
     """Plan an instant `lead_s` ahead, wait for it, fire, await every answer, and collect the arrivals."""
     waiting = expect()
     planned = clock.monotonic_ns() + int(lead_s * 1e9)
@@ -255,8 +293,9 @@ async def fire_round(server: RecordingServer, fire: FireFn, expect: Callable[[],
     return Round(planned, woke, sent, sorted(arrivals))
 
 
-async def measure(accounts: int, rounds: int, modes: Sequence[str], server: RecordingServer,
-                  clock: Clock | None = None) -> list[Figures]:
+async def measure(
+    accounts: int, rounds: int, modes: Sequence[str], server: RecordingServer, clock: Clock | None = None
+) -> list[Figures]:
     """The raw transport.write loop and/or the WireConnection loop (fire_all), rounds alternating between modes.
 
     Each mode has its own `accounts` connections, all opened first; alternating the rounds spreads
@@ -274,14 +313,24 @@ async def measure(accounts: int, rounds: int, modes: Sequence[str], server: Reco
             if mode == "raw":
                 clients = await open_raw(server.port, accounts)
                 closers += [c.transport.close for c in clients]
-                plans.append((Figures(mode, accounts), raw_fire(clients, requests, clock),
-                              lambda clients=clients: [c.expect_one() for c in clients]))
+                plans.append(
+                    (
+                        Figures(mode, accounts),
+                        raw_fire(clients, requests, clock),
+                        lambda clients=clients: [c.expect_one() for c in clients],
+                    )
+                )
             elif mode == "wire":
                 conns = await open_wire(server.base_url, accounts, clock)
                 closers += [c.close for c in conns]
                 pairs = list(zip(conns, requests))
-                plans.append((Figures(mode, accounts), lambda pairs=pairs: fire_all(pairs),  # type: ignore[misc]
-                              lambda conns=conns: [asyncio.ensure_future(c.next_response(30)) for c in conns]))
+                plans.append(
+                    (
+                        Figures(mode, accounts),
+                        lambda pairs=pairs: fire_all(pairs),  # type: ignore[misc]
+                        lambda conns=conns: [asyncio.ensure_future(c.next_response(30)) for c in conns],
+                    )
+                )
             else:
                 raise ValueError(f"unknown mode {mode!r}; use raw or wire")
         for _ in range(rounds):
@@ -321,6 +370,7 @@ def loop_overhead_ns(accounts: int, clock: Clock | None = None) -> dict[str, flo
         return min(timeit.repeat(fn, number=20, repeat=7)) / 20 / accounts * 1e9
 
     return {"raw_ns_per_account": best(raw), "fire_all_ns_per_account": best(lambda: fire_all(pairs))}
+
 
 if __name__ == "__main__":  # the child process: python -m bench._raw MAX_SECONDS
     _raise_fd_limit(8192)

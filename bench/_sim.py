@@ -76,9 +76,26 @@ class SimProcess:
     _stderr: Any = None
 
     def argv(self) -> list[str]:
-        args = [sys.executable, "-m", "daemon", "simulate", "--host", "127.0.0.1", "--port", "0",
-                "--accounts", str(self.accounts), "--brokers", ",".join(self.brokers), "--seed", str(self.seed),
-                "--login-limit", self.login_limit, "--log-level", "warning"]
+        args = [
+            sys.executable,
+            "-m",
+            "daemon",
+            "simulate",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--accounts",
+            str(self.accounts),
+            "--brokers",
+            ",".join(self.brokers),
+            "--seed",
+            str(self.seed),
+            "--login-limit",
+            self.login_limit,
+            "--log-level",
+            "warning",
+        ]
         if self.open_at is not None:
             args += ["--open-at", open_at_text(self.open_at)]
         if self.request_log is not None:
@@ -89,8 +106,15 @@ class SimProcess:
         # `timeout` bounds the child's life: it is ended even if this process dies without cleaning up.
         argv = ["timeout", "--signal=TERM", str(int(math.ceil(self.max_seconds))), *self.argv()]
         self._stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty child can never block on it
-        self._process = subprocess.Popen(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
-                                         stderr=self._stderr, text=True, env=child_env(), cwd=REPO_ROOT)
+        self._process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stderr=self._stderr,
+            text=True,
+            env=child_env(),
+            cwd=REPO_ROOT,
+        )
         try:
             self._read_announcement()
         except BaseException:
@@ -137,8 +161,11 @@ class SimProcess:
 
     def new_orders(self) -> list[Arrival]:
         """Every NewOrder the simulator logged for a known account."""
-        return [Arrival(r["username"], r["time_ns"], r["status"], r["error_code"])
-                for r in self.records("new_order") if r.get("username")]
+        return [
+            Arrival(r["username"], r["time_ns"], r["status"], r["error_code"])
+            for r in self.records("new_order")
+            if r.get("username")
+        ]
 
 
 def _bounded_lines(stream: Any, limit: int) -> Iterator[str]:
@@ -155,13 +182,23 @@ def open_at_text(when: datetime) -> str:
     return local.strftime("%H:%M:%S.%f")
 
 
-def bench_config(snippet: dict[str, Any], workdir: Path, *, cache_dir: Path, captcha_spacing_s: float = 0.0,
-                 clock_source: str = "none", window_s: float = 5.0, final_check_s: float = 5.0,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def bench_config(
+    snippet: dict[str, Any],
+    workdir: Path,
+    *,
+    cache_dir: Path,
+    captcha_spacing_s: float = 0.0,
+    clock_source: str = "none",
+    window_s: float = 5.0,
+    final_check_s: float = 5.0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """A config for the simulator in `snippet`: private state dir, shared cache, TTLs long enough that a
     cache warmed at the start of the benchmark still serves its last contender."""
     data = sim_config_data(
-        snippet, state_dir=workdir / "state", cache_dir=cache_dir,
+        snippet,
+        state_dir=workdir / "state",
+        cache_dir=cache_dir,
         cache={"ttl": {"market": 3600, "buying_power": 3600, "order_params": 3600, "holdings": 3600}},
         captcha={"solver": "ocr", "spacing_s": captcha_spacing_s},
         executor={"clock_source": clock_source, "final_check_s": final_check_s},

@@ -74,12 +74,18 @@ async def run(count: int, seed: int, render: Renderer, save_misses: Path | None)
     await solver.aclose()
 
     first, rest = times_ms[0], times_ms[1:] or times_ms
-    per_format = ", ".join(f"{fmt} {right[fmt]}/{count // 2 + (count % 2 if fmt == 'png' else 0)}" for fmt in ("png", "jpeg"))
-    print(f"captchas: {count} (seed {seed}); sizes {min(len(c[2]) for c in cases)}-{max(len(c[2]) for c in cases)} bytes")
+    per_format = ", ".join(
+        f"{fmt} {right[fmt]}/{count // 2 + (count % 2 if fmt == 'png' else 0)}" for fmt in ("png", "jpeg")
+    )
+    print(
+        f"captchas: {count} (seed {seed}); sizes {min(len(c[2]) for c in cases)}-{max(len(c[2]) for c in cases)} bytes"
+    )
     print(f"accuracy: {sum(right.values())}/{count} = {100 * sum(right.values()) / count:.1f}% ({per_format})")
     print(f"first solve (loads the model): {first:.0f} ms")
-    print(f"solve time after it: mean {statistics.fmean(rest):.1f} ms, p50 {percentile(rest, 0.5):.1f} ms, "
-          f"p95 {percentile(rest, 0.95):.1f} ms, max {max(rest):.1f} ms")
+    print(
+        f"solve time after it: mean {statistics.fmean(rest):.1f} ms, p50 {percentile(rest, 0.5):.1f} ms, "
+        f"p95 {percentile(rest, 0.95):.1f} ms, max {max(rest):.1f} ms"
+    )
     if misses:
         print_misses(misses, save_misses)
     return 0

@@ -64,8 +64,9 @@ class NewOrderSprayer(HttpUser):
         name = self.order.account
         _FIRST_SEND_NS.setdefault(name, time.time_ns())
         _SENT[name] = _SENT.get(name, 0) + 1
-        with self.client.post(self.order.url, data=self.body, headers=self.headers, name="NewOrder",
-                              catch_response=True) as response:
+        with self.client.post(
+            self.order.url, data=self.body, headers=self.headers, name="NewOrder", catch_response=True
+        ) as response:
             try:
                 code = response.json().get("errorCode")
             except (ValueError, AttributeError):

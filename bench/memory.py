@@ -71,7 +71,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             await services.solver.solve(render_captcha("12345", "png", random.Random(1)))
         warmed = []
         for start in range(0, len(config.accounts), WARMUP_BATCH):
-            warmed += await warmup(services, config.accounts[start:start + WARMUP_BATCH])
+            warmed += await warmup(services, config.accounts[start : start + WARMUP_BATCH])
         after_warmup = status_mb()["VmRSS"]
         open_at = (clock.now() + timedelta(minutes=5)).astimezone(config.tz)
         executor = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
@@ -81,9 +81,17 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             connected = sum(1 for p in plans if p.conn is not None and p.conn.is_alive())
         finally:
             await executor.aclose()
-    return {"accounts": len(config.accounts), "warm_ok": sum(r.ok for r in warmed), "plans": len(plans),
-            "connections": connected, "rss_imports_mb": imported, "rss_warm_mb": after_warmup,
-            "rss_armed_mb": armed["VmRSS"], "peak_mb": armed["VmHWM"], "ocr_model_loaded": "ddddocr" in sys.modules}
+    return {
+        "accounts": len(config.accounts),
+        "warm_ok": sum(r.ok for r in warmed),
+        "plans": len(plans),
+        "connections": connected,
+        "rss_imports_mb": imported,
+        "rss_warm_mb": after_warmup,
+        "rss_armed_mb": armed["VmRSS"],
+        "peak_mb": armed["VmHWM"],
+        "ocr_model_loaded": "ddddocr" in sys.modules,
+    }
 
 
 def service_rss(snippet: dict[str, Any], cache_dir: Path, state: Path, timeout_s: float = 240) -> dict[str, Any]:
@@ -100,16 +108,26 @@ def service_rss(snippet: dict[str, Any], cache_dir: Path, state: Path, timeout_s
     zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
     local = now.astimezone(ZoneInfo(zone))
     arm_after_s = 10 + len(snippet["accounts"]) / 50  # time for the warmup first (its tokens are cached)
-    schedule = {"warmup": f"{local + timedelta(seconds=2):%H:%M:%S}",
-                "open": f"{local + timedelta(seconds=arm_after_s + 60):%H:%M:%S}",
-                "arm_before_s": 60, "window_s": 5, "official_holidays": False,
-                "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]}
+    schedule = {
+        "warmup": f"{local + timedelta(seconds=2):%H:%M:%S}",
+        "open": f"{local + timedelta(seconds=arm_after_s + 60):%H:%M:%S}",
+        "arm_before_s": 60,
+        "window_s": 5,
+        "official_holidays": False,
+        "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+    }
     data = bench_config(snippet, state / "run", cache_dir=cache_dir, extra={"timezone": zone})
     data["schedule"] = schedule
     path = write_config(data, state / "run" / "config.yaml")
-    proc = subprocess.Popen([sys.executable, "-m", "daemon", "run", "--config", str(path), "--log-level", "info"],
-                            cwd=REPO_ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            stdin=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "daemon", "run", "--config", str(path), "--log-level", "info"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     deadline = _time.monotonic() + timeout_s
     try:
         assert proc.stdout is not None
@@ -123,9 +141,14 @@ def service_rss(snippet: dict[str, Any], cache_dir: Path, state: Path, timeout_s
                     name, _, value = row.partition(":")
                     if name in ("VmRSS", "VmHWM"):
                         fields[name] = round(int(value.split()[0]) / 1024, 1)
-                return {"measured": "daemon run", "accounts": len(snippet["accounts"]), "plans": event.get("plans"),
-                        "rss_armed_mb": fields["VmRSS"], "peak_mb": fields["VmHWM"],
-                        "ocr_model_loaded": "no (tokens were cached)"}
+                return {
+                    "measured": "daemon run",
+                    "accounts": len(snippet["accounts"]),
+                    "plans": event.get("plans"),
+                    "rss_armed_mb": fields["VmRSS"],
+                    "peak_mb": fields["VmHWM"],
+                    "ocr_model_loaded": "no (tokens were cached)",
+                }
         raise RuntimeError("`daemon run` ended before it armed")
     finally:
         proc.kill()
@@ -142,9 +165,15 @@ def measure(accounts: int, workdir: Path) -> list[dict[str, Any]]:
         config = write_config(bench_config(sim.snippet, state, cache_dir=race.cache_dir), state / "config.yaml")
         rows = [service_rss(sim.snippet, race.cache_dir, state)]
         for model in ("", "--ocr-model"):
-            child = subprocess.run([sys.executable, "-m", "bench.memory", "--child", str(config), *filter(None, [model])],
-                                   cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=300,
-                                   stdin=subprocess.DEVNULL)
+            child = subprocess.run(
+                [sys.executable, "-m", "bench.memory", "--child", str(config), *filter(None, [model])],
+                cwd=REPO_ROOT,
+                env=child_env(),
+                capture_output=True,
+                text=True,
+                timeout=300,
+                stdin=subprocess.DEVNULL,
+            )
             if child.returncode != 0:
                 raise RuntimeError(f"the measured daemon failed: {child.stderr[-800:]}")
             rows.append(orjson.loads(child.stdout.strip().splitlines()[-1]))
@@ -175,8 +204,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print_json({"runs": rows, "target_mb": TARGET_MB})
     else:
-        keys = ["measured", "accounts", "warm_ok", "plans", "connections", "rss_imports_mb", "rss_warm_mb", "rss_armed_mb",
-                "peak_mb", "ocr_model_loaded"]
+        keys = [
+            "measured",
+            "accounts",
+            "warm_ok",
+            "plans",
+            "connections",
+            "rss_imports_mb",
+            "rss_warm_mb",
+            "rss_armed_mb",
+            "peak_mb",
+            "ocr_model_loaded",
+        ]
         print_table(keys, [[r.get(k, "armed executor" if k == "measured" else None) for k in keys] for r in rows])
         print(f"target under {TARGET_MB} MB once armed")
     return 0

@@ -38,28 +38,60 @@ from daemon.logs import configure_logging  # noqa: E402
 from daemon.output import print_json, print_table  # noqa: E402
 
 COLUMNS = [
-    ("arrived", "arrived"), ("arrival_ms_p50", "arrival p50 ms"), ("arrival_ms_p99", "p99"), ("arrival_ms_max", "max"),
-    ("spread_ms", "spread ms"), ("dispatch_ms", "dispatch ms"), ("first_send_error_ms", "first send ms"),
-    ("requests_per_account_mean", "req/account"), ("requests_per_account_max", "max"), ("accepted", "accepted"),
-    ("duplicates", "dup"), ("rejected_1018", "1018s"), ("final_check_s", "check s"),
+    ("arrived", "arrived"),
+    ("arrival_ms_p50", "arrival p50 ms"),
+    ("arrival_ms_p99", "p99"),
+    ("arrival_ms_max", "max"),
+    ("spread_ms", "spread ms"),
+    ("dispatch_ms", "dispatch ms"),
+    ("first_send_error_ms", "first send ms"),
+    ("requests_per_account_mean", "req/account"),
+    ("requests_per_account_max", "max"),
+    ("accepted", "accepted"),
+    ("duplicates", "dup"),
+    ("rejected_1018", "1018s"),
+    ("final_check_s", "check s"),
 ]
-RANGE_KEYS = ["arrival_ms_p50", "arrival_ms_p99", "arrival_ms_max", "spread_ms", "dispatch_ms", "first_send_error_ms",
-              "requests_per_account_mean"]
+RANGE_KEYS = [
+    "arrival_ms_p50",
+    "arrival_ms_p99",
+    "arrival_ms_max",
+    "spread_ms",
+    "dispatch_ms",
+    "first_send_error_ms",
+    "requests_per_account_mean",
+]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--accounts", default="10,100,1000", help="account counts, comma-separated (default 10,100,1000)")
+    parser.add_argument(
+        "--accounts", default="10,100,1000", help="account counts, comma-separated (default 10,100,1000)"
+    )
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="any of locust,daemon,raw (default all)")
     parser.add_argument("--runs", type=int, default=1, help="opens per contender and count (default 1)")
-    parser.add_argument("--arm-lead-s", type=float, default=10.0,
-                        help="arm the executor this long before the open (default 10; the daemon uses 60)")
-    parser.add_argument("--final-check-s", type=float, default=5.0,
-                        help="the executor's final check starts this long before the instant (default 5, the daemon's)")
+    parser.add_argument(
+        "--arm-lead-s",
+        type=float,
+        default=10.0,
+        help="arm the executor this long before the open (default 10; the daemon uses 60)",
+    )
+    parser.add_argument(
+        "--final-check-s",
+        type=float,
+        default=5.0,
+        help="the executor's final check starts this long before the instant (default 5, the daemon's)",
+    )
     parser.add_argument("--locust-time-s", type=float, default=3.0, help="Locust's -t, in seconds (default 3)")
-    parser.add_argument("--clock-source", choices=["none", "date", "timestamp"], default="none",
-                        help="the executor's broker clock; the simulator runs on this host's clock (default none)")
-    parser.add_argument("--workdir", type=Path, help="keep caches, configs and logs here (reused: a warm cache stays warm)")
+    parser.add_argument(
+        "--clock-source",
+        choices=["none", "date", "timestamp"],
+        default="none",
+        help="the executor's broker clock; the simulator runs on this host's clock (default none)",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, help="keep caches, configs and logs here (reused: a warm cache stays warm)"
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="where JSON and PNG go")
     parser.add_argument("--no-save", action="store_true", help="print only")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -73,18 +105,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("keep it bounded: --accounts counts between 1 and 2000")
     if not args.contender_list or set(args.contender_list) - set(CONTENDERS):
         parser.error(f"--contenders takes any of {','.join(CONTENDERS)}")
-    if not (1 <= args.runs <= 10 and 3 <= args.arm_lead_s <= 120 and 1 <= args.locust_time_s <= 60
-            and 0.5 <= args.final_check_s < args.arm_lead_s):
-        parser.error("keep it bounded: --runs 1..10, --arm-lead-s 3..120, --locust-time-s 1..60, "
-                     "--final-check-s from 0.5 to below --arm-lead-s")
+    if not (
+        1 <= args.runs <= 10
+        and 3 <= args.arm_lead_s <= 120
+        and 1 <= args.locust_time_s <= 60
+        and 0.5 <= args.final_check_s < args.arm_lead_s
+    ):
+        parser.error(
+            "keep it bounded: --runs 1..10, --arm-lead-s 3..120, --locust-time-s 1..60, "
+            "--final-check-s from 0.5 to below --arm-lead-s"
+        )
     if "locust" in args.contender_list and locust_binary() is None:
         parser.error("locust is not installed (pip install '.[bench]'); leave it out with --contenders daemon,raw")
     return args
 
 
 async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    options = RaceOptions(workdir=workdir, arm_lead_s=args.arm_lead_s, locust_time_s=args.locust_time_s,
-                          clock_source=args.clock_source, final_check_s=args.final_check_s)
+    options = RaceOptions(
+        workdir=workdir,
+        arm_lead_s=args.arm_lead_s,
+        locust_time_s=args.locust_time_s,
+        clock_source=args.clock_source,
+        final_check_s=args.final_check_s,
+    )
     clock = SystemClock()
     machine_at_start = machine()
     runs: list[dict[str, Any]] = []
@@ -94,17 +137,31 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         warmups[str(n)] = round(await contest.warm(), 2)
         print(f"N={n}: warm cache in {warmups[str(n)]} s", file=sys.stderr, flush=True)
         for run in range(1, args.runs + 1):
-            order = args.contender_list[run - 1:] + args.contender_list[:run - 1]  # rotate: drift hits all alike
+            order = args.contender_list[run - 1 :] + args.contender_list[: run - 1]  # rotate: drift hits all alike
             outcomes = [await contest.run(name) for name in order]
             outcomes.sort(key=lambda o: args.contender_list.index(o.contender))
-            runs.append({"run": run, "accounts": n, "outcomes": [o.to_dict() for o in outcomes],
-                         "ratios": ratios(outcomes)})
-            print(f"N={n} run {run}: " + ", ".join(f"{o.contender} max {o.summary()['arrival_ms_max']} ms"
-                                                   for o in outcomes), file=sys.stderr, flush=True)
-    return {"machine": {**machine_at_start, "load_average_1m_at_end": round(os.getloadavg()[0], 2)}, "options": {"arm_lead_s": args.arm_lead_s, "locust_time_s": args.locust_time_s,
-                                              "clock_source": args.clock_source, "final_check_s": args.final_check_s,
-                                              "runs": args.runs},
-            "warmup_s": warmups, "runs": runs, "ranges": ranges(runs)}
+            runs.append(
+                {"run": run, "accounts": n, "outcomes": [o.to_dict() for o in outcomes], "ratios": ratios(outcomes)}
+            )
+            print(
+                f"N={n} run {run}: "
+                + ", ".join(f"{o.contender} max {o.summary()['arrival_ms_max']} ms" for o in outcomes),
+                file=sys.stderr,
+                flush=True,
+            )
+    return {
+        "machine": {**machine_at_start, "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
+        "options": {
+            "arm_lead_s": args.arm_lead_s,
+            "locust_time_s": args.locust_time_s,
+            "clock_source": args.clock_source,
+            "final_check_s": args.final_check_s,
+            "runs": args.runs,
+        },
+        "warmup_s": warmups,
+        "runs": runs,
+        "ranges": ranges(runs),
+    }
 
 
 def ranges(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -117,8 +174,7 @@ def ranges(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             grouped.setdefault((run["accounts"], outcome["contender"]), []).append(outcome)
     out = []
     for (n, contender), rows in grouped.items():
-        out.append({"accounts": n, "contender": contender,
-                    **{k: _span([r[k] for r in rows]) for k in RANGE_KEYS}})
+        out.append({"accounts": n, "contender": contender, **{k: _span([r[k] for r in rows]) for k in RANGE_KEYS}})
     for n, rows in ratio_groups.items():
         out.append({"accounts": n, "contender": "ratios", **{k: _span([r[k] for r in rows]) for k in rows[0]}})
     return out
@@ -132,12 +188,23 @@ def _span(values: list[Any]) -> list[float] | None:
 def machine() -> dict[str, Any]:
     model = ""
     try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "")
+        model = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            "",
+        )
     except OSError:
         pass
-    return {"cpus": os.cpu_count(), "cpu": model, "python": platform.python_version(), "system": platform.platform(),
-            "load_average_1m_at_start": round(os.getloadavg()[0], 2)}
+    return {
+        "cpus": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "system": platform.platform(),
+        "load_average_1m_at_start": round(os.getloadavg()[0], 2),
+    }
 
 
 def print_report(result: dict[str, Any]) -> None:
@@ -177,8 +244,14 @@ def plot(result: dict[str, Any], path: Path) -> bool:
                 if not xs:
                     continue
                 xs, ys = [xs[0], *xs], [0.0, *((i + 1) / n for i in range(len(xs)))]
-                ax.step(xs, ys, where="post", color=colors.get(o["contender"]), alpha=0.8,
-                        label=None if o["contender"] in labelled else o["contender"])
+                ax.step(
+                    xs,
+                    ys,
+                    where="post",
+                    color=colors.get(o["contender"]),
+                    alpha=0.8,
+                    label=None if o["contender"] in labelled else o["contender"],
+                )
                 labelled.add(o["contender"])
         ax.set_xscale("log")
         ax.set_xlabel("first order's arrival after the open (ms, log)")
@@ -206,8 +279,11 @@ def main(argv: list[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         print_json(result, stream=(args.out / "open_race.json").open("w"))
         drawn = plot(result, args.out / "open_race.png")
-        print(f"wrote {args.out / 'open_race.json'}" + (f" and {args.out / 'open_race.png'}" if drawn else
-                                                       " (no PNG: matplotlib is not installed)"), file=sys.stderr)
+        print(
+            f"wrote {args.out / 'open_race.json'}"
+            + (f" and {args.out / 'open_race.png'}" if drawn else " (no PNG: matplotlib is not installed)"),
+            file=sys.stderr,
+        )
     return 0
 
 

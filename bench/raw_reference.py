@@ -29,11 +29,18 @@ from daemon.logs import configure_logging  # noqa: E402
 from daemon.output import print_json, print_table  # noqa: E402
 
 COLUMNS = [
-    ("dispatch_ms_p50", "dispatch p50 ms"), ("dispatch_ms_p99", "p99"), ("loop_ms_p50", "loop p50 ms"),
-    ("write_us_p50", "per write p50 µs"), ("write_us_p90", "p90"),
-    ("wake_late_us_p50", "wake late p50 µs"), ("wake_late_us_p99", "p99"),
-    ("first_send_error_us_p50", "first-send err p50 µs"), ("first_send_error_us_p99", "p99"),
-    ("arrival_ms_p50", "arrival p50 ms"), ("arrival_ms_p99", "p99"), ("arrival_ms_max", "max"),
+    ("dispatch_ms_p50", "dispatch p50 ms"),
+    ("dispatch_ms_p99", "p99"),
+    ("loop_ms_p50", "loop p50 ms"),
+    ("write_us_p50", "per write p50 µs"),
+    ("write_us_p90", "p90"),
+    ("wake_late_us_p50", "wake late p50 µs"),
+    ("wake_late_us_p99", "p99"),
+    ("first_send_error_us_p50", "first-send err p50 µs"),
+    ("first_send_error_us_p99", "p99"),
+    ("arrival_ms_p50", "arrival p50 ms"),
+    ("arrival_ms_p99", "p99"),
+    ("arrival_ms_max", "max"),
 ]
 
 
@@ -53,16 +60,27 @@ def main(argv: list[str] | None = None) -> int:
     for run in range(1, args.runs + 1):
         with RecordingServer() as server:
             for figures in asyncio.run(measure(args.accounts, args.rounds, modes, server)):
-                rows.append({"run": run, "mode": figures.label, "accounts": args.accounts, "rounds": args.rounds,
-                             **figures.summary()})
+                rows.append(
+                    {
+                        "run": run,
+                        "mode": figures.label,
+                        "accounts": args.accounts,
+                        "rounds": args.rounds,
+                        **figures.summary(),
+                    }
+                )
     overhead = loop_overhead_ns(args.accounts)
     if args.json:
         print_json({"runs": rows, "python_cost_per_account": overhead})
     else:
-        print_table(["run", "mode", "accounts", *(title for _, title in COLUMNS)],
-                    [[r["run"], r["mode"], r["accounts"], *(round(r[key], 3) for key, _ in COLUMNS)] for r in rows])
-        print(f"Python cost per account without the send syscall: raw loop {overhead['raw_ns_per_account']:.0f} ns, "
-              f"fire_all {overhead['fire_all_ns_per_account']:.0f} ns")
+        print_table(
+            ["run", "mode", "accounts", *(title for _, title in COLUMNS)],
+            [[r["run"], r["mode"], r["accounts"], *(round(r[key], 3) for key, _ in COLUMNS)] for r in rows],
+        )
+        print(
+            f"Python cost per account without the send syscall: raw loop {overhead['raw_ns_per_account']:.0f} ns, "
+            f"fire_all {overhead['fire_all_ns_per_account']:.0f} ns"
+        )
     return 0
 
 

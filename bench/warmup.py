@@ -41,8 +41,13 @@ async def one_run(accounts: int, brokers: tuple[str, ...], spacing_s: float, wor
     workdir.mkdir(parents=True)
     clock = SystemClock()
     with SimProcess(accounts, brokers, request_log=workdir / "requests.jsonl", login_limit="150/60") as sim:
-        data = bench_config(sim.snippet, workdir, cache_dir=workdir / "cache", captcha_spacing_s=spacing_s,
-                            extra={"client": {"cross_check": True}})
+        data = bench_config(
+            sim.snippet,
+            workdir,
+            cache_dir=workdir / "cache",
+            captcha_spacing_s=spacing_s,
+            extra={"client": {"cross_check": True}},
+        )
         config = validate_config(data, source="bench config")
         async with Wiring(config, clock) as services:
             started = clock.monotonic_ns()
@@ -53,11 +58,17 @@ async def one_run(accounts: int, brokers: tuple[str, ...], spacing_s: float, wor
     per_broker = Counter(a["broker"] for a in data["accounts"])
     bound_s = max(per_broker.values()) * spacing_s
     return {
-        "accounts": accounts, "brokers": len(brokers), "spacing_s": spacing_s, "wall_s": round(wall_s, 3),
-        "lower_bound_s": round(bound_s, 3), "ratio": round(wall_s / bound_s, 3) if bound_s else None,
-        "captcha_fetches": len(captchas), "wrong_captchas": sum(r["error_code"] == WRONG_CAPTCHA for r in logins),
+        "accounts": accounts,
+        "brokers": len(brokers),
+        "spacing_s": spacing_s,
+        "wall_s": round(wall_s, 3),
+        "lower_bound_s": round(bound_s, 3),
+        "ratio": round(wall_s / bound_s, 3) if bound_s else None,
+        "captcha_fetches": len(captchas),
+        "wrong_captchas": sum(r["error_code"] == WRONG_CAPTCHA for r in logins),
         "throttled_429": sum(r["status"] == 429 for r in captchas + logins),
-        "ok": sum(r.ok for r in results), "failed": sum(not r.ok for r in results),
+        "ok": sum(r.ok for r in results),
+        "failed": sum(not r.ok for r in results),
     }
 
 
@@ -79,12 +90,26 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-warmup-") as scratch:
         for run in range(1, args.runs + 1):
-            rows.append({"run": run, **asyncio.run(one_run(args.accounts, brokers, args.spacing_s, Path(scratch) / str(run)))})
+            rows.append(
+                {"run": run, **asyncio.run(one_run(args.accounts, brokers, args.spacing_s, Path(scratch) / str(run)))}
+            )
     if args.json:
         print_json({"runs": rows})
     else:
-        keys = ["run", "accounts", "brokers", "spacing_s", "wall_s", "lower_bound_s", "ratio", "captcha_fetches",
-                "wrong_captchas", "throttled_429", "ok", "failed"]
+        keys = [
+            "run",
+            "accounts",
+            "brokers",
+            "spacing_s",
+            "wall_s",
+            "lower_bound_s",
+            "ratio",
+            "captcha_fetches",
+            "wrong_captchas",
+            "throttled_429",
+            "ok",
+            "failed",
+        ]
         print_table(keys, [[r[k] for k in keys] for r in rows])
         print("lower bound = the most accounts on one broker x the spacing; target: wall time within 1.2x of it")
     return 0 if all(r["failed"] == 0 for r in rows) else 1

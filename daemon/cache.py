@@ -337,8 +337,11 @@ class Cache:
             if (type_name, key) == skip or entry.expires_at <= now:
                 continue
             try:
-                await self._backend.write(file_name(TYPES[type_name], key), encode_entry(entry),
-                                          ttl_s=(entry.expires_at - now).total_seconds())
+                await self._backend.write(
+                    file_name(TYPES[type_name], key),
+                    encode_entry(entry),
+                    ttl_s=(entry.expires_at - now).total_seconds(),
+                )
             except OSError as exc:
                 self._failed("cache_write_failed", "the value is kept in memory only", exc)
                 return
@@ -462,8 +465,13 @@ class Cache:
         if self._cipher is not None and not is_sealed(stored):
             # A plain token from before the key was configured: kept (no login, no captcha) and sealed now.
             log.info("cache_token_sealed", dir=self.location, key=key)
-            await self.set("tokens", key, {**entry.data, "token": self._cipher.seal(token)},
-                           expires_at=entry.expires_at, identity=entry.identity)
+            await self.set(
+                "tokens",
+                key,
+                {**entry.data, "token": self._cipher.seal(token)},
+                expires_at=entry.expires_at,
+                identity=entry.identity,
+            )
         return {**identity, "expires_at": entry.expires_at.isoformat(), **entry.data, "token": token}
 
     async def save_token(self, username: str, broker: str, token: str, expires_at: datetime, **extra: Any) -> None:
@@ -573,13 +581,16 @@ class Cache:
             problem = None
         if name in self._corrupt_reported:
             return
-        log.warning("cache_entry_corrupt", dir=self.location, file=name, reason=reason, moved_to=moved_to,
-                    move_failed=problem)
+        log.warning(
+            "cache_entry_corrupt", dir=self.location, file=name, reason=reason, moved_to=moved_to, move_failed=problem
+        )
         if moved_to is None:  # still in place: say so once, not on every read
             self._corrupt_reported.add(name)
 
     def _info(self, ctype: CacheType, key: str, entry: Entry, size: int, now: datetime) -> EntryInfo:
-        return EntryInfo(ctype.name, key, entry.created_at, entry.expires_at, entry.expires_at > now, size, entry.identity)
+        return EntryInfo(
+            ctype.name, key, entry.created_at, entry.expires_at, entry.expires_at > now, size, entry.identity
+        )
 
     async def _persisted_counts(self) -> dict[str, dict[str, int]]:
         try:
@@ -607,4 +618,3 @@ class Cache:
         self._failing.discard(event)
         log.info(event.replace("_failed", "_recovered"), dir=self.location)
         return True
-

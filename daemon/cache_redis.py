@@ -67,8 +67,9 @@ def connect(url: str) -> Any:
     # socket_timeout=None on purpose: with a socket timeout redis-py sends through asyncio.wait_for, which on
     # Python 3.11 can swallow a task's cancellation (CPython gh-86296), so a cancelled heartbeat or refresh
     # would never end. Commands get their time limit from `guarded` (asyncio.timeout, cancellation-safe).
-    return aioredis.Redis.from_url(url, socket_connect_timeout=COMMAND_TIMEOUT_S, socket_timeout=None,
-                                   health_check_interval=30)
+    return aioredis.Redis.from_url(
+        url, socket_connect_timeout=COMMAND_TIMEOUT_S, socket_timeout=None, health_check_interval=30
+    )
 
 
 def redact_url(url: str) -> str:
@@ -145,7 +146,7 @@ class RedisBackend:
 
         async def scan() -> None:
             async for raw in self.redis.scan_iter(match=_glob_escape(head) + "*", count=500):
-                key = (raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw)[len(head):]
+                key = (raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else raw)[len(head) :]
                 try:
                     found.append(file_name(ctype, key))
                 except CacheKeyError:
@@ -214,8 +215,13 @@ class RedisLoginLock:
 
     @contextlib.asynccontextmanager
     async def hold(self, account_key: str) -> AsyncIterator[None]:
-        lock = self._redis.lock(f"{self._namespace}:login-lock:{account_key}", timeout=self._ttl_s,
-                                sleep=0.05, blocking=True, blocking_timeout=None)
+        lock = self._redis.lock(
+            f"{self._namespace}:login-lock:{account_key}",
+            timeout=self._ttl_s,
+            sleep=0.05,
+            blocking=True,
+            blocking_timeout=None,
+        )
         await guarded(lock.acquire(), self._where, timeout_s=None)  # waits for the holder, however long it logs in
         renewer = asyncio.create_task(self._renew(lock), name=f"login-lock-{account_key}")
         try:
@@ -243,4 +249,3 @@ def _glob_escape(text: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-

@@ -231,8 +231,9 @@ class FileBackend:
         self._dir_checked = True
 
 
-_ENTRY_ERRORS = frozenset({errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR, errno.EFBIG,
-                           errno.EOVERFLOW})
+_ENTRY_ERRORS = frozenset(
+    {errno.ELOOP, errno.EACCES, errno.EPERM, errno.ENXIO, errno.EISDIR, errno.EFBIG, errno.EOVERFLOW}
+)
 """Errors opening a name that say the entry is bad (a symlink, no permission, not a file), not the store."""
 
 

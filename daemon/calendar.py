@@ -31,7 +31,9 @@ class TradingCalendar:
     def __init__(self, settings: ScheduleSettings, tz: tzinfo) -> None:
         self.tz = tz
         self._weekdays = frozenset(WEEKDAYS.index(name) for name in settings.trading_days)
-        self._closed = frozenset(settings.holidays) | frozenset(read_holidays_file(settings.holidays_file) if settings.holidays_file else ())
+        self._closed = frozenset(settings.holidays) | frozenset(
+            read_holidays_file(settings.holidays_file) if settings.holidays_file else ()
+        )
         self._reopened = frozenset(settings.open_days)
         self._official = holidays.country_holidays("IR", language="en_US") if settings.official_holidays else None
 

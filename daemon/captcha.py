@@ -70,7 +70,7 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg", "gif": "image/gif", "bm
 
 
 def sniff_image_format(data: bytes) -> ImageFormat:
-    """"png", "jpeg", "gif", "bmp" or "webp", from the magic bytes; an extension or header is never trusted."""
+    """ "png", "jpeg", "gif", "bmp" or "webp", from the magic bytes; an extension or header is never trusted."""
     for offset, magic, name in _MAGIC:
         lead = _LEAD.get(name, b"")
         if data[offset : offset + len(magic)] == magic and data.startswith(lead):
@@ -133,7 +133,9 @@ async def _start(argv: list[str], setting: str, **kwargs: Any) -> asyncio.subpro
         # Its own process group, so a timeout also ends whatever the program started.
         return await asyncio.create_subprocess_exec(*argv, process_group=0, **kwargs)
     except (FileNotFoundError, PermissionError):
-        raise UserError(f"{setting} program {argv[0]!r} cannot be run; install it or fix {setting} in the config.") from None
+        raise UserError(
+            f"{setting} program {argv[0]!r} cannot be run; install it or fix {setting} in the config."
+        ) from None
 
 
 async def _end(process: asyncio.subprocess.Process) -> None:
@@ -157,8 +159,11 @@ class CommandSolver(_Solver):
 
     async def _solve(self, image: bytes, fmt: str) -> str:
         process = await _start(
-            self.argv, "captcha.command",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            self.argv,
+            "captcha.command",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         try:
             out, err = await process.communicate(image)

@@ -46,8 +46,18 @@ from daemon.wire import tls_context
 
 T = TypeVar("T")
 __all__ = [
-    "BrokerClient", "EphoenixClient", "HttpPool", "Instrument", "LoginLock", "NoLoginLock", "OrderAccepted",
-    "OrderParams", "broker_time", "normalise_order", "parse_holdings", "parse_instrument",
+    "BrokerClient",
+    "EphoenixClient",
+    "HttpPool",
+    "Instrument",
+    "LoginLock",
+    "NoLoginLock",
+    "OrderAccepted",
+    "OrderParams",
+    "broker_time",
+    "normalise_order",
+    "parse_holdings",
+    "parse_instrument",
 ]
 
 
@@ -107,12 +117,20 @@ class OrderParams:
     fee: int
 
     def to_cache(self) -> dict[str, Any]:
-        return {"isin": self.isin, "side": self.side, "price": self.price, "volume": self.volume,
-                "amount": self.amount, "fee": self.fee}
+        return {
+            "isin": self.isin,
+            "side": self.side,
+            "price": self.price,
+            "volume": self.volume,
+            "amount": self.amount,
+            "fee": self.fee,
+        }
 
     @classmethod
     def from_cache(cls, data: dict[str, Any]) -> OrderParams:
-        return cls(data["isin"], data["side"], int(data["price"]), int(data["volume"]), int(data["amount"]), int(data["fee"]))
+        return cls(
+            data["isin"], data["side"], int(data["price"]), int(data["volume"]), int(data["amount"]), int(data["fee"])
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,12 +259,16 @@ class BrokerClient:
                 self.log.info("captcha.unsolved", attempt=attempt, reason=str(exc))
                 continue
             if answer.outcome == "wrong_credentials":
-                raise AuthError(f"account {self.account.name}: the broker refused the username or password; fix them in the config.")
+                raise AuthError(
+                    f"account {self.account.name}: the broker refused the username or password; fix them in the config."
+                )
             if answer.outcome == "wrong_captcha":
                 self.log.info("captcha.wrong", attempt=attempt)
                 continue
             if answer.outcome != "ok" or not answer.token:
-                raise BrokerError(f"account {self.account.name}: login failed with code {answer.code}: {answer.message}")
+                raise BrokerError(
+                    f"account {self.account.name}: login failed with code {answer.code}: {answer.message}"
+                )
             register_secret(answer.token, slot=token_slot(self.username, self.broker))
             return await self._store_token(answer.token, answer.expire_in_s)
         raise CaptchaError(f"account {self.account.name}: {attempts} captcha attempts failed.")
@@ -274,7 +296,12 @@ class BrokerClient:
         await self._cache.save_token(self.username, self.broker, token, valid_until, obtained_at=now.isoformat())
         metrics.token_expiry(self.account.name, valid_until)
         self.log.info("login.ok", valid_until=valid_until.isoformat())
-        return {"token": token, "username": self.username, "broker_code": self.broker, "expires_at": valid_until.isoformat()}
+        return {
+            "token": token,
+            "username": self.username,
+            "broker_code": self.broker,
+            "expires_at": valid_until.isoformat(),
+        }
 
     def _throttled(self, retry_after_s: float | None, why: str) -> NoReturn:
         seconds = retry_after_s or self._config.captcha.cooldown_s
@@ -364,7 +391,9 @@ class BrokerClient:
         await self._cache.save_holdings(self.username, self.broker, isin, holding.to_cache())
         return holding.volume
 
-    async def order_params(self, order: OrderSettings, amount: int | None = None, use_cache: bool = True) -> OrderParams:
+    async def order_params(
+        self, order: OrderSettings, amount: int | None = None, use_cache: bool = True
+    ) -> OrderParams:
         """Price and volume for `order`, computed locally; `amount` is this order's part of the buying power."""
         if use_cache and (cached := await self._cache.get_order_params(self.username, self.broker, order.isin)):
             try:
@@ -386,7 +415,9 @@ class BrokerClient:
                 amount = int((await self.buying_power(use_cache=use_cache)).amount)
             volume = order.volume if order.volume != "auto" else buy_volume(amount, price, fees.buy, instrument.limits)
             fee_rate = fees.buy
-        params = OrderParams(order.isin, order.side, price, int(volume), int(amount), order_fee(int(volume), price, fee_rate))
+        params = OrderParams(
+            order.isin, order.side, price, int(volume), int(amount), order_fee(int(volume), price, fee_rate)
+        )
         await self._cache.save_order_params(self.username, self.broker, order.isin, params.to_cache())
         return params
 
@@ -405,8 +436,9 @@ class BrokerClient:
         if answer.verdict is not Verdict.ACCEPTED:
             raise OrderRejected(answer.code if answer.code is not None else -1, answer.message)
         body = answer.raw
-        return OrderAccepted(body if isinstance(body, dict) else {"result": body}, answer.serial_number,
-                             answer.tracking_number)
+        return OrderAccepted(
+            body if isinstance(body, dict) else {"result": body}, answer.serial_number, answer.tracking_number
+        )
 
     async def open_orders(self) -> list[BrokerOrder]:
         """The account's open orders (typed, and mappings over the normalised rows `normalise_order` gives).

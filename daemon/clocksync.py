@@ -54,6 +54,7 @@ class ClockSyncError(Exception):
 
 # ---------------------------------------------------------------- samples and estimates (pure)
 
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One server reading (epoch seconds) and the local wall times its request left and its answer came."""
@@ -142,8 +143,9 @@ def _best_split(after: list[bool]) -> int:
     return min(max(k, 1), len(after) - 1)
 
 
-def estimate_from_ticks(observations: Sequence[TickObservation], samples: int = 0,
-                        source: str = "date") -> OffsetEstimate:
+def estimate_from_ticks(
+    observations: Sequence[TickObservation], samples: int = 0, source: str = "date"
+) -> OffsetEstimate:
     """Median offset of the sharpest tick observations (a coarse first bracket stops voting once finer ones exist)."""
     if not observations:
         raise ClockSyncError(f"no tick of the broker's second was observed in {samples} {source} readings")
@@ -222,6 +224,7 @@ def parse_timestamp(body: Any, field: str = "timestamp") -> float:
 
 # ---------------------------------------------------------------- from the broker's clock to a local deadline (pure)
 
+
 @dataclass(frozen=True, slots=True)
 class ClockReference:
     """The wall and monotonic clocks read at one instant, to carry wall-clock plans onto the monotonic clock."""
@@ -255,9 +258,14 @@ def monotonic_deadline_ns(open_at: datetime, estimate: OffsetEstimate, reference
     return reference.monotonic_of(local_wall_ns)
 
 
-
-async def wait_until_monotonic(deadline_ns: int, clock: Clock, loop: asyncio.AbstractEventLoop | None = None, *,
-                               spin_s: float = 0.002, max_spin_s: float = 0.02) -> int:
+async def wait_until_monotonic(
+    deadline_ns: int,
+    clock: Clock,
+    loop: asyncio.AbstractEventLoop | None = None,
+    *,
+    spin_s: float = 0.002,
+    max_spin_s: float = 0.02,
+) -> int:
     """Sleep on the event loop until `spin_s` before the deadline, then spin on the clock to hit it.
 
     Returns the clock's monotonic ns when it stopped: at or just past the deadline, at once if the
@@ -280,6 +288,7 @@ async def wait_until_monotonic(deadline_ns: int, clock: Clock, loop: asyncio.Abs
 
 
 # ---------------------------------------------------------------- sampling (I/O)
+
 
 async def _take(probe: Probe, clock: Clock, ref: ClockReference) -> Sample:
     send = clock.monotonic_ns()
@@ -327,10 +336,19 @@ class _Sampler:
         await asyncio.gather(*tasks)
 
 
-async def sample_date_ticks(probe: Probe, clock: Clock, *, ticks: int = 3, coarse_spacing_s: float = 0.05,
-                            fine_spacing_s: float = 0.004, margin_s: float = 0.01, max_in_flight: int = 8,
-                            max_probes_per_tick: int = 24, timeout_s: float = 2.0,
-                            sleep: Sleep = asyncio.sleep) -> list[Sample]:
+async def sample_date_ticks(
+    probe: Probe,
+    clock: Clock,
+    *,
+    ticks: int = 3,
+    coarse_spacing_s: float = 0.05,
+    fine_spacing_s: float = 0.004,
+    margin_s: float = 0.01,
+    max_in_flight: int = 8,
+    max_probes_per_tick: int = 24,
+    timeout_s: float = 2.0,
+    sleep: Sleep = asyncio.sleep,
+) -> list[Sample]:
     """Whole-second readings taken where they bracket the broker's ticks (about `ticks` + 2 seconds).
 
     Warm-up: `max_in_flight` concurrent probes (opens the probe's connections, measures the round
@@ -356,8 +374,15 @@ async def sample_date_ticks(probe: Probe, clock: Clock, *, ticks: int = 3, coars
     return sampler.samples
 
 
-async def sample_readings(probe: Probe, clock: Clock, *, count: int = 7, spacing_s: float = 0.05,
-                          timeout_s: float = 2.0, sleep: Sleep = asyncio.sleep) -> list[Sample]:
+async def sample_readings(
+    probe: Probe,
+    clock: Clock,
+    *,
+    count: int = 7,
+    spacing_s: float = 0.05,
+    timeout_s: float = 2.0,
+    sleep: Sleep = asyncio.sleep,
+) -> list[Sample]:
     """`count` readings one after another, `spacing_s` apart (for fractional timestamps)."""
     sampler = _Sampler(probe, clock, 1, timeout_s, sleep)
     start = sampler.now_wall_ns()
@@ -375,8 +400,14 @@ async def measure_timestamp_offset(probe: Probe, clock: Clock, **options: Any) -
     return estimate_from_timestamps(await sample_readings(probe, clock, **options))
 
 
-def wire_probe(connections: Sequence[WireConnection], request: bytes, source: Literal["date", "timestamp"] = "date",
-               *, field: str = "timestamp", timeout_s: float = 2.0) -> Probe:
+def wire_probe(
+    connections: Sequence[WireConnection],
+    request: bytes,
+    source: Literal["date", "timestamp"] = "date",
+    *,
+    field: str = "timestamp",
+    timeout_s: float = 2.0,
+) -> Probe:
     """A probe over pre-opened connections (one probe in flight per connection) reading `Date` or `field`.
 
     Its times are the write and the first byte of the answer, free of event-loop wake-up delays (so
@@ -408,6 +439,7 @@ def wire_probe(connections: Sequence[WireConnection], request: bytes, source: Li
 
 # ---------------------------------------------------------------- NTP
 
+
 class _NtpProtocol(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.answers: asyncio.Queue[bytes | OSError] = asyncio.Queue()
@@ -420,8 +452,16 @@ class _NtpProtocol(asyncio.DatagramProtocol):
             self.answers.put_nowait(exc)  # e.g. ICMP port unreachable: nobody serves NTP there
 
 
-async def sample_ntp(server: str, clock: Clock, *, port: int = 123, count: int = 5, spacing_s: float = 0.2,
-                     timeout_s: float = 2.0, sleep: Sleep = asyncio.sleep) -> list[Sample]:
+async def sample_ntp(
+    server: str,
+    clock: Clock,
+    *,
+    port: int = 123,
+    count: int = 5,
+    spacing_s: float = 0.2,
+    timeout_s: float = 2.0,
+    sleep: Sleep = asyncio.sleep,
+) -> list[Sample]:
     """`count` NTP exchanges with `server`; each sample is (t1, t4, (t2 + t3) / 2), the classic offset."""
     loop = asyncio.get_running_loop()
     ref = ClockReference.take(clock)

@@ -73,8 +73,15 @@ async def _stats(args: argparse.Namespace) -> int:
         return 0
     rows = [
         [
-            name, s["entries"], s["valid"], s["expired"], s["hits"], s["misses"],
-            None if s["hit_rate"] is None else f"{s['hit_rate']:.1%}", s["bytes"], _when(s["soonest_expiry"], tz),
+            name,
+            s["entries"],
+            s["valid"],
+            s["expired"],
+            s["hits"],
+            s["misses"],
+            None if s["hit_rate"] is None else f"{s['hit_rate']:.1%}",
+            s["bytes"],
+            _when(s["soonest_expiry"], tz),
         ]
         for name, s in stats.items()
     ]
@@ -129,7 +136,10 @@ async def _list(args: argparse.Namespace) -> int:
     elif not infos:
         sys.stdout.write(f"No {ctype.name} entries in {cache.location}.\n")
     else:
-        rows = [[i.key, _when(i.created_at, tz), _when(i.expires_at, tz), "yes" if i.valid else "no", i.bytes] for i in infos]
+        rows = [
+            [i.key, _when(i.created_at, tz), _when(i.expires_at, tz), "yes" if i.valid else "no", i.bytes]
+            for i in infos
+        ]
         print_table(["key", "created", "expires", "valid", "bytes"], rows)
     return 0
 
@@ -150,8 +160,12 @@ async def _show(args: argparse.Namespace) -> int:
         _print_shown(orjson.dumps(info.to_dict(), option=orjson.OPT_INDENT_2).decode(), args.reveal)
         return 0
     rows: list[list[Any]] = [
-        ["type", info.type], ["key", info.key], ["created", _when(info.created_at, tz)],
-        ["expires", _when(info.expires_at, tz)], ["valid", "yes" if info.valid else "no"], ["bytes", info.bytes],
+        ["type", info.type],
+        ["key", info.key],
+        ["created", _when(info.created_at, tz)],
+        ["expires", _when(info.expires_at, tz)],
+        ["valid", "yes" if info.valid else "no"],
+        ["bytes", info.bytes],
     ]
     rows += [[name, value] for name, value in info.identity.items()]
     rows += [[f"data.{name}", _cell(value)] for name, value in (info.data or {}).items()]

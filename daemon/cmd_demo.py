@@ -16,8 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="a whole open against the embedded simulator (no broker account needed)")
     add_common(parser)
     parser.add_argument("--accounts", type=int, default=20, help="simulated accounts over three brokers (default 20)")
-    parser.add_argument("--skew-ms", type=float, default=1500.0, help="how far the simulated broker's clock is off (default 1500)")
-    parser.add_argument("--dir", type=Path, help="keep the demo's cache, journal and config here (default: a temporary folder)")
+    parser.add_argument(
+        "--skew-ms", type=float, default=1500.0, help="how far the simulated broker's clock is off (default 1500)"
+    )
+    parser.add_argument(
+        "--dir", type=Path, help="keep the demo's cache, journal and config here (default: a temporary folder)"
+    )
     parser.set_defaults(afunc=run)
 
 
@@ -25,24 +29,49 @@ async def run(args: argparse.Namespace) -> int:
     if not 1 <= args.accounts <= 2000:
         raise UserError("--accounts must be between 1 and 2000.")
     if not args.json:
-        print(f"Starting a simulated broker on 127.0.0.1 with {args.accounts} accounts; its clock is "
-              f"{args.skew_ms:+.0f} ms off. Logging in (captchas read by OCR), warming up, then the open...", flush=True)
+        print(
+            f"Starting a simulated broker on 127.0.0.1 with {args.accounts} accounts; its clock is "
+            f"{args.skew_ms:+.0f} ms off. Logging in (captchas read by OCR), warming up, then the open...",
+            flush=True,
+        )
     result = await run_demo(SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir)
     summary = result.summary()
     if args.json:
-        print_json({"summary": summary, "orders": [r.to_dict() for r in result.rows],
-                    "warmup": [w.to_dict() for w in result.warmup]})
+        print_json(
+            {
+                "summary": summary,
+                "orders": [r.to_dict() for r in result.rows],
+                "warmup": [w.to_dict() for w in result.warmup],
+            }
+        )
         return 0 if result.ok else 1
     print()
-    print_table(["account", "broker", "price", "volume", "first send vs open (ms)", "answer after open (ms)", "attempts", "result"],
-                [[r.account, r.broker, r.price, r.volume, r.first_send_ms, r.first_answer_ms, r.attempts, r.result]
-                 for r in result.rows])
+    print_table(
+        [
+            "account",
+            "broker",
+            "price",
+            "volume",
+            "first send vs open (ms)",
+            "answer after open (ms)",
+            "attempts",
+            "result",
+        ],
+        [
+            [r.account, r.broker, r.price, r.volume, r.first_send_ms, r.first_answer_ms, r.attempts, r.result]
+            for r in result.rows
+        ],
+    )
     print()
     print(f"{summary['accepted']} of {summary['orders']} orders accepted.")
     if summary["measured_offset_ms"] is not None:
-        print(f"Broker clock: off by {summary['broker_skew_ms']:+.0f} ms, measured {summary['measured_offset_ms']:+.1f} ms "
-              f"(error {summary['offset_error_ms']:.1f} ms).")
+        print(
+            f"Broker clock: off by {summary['broker_skew_ms']:+.0f} ms, measured {summary['measured_offset_ms']:+.1f} ms "
+            f"(error {summary['offset_error_ms']:.1f} ms)."
+        )
     if summary["arrival_after_open_ms"]:
         a = summary["arrival_after_open_ms"]
-        print(f"First orders reached the broker {a['min']:.2f} to {a['max']:.2f} ms after the open (median {a['p50']:.2f} ms).")
+        print(
+            f"First orders reached the broker {a['min']:.2f} to {a['max']:.2f} ms after the open (median {a['p50']:.2f} ms)."
+        )
     return 0 if result.ok else 1

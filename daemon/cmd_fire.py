@@ -22,10 +22,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("fire", help="send every account's order at the open (or --at / --now), once")
     add_common(parser)
     when = parser.add_mutually_exclusive_group()
-    when.add_argument("--at", metavar="HH:MM:SS.fff", help="the open instant today, on the broker's clock (exchange time zone)")
+    when.add_argument(
+        "--at", metavar="HH:MM:SS.fff", help="the open instant today, on the broker's clock (exchange time zone)"
+    )
     when.add_argument("--now", action="store_true", help="fire as soon as the plans are armed")
     parser.add_argument("--accounts", nargs="+", metavar="NAME", help="only these accounts (default: all enabled)")
-    parser.add_argument("--dry-run", action="store_true", help="build and print the plans and the clock estimate; send nothing")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="build and print the plans and the clock estimate; send nothing"
+    )
     parser.set_defaults(afunc=run)
 
 
@@ -42,8 +46,10 @@ def open_instant(config: Config, at: str | None, now: datetime) -> datetime:
         moment = config.schedule.open
     instant = datetime.combine(local_now.date(), moment, tzinfo=config.tz)
     if instant + timedelta(seconds=config.schedule.window_s) <= local_now:
-        raise UserError(f"the fire window of the open {instant:%H:%M:%S} {config.timezone} has closed today; "
-                        f"use --at with a later time or --now.")
+        raise UserError(
+            f"the fire window of the open {instant:%H:%M:%S} {config.timezone} has closed today; "
+            f"use --at with a later time or --now."
+        )
     return instant
 
 
@@ -79,14 +85,18 @@ def print_summary(journal: Journal, accounts: set[str], as_json: bool) -> int:
     rows = [r for r in summarize(journal.records()) if r.account in accounts]
     problem = None
     if journal.write_failures:
-        problem = (f"the journal {journal.path} could not be written {journal.write_failures} time(s)"
-                   + (f"; {journal.unwritten} line(s) are still not on disk" if journal.unwritten else "")
-                   + ": a restart today could not rely on it.")
+        problem = (
+            f"the journal {journal.path} could not be written {journal.write_failures} time(s)"
+            + (f"; {journal.unwritten} line(s) are still not on disk" if journal.unwritten else "")
+            + ": a restart today could not rely on it."
+        )
     if as_json:
         print_json({"orders": [r.to_dict() for r in rows], "journal_problem": problem})
     else:
-        print_table(["account", "symbol", "side", "volume", "first send vs open (ms)", "attempts", "code", "result"],
-                    [[r.account, r.isin, r.side, r.volume, r.first_send_ms, r.attempts, r.code, r.result] for r in rows])
+        print_table(
+            ["account", "symbol", "side", "volume", "first send vs open (ms)", "attempts", "code", "result"],
+            [[r.account, r.isin, r.side, r.volume, r.first_send_ms, r.attempts, r.code, r.result] for r in rows],
+        )
         counts = Counter(r.state for r in rows)
         print("\n" + ", ".join(f"{n} {state}" for state, n in counts.most_common()) + f" of {len(rows)} orders.")
         if problem:
@@ -96,16 +106,43 @@ def print_summary(journal: Journal, accounts: set[str], as_json: bool) -> int:
 
 def _print_dry_run(executor: Executor, as_json: bool) -> int:
     """Every selected order: the armed plans, and the ones not ready with their reason; 1 when any is not."""
-    plans = [{"account": p.account, "broker": p.broker, "isin": p.isin, "side": p.side, "price": p.price,
-              "volume": p.volume, "slot": p.slot, "send_vs_open_ms": round((p.send_at_ns - p.open_monotonic_ns) / 1e6, 3),
-              "status": "ready"}
-             for p in executor.plans]
-    plans += [{"account": s.account, "broker": None, "isin": s.isin, "side": s.side, "price": None, "volume": None,
-               "slot": None, "send_vs_open_ms": None, "status": ("done: " if s.done else "not ready: ")
-               + s.reason.removeprefix("not ready: ")}
-              for s in executor.skipped]
-    clocks = {b: {"offset_ms": round(c.estimate.offset_s * 1000, 3), "uncertainty_ms": round(c.estimate.uncertainty_s * 1000, 3),
-                  "rtt_ms": round(c.rtt_ns / 1e6, 3), "source": c.estimate.source} for b, c in executor.clocks.items()}
+    plans = [
+        {
+            "account": p.account,
+            "broker": p.broker,
+            "isin": p.isin,
+            "side": p.side,
+            "price": p.price,
+            "volume": p.volume,
+            "slot": p.slot,
+            "send_vs_open_ms": round((p.send_at_ns - p.open_monotonic_ns) / 1e6, 3),
+            "status": "ready",
+        }
+        for p in executor.plans
+    ]
+    plans += [
+        {
+            "account": s.account,
+            "broker": None,
+            "isin": s.isin,
+            "side": s.side,
+            "price": None,
+            "volume": None,
+            "slot": None,
+            "send_vs_open_ms": None,
+            "status": ("done: " if s.done else "not ready: ") + s.reason.removeprefix("not ready: "),
+        }
+        for s in executor.skipped
+    ]
+    clocks = {
+        b: {
+            "offset_ms": round(c.estimate.offset_s * 1000, 3),
+            "uncertainty_ms": round(c.estimate.uncertainty_s * 1000, 3),
+            "rtt_ms": round(c.rtt_ns / 1e6, 3),
+            "source": c.estimate.source,
+        }
+        for b, c in executor.clocks.items()
+    }
     unready = sum(1 for p in plans if str(p["status"]).startswith("not ready"))
     code = 1 if unready or not plans else 0
     if as_json:
@@ -113,7 +150,9 @@ def _print_dry_run(executor: Executor, as_json: bool) -> int:
         return code
     print_table(list(plans[0]) if plans else ["account"], [list(p.values()) for p in plans])
     print()
-    print_table(["broker", "offset (ms)", "uncertainty (ms)", "round trip (ms)", "source"],
-                [[b, c["offset_ms"], c["uncertainty_ms"], c["rtt_ms"], c["source"]] for b, c in clocks.items()])
+    print_table(
+        ["broker", "offset (ms)", "uncertainty (ms)", "round trip (ms)", "source"],
+        [[b, c["offset_ms"], c["uncertainty_ms"], c["rtt_ms"], c["source"]] for b, c in clocks.items()],
+    )
     print(f"\ndry run: nothing was sent; {len(plans) - unready} of {len(plans)} orders ready.")
     return code

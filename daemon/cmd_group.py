@@ -24,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 async def run(args: argparse.Namespace, clock: SystemClock | None = None) -> int:
     config = load_config(args.config)
     if config.cache.backend != "redis":
-        raise UserError("group shows leases kept in Redis; set cache.backend: redis and cache.redis_url (and group.enabled).")
+        raise UserError(
+            "group shows leases kept in Redis; set cache.backend: redis and cache.redis_url (and group.enabled)."
+        )
     clock = clock or SystemClock()
     url = str(config.cache.redis_url)
     client = connect(url)
@@ -43,19 +45,32 @@ async def run(args: argparse.Namespace, clock: SystemClock | None = None) -> int
         return None if seconds is None else (now + timedelta(seconds=seconds)).strftime("%H:%M:%S")
 
     if args.json:
-        print_json({
-            "members": [{**asdict(m), "leases": held[m.id]} for m in members],
-            "leases": [{**lease.to_dict(), "expires_at": until(lease.expires_in_s)} for lease in leases],
-        })
+        print_json(
+            {
+                "members": [{**asdict(m), "leases": held[m.id]} for m in members],
+                "leases": [{**lease.to_dict(), "expires_at": until(lease.expires_in_s)} for lease in leases],
+            }
+        )
         return 0
     if members:
-        print_table(["member", "host", "pid", "host group", "leases"],
-                    [[m.id, m.host, m.pid, m.host_group, held[m.id]] for m in members])
+        print_table(
+            ["member", "host", "pid", "host group", "leases"],
+            [[m.id, m.host, m.pid, m.host_group, held[m.id]] for m in members],
+        )
     else:
         print("No live member: no `daemon run` with group.enabled is connected to this Redis.")
     print()
-    print_table(["account", "host group", "owner", "lease ends", "in (s)"],
-                [[lease.account, lease.host_group, lease.owner or "(none)", until(lease.expires_in_s),
-                  None if lease.expires_in_s is None else round(lease.expires_in_s, 1)] for lease in leases])
+    print_table(
+        ["account", "host group", "owner", "lease ends", "in (s)"],
+        [
+            [
+                lease.account,
+                lease.host_group,
+                lease.owner or "(none)",
+                until(lease.expires_in_s),
+                None if lease.expires_in_s is None else round(lease.expires_in_s, 1),
+            ]
+            for lease in leases
+        ],
+    )
     return 0
-

@@ -14,7 +14,18 @@ from daemon.journal import journal_path, read_journal
 from daemon.output import print_json, print_table
 from daemon.report import summarize, window_info
 
-HEADERS = ["account", "broker", "symbol", "side", "price", "volume", "first send vs open (ms)", "attempts", "answer", "result"]
+HEADERS = [
+    "account",
+    "broker",
+    "symbol",
+    "side",
+    "price",
+    "volume",
+    "first send vs open (ms)",
+    "attempts",
+    "answer",
+    "result",
+]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,20 +40,29 @@ def run(args: argparse.Namespace, clock: SystemClock | None = None) -> int:
     day = _day(args.date, config, clock or SystemClock())
     records = read_journal(config.state_dir, day)
     if not records:
-        raise UserError(f"no journal for {day} in {journal_path(config.state_dir, day).parent}; check --date and state_dir.")
+        raise UserError(
+            f"no journal for {day} in {journal_path(config.state_dir, day).parent}; check --date and state_dir."
+        )
     rows = summarize(records)
     window = window_info(records)
     if args.json:
         print_json({"date": day.isoformat(), "window": window, "orders": [r.to_dict() for r in rows]})
         return 0
-    print_table(HEADERS, [[r.account, r.broker, r.isin, r.side, r.price, r.volume, r.first_send_ms, r.attempts, r.code, r.result]
-                          for r in rows])
+    print_table(
+        HEADERS,
+        [
+            [r.account, r.broker, r.isin, r.side, r.price, r.volume, r.first_send_ms, r.attempts, r.code, r.result]
+            for r in rows
+        ],
+    )
     accepted = sum(r.accepted for r in rows)
     others = Counter(r.state for r in rows if not r.accepted)
     detail = "".join(f", {n} {state}" for state, n in others.most_common())
     print(f"\n{accepted} of {len(rows)} orders accepted on {day}{detail}.")
     if window:
-        print(f"clock offset {window.get('offset_ms')} ms (+- {window.get('uncertainty_ms')} ms, {window.get('offset_source')}).")
+        print(
+            f"clock offset {window.get('offset_ms')} ms (+- {window.get('uncertainty_ms')} ms, {window.get('offset_source')})."
+        )
     return 0
 
 

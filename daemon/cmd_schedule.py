@@ -28,7 +28,13 @@ def register(subparsers: Any) -> None:
         description="List warmup, arm, open and window_end for the coming trading days, in the exchange's time and local time.",
     )
     add_common(parser)
-    parser.add_argument("--days", type=_positive, default=5, metavar="N", help=f"how many trading days to show, up to {MAX_DAYS} (default: 5)")
+    parser.add_argument(
+        "--days",
+        type=_positive,
+        default=5,
+        metavar="N",
+        help=f"how many trading days to show, up to {MAX_DAYS} (default: 5)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -38,7 +44,13 @@ def run(args: argparse.Namespace, clock: Clock | None = None, local_tz: tzinfo |
     now = (clock or SystemClock()).now()
     days = agenda(config, now, args.days)
     if getattr(args, "json", False):
-        print_json({"timezone": config.timezone, "now": _iso(now.astimezone(config.tz)), "days": [_day_json(d, local_tz) for d in days]})
+        print_json(
+            {
+                "timezone": config.timezone,
+                "now": _iso(now.astimezone(config.tz)),
+                "days": [_day_json(d, local_tz) for d in days],
+            }
+        )
         return 0
     rows: list[list[Any]] = []
     for entry in days:
@@ -47,7 +59,9 @@ def run(args: argparse.Namespace, clock: Clock | None = None, local_tz: tzinfo |
             rows.append([*head, f"closed: {entry.closed}", None, None])
         for event in entry.events:
             local = event.at.astimezone(local_tz)
-            rows.append([*head, event.kind, time_of_day(event.at), f"{local:%Y-%m-%d} {time_of_day(local)} {local.tzname()}"])
+            rows.append(
+                [*head, event.kind, time_of_day(event.at), f"{local:%Y-%m-%d} {time_of_day(local)} {local.tzname()}"]
+            )
     print_table(["date", "jalali", "day", "event", config.timezone, "local"], rows)
     return 0
 

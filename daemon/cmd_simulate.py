@@ -46,40 +46,76 @@ SNIPPET_END = "# ---- end of snippet ----"
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
-        "simulate", help="run a simulated Ephoenix broker on this machine",
+        "simulate",
+        help="run a simulated Ephoenix broker on this machine",
         description="Serve simulated Ephoenix brokers (captcha, login, orders, market data) on one port, "
-                    "print the config snippet that points the daemon at them, and run until Ctrl-C or SIGTERM.",
+        "print the config snippet that points the daemon at them, and run until Ctrl-C or SIGTERM.",
     )
     add_common(parser, json=False)
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8800, help="port to listen on; 0 picks a free one (default: 8800)")
-    parser.add_argument("--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)")
-    parser.add_argument("--brokers", default=",".join(DEFAULT_BROKERS), metavar="CODE[:PLATFORM],...",
-                        help="broker codes, comma-separated, each on a platform (default platform: ephoenix; "
-                             f"known: {', '.join(platform_names())}); default: gs,shahr,bbi")
-    parser.add_argument("--open-at", metavar="HH:MM:SS[.fff]",
-                        help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
-                             "(default: 5 seconds after start, rounded up to the second)")
-    parser.add_argument("--skew-ms", type=float, default=0.0, help="simulator clock minus host clock, in ms (default: 0)")
-    parser.add_argument("--fault", action="append", default=[], metavar="ROUTE[@BROKER]:OPTION[,OPTION...]",
-                        help="latency or failure injection, repeatable; e.g. new_order:delay_ms=20,jitter_ms=5 "
-                             "or login:status=503,rate=0.1 (kinds: status=N html malformed truncated drop no_image; "
-                             "after = answer lost after processing)")
+    parser.add_argument(
+        "--accounts", type=int, default=3, help="simulated accounts, spread over the brokers (default: 3)"
+    )
+    parser.add_argument(
+        "--brokers",
+        default=",".join(DEFAULT_BROKERS),
+        metavar="CODE[:PLATFORM],...",
+        help="broker codes, comma-separated, each on a platform (default platform: ephoenix; "
+        f"known: {', '.join(platform_names())}); default: gs,shahr,bbi",
+    )
+    parser.add_argument(
+        "--open-at",
+        metavar="HH:MM:SS[.fff]",
+        help="when NewOrder starts accepting, Asia/Tehran time today on the simulator clock "
+        "(default: 5 seconds after start, rounded up to the second)",
+    )
+    parser.add_argument(
+        "--skew-ms", type=float, default=0.0, help="simulator clock minus host clock, in ms (default: 0)"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ROUTE[@BROKER]:OPTION[,OPTION...]",
+        help="latency or failure injection, repeatable; e.g. new_order:delay_ms=20,jitter_ms=5 "
+        "or login:status=503,rate=0.1 (kinds: status=N html malformed truncated drop no_image; "
+        "after = answer lost after processing)",
+    )
     parser.add_argument("--request-log", type=Path, metavar="FILE", help="append every request as a JSON line to FILE")
     rules = parser.add_argument_group("broker behaviour")
-    rules.add_argument("--login-limit", default="150/60", metavar="CALLS/SECONDS",
-                       help="captcha+login calls one broker takes in a window before HTTP 429 (default: 150/60)")
+    rules.add_argument(
+        "--login-limit",
+        default="150/60",
+        metavar="CALLS/SECONDS",
+        help="captcha+login calls one broker takes in a window before HTTP 429 (default: 150/60)",
+    )
     rules.add_argument("--login-cooldown-s", type=float, default=420.0, help="how long the 429s last (default: 420)")
     rules.add_argument("--retry-after", action="store_true", help="send Retry-After with each 429")
-    rules.add_argument("--spacing-ms", type=float, default=300.0, help="least time between an account's orders (default: 300)")
+    rules.add_argument(
+        "--spacing-ms", type=float, default=300.0, help="least time between an account's orders (default: 300)"
+    )
     rules.add_argument("--spacing-per-isin", action="store_true", help="count the spacing per account and ISIN")
-    rules.add_argument("--order-response", choices=("flat", "nested"), default="flat",
-                       help="accepted NewOrder shape: flat (errorCode 0, ids at the top) or nested (ids under result)")
-    rules.add_argument("--rejection-status", type=int, choices=(200, 400), default=200,
-                       help="HTTP status of a refused order (default: 200)")
-    rules.add_argument("--min-order-value", type=int, default=5_000_000, help="smallest order value in rial (default: 5000000)")
+    rules.add_argument(
+        "--order-response",
+        choices=("flat", "nested"),
+        default="flat",
+        help="accepted NewOrder shape: flat (errorCode 0, ids at the top) or nested (ids under result)",
+    )
+    rules.add_argument(
+        "--rejection-status",
+        type=int,
+        choices=(200, 400),
+        default=200,
+        help="HTTP status of a refused order (default: 200)",
+    )
+    rules.add_argument(
+        "--min-order-value", type=int, default=5_000_000, help="smallest order value in rial (default: 5000000)"
+    )
     rules.add_argument("--token-ttl-s", type=int, default=3600, help="token lifetime in seconds (default: 3600)")
-    parser.add_argument("--password", default=DEFAULT_PASSWORD, help="the simulated accounts' password (default: sim-pass)")
+    parser.add_argument(
+        "--password", default=DEFAULT_PASSWORD, help="the simulated accounts' password (default: sim-pass)"
+    )
     parser.add_argument("--seed", type=int, help="make captchas, serial numbers and fault draws repeatable")
     parser.set_defaults(afunc=run)
 
@@ -113,11 +149,15 @@ def parse_brokers(text: str) -> list[tuple[str, str]]:
         pairs.append((code.strip(), on.strip() or DEFAULT_PLATFORM))
     bad = [code for code, _ in pairs if not _BROKER.match(code) or code in reserved_names()]
     if not pairs or bad:
-        raise UserError(f"--brokers {text!r} must list broker codes in lowercase letters and digits, like gs,shahr,bbi.")
+        raise UserError(
+            f"--brokers {text!r} must list broker codes in lowercase letters and digits, like gs,shahr,bbi."
+        )
     unknown = sorted({on for _, on in pairs if on not in platform_names()})
     if unknown:
-        raise UserError(f"--brokers {text!r} names platform {unknown[0]!r}, which the simulator does not have; "
-                        f"use one of {', '.join(platform_names())}.")
+        raise UserError(
+            f"--brokers {text!r} names platform {unknown[0]!r}, which the simulator does not have; "
+            f"use one of {', '.join(platform_names())}."
+        )
     return pairs
 
 
@@ -128,16 +168,24 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
     if not 0 <= args.port <= 65535:
         raise UserError(f"--port {args.port} is not a port number (0-65535).")
     settings = SimSettings(
-        rules=OrderRules(spacing_ms=args.spacing_ms, spacing_scope="account_isin" if args.spacing_per_isin else "account",
-                         min_order_value=args.min_order_value),
+        rules=OrderRules(
+            spacing_ms=args.spacing_ms,
+            spacing_scope="account_isin" if args.spacing_per_isin else "account",
+            min_order_value=args.min_order_value,
+        ),
         login_limit=_login_limit(args.login_limit, args.login_cooldown_s, args.retry_after),
-        token_ttl_s=args.token_ttl_s, order_response=args.order_response, rejection_status=args.rejection_status,
-        skew_ms=args.skew_ms, seed=args.seed, request_log_path=args.request_log,
+        token_ttl_s=args.token_ttl_s,
+        order_response=args.order_response,
+        rejection_status=args.rejection_status,
+        skew_ms=args.skew_ms,
+        seed=args.seed,
+        request_log_path=args.request_log,
     )
     if args.spacing_ms < 0 or args.token_ttl_s <= 0:
         raise UserError("--spacing-ms must be 0 or more and --token-ttl-s more than 0.")
-    sim = Simulator.default(accounts=args.accounts, brokers=brokers, settings=settings, clock=SystemClock(),
-                            password=args.password)
+    sim = Simulator.default(
+        accounts=args.accounts, brokers=brokers, settings=settings, clock=SystemClock(), password=args.password
+    )
     for text in args.fault:
         try:
             sim.add_fault(text)
@@ -151,8 +199,12 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
 def _login_limit(text: str, cooldown_s: float, retry_after: bool) -> LimiterSettings:
     match = _LIMIT.match(text.strip())
     if not match or int(match[1]) < 1 or float(match[2]) <= 0 or cooldown_s < 0:
-        raise UserError(f"--login-limit {text!r} must be CALLS/SECONDS like 150/60, and --login-cooldown-s not negative.")
-    return LimiterSettings(window_s=float(match[2]), max_calls=int(match[1]), cooldown_s=cooldown_s, retry_after=retry_after)
+        raise UserError(
+            f"--login-limit {text!r} must be CALLS/SECONDS like 150/60, and --login-cooldown-s not negative."
+        )
+    return LimiterSettings(
+        window_s=float(match[2]), max_calls=int(match[1]), cooldown_s=cooldown_s, retry_after=retry_after
+    )
 
 
 async def run(args: argparse.Namespace) -> int:
@@ -241,8 +293,10 @@ def _announce(sim: Simulator, host: str) -> None:
     lines = [f"Simulated {which} at {sim.base_url} (bound to {host}: {reach})."]
     if open_at is not None:
         wall = open_at.astimezone(TEHRAN).isoformat(timespec="milliseconds")[11:23]
-        lines.append(f"The market opens at {wall} Asia/Tehran on the simulator clock "
-                     f"(skew {sim.settings.skew_ms:+g} ms); NewOrder answers 1017 before that.")
+        lines.append(
+            f"The market opens at {wall} Asia/Tehran on the simulator clock "
+            f"(skew {sim.settings.skew_ms:+g} ms); NewOrder answers 1017 before that."
+        )
     lines.append("Before starting the daemon, export the simulated accounts' password:")
     lines += [f"  export {name}={shlex.quote(value)}" for name, value in snippet.env.items()]
     lines += [SNIPPET_START, snippet_yaml(sim).rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]

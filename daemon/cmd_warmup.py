@@ -33,13 +33,24 @@ async def run(args: argparse.Namespace) -> int:
         rows = []
         for r in results:
             for o in r.orders or [None]:
-                rows.append([
-                    r.account, r.broker, r.token_valid_until, r.buying_power,
-                    o.symbol or o.isin if o else None, o.price if o else None, o.volume if o else None,
-                    r.error or (o.status if o else "ok"),
-                ])
-        print_table(["account", "broker", "token valid until", "buying power", "symbol", "price", "volume", "status"], rows)
+                rows.append(
+                    [
+                        r.account,
+                        r.broker,
+                        r.token_valid_until,
+                        r.buying_power,
+                        o.symbol or o.isin if o else None,
+                        o.price if o else None,
+                        o.volume if o else None,
+                        r.error or (o.status if o else "ok"),
+                    ]
+                )
+        print_table(
+            ["account", "broker", "token valid until", "buying power", "symbol", "price", "volume", "status"], rows
+        )
         print()
-        print_table(["type", "entries", "valid", "hits", "misses"],
-                    [[t, s.get("entries"), s.get("valid"), s.get("hits"), s.get("misses")] for t, s in stats.items()])
+        print_table(
+            ["type", "entries", "valid", "hits", "misses"],
+            [[t, s.get("entries"), s.get("valid"), s.get("hits"), s.get("misses")] for t, s in stats.items()],
+        )
     return 0 if all(r.ok for r in results) else 1

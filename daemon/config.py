@@ -112,9 +112,13 @@ class ScheduleSettings(_Strict):
         start = datetime.combine(day, self.warmup)
         open_at = datetime.combine(day, self.open)
         if open_at - timedelta(seconds=self.arm_before_s) <= start:
-            raise ValueError(f"arm_before_s: arming {self.arm_before_s:g} s before the open would come before warmup; shorten it")
+            raise ValueError(
+                f"arm_before_s: arming {self.arm_before_s:g} s before the open would come before warmup; shorten it"
+            )
         if (open_at + timedelta(seconds=self.window_s)).date() != day:
-            raise ValueError(f"window_s: a window of {self.window_s:g} s after the open would run past midnight; shorten it")
+            raise ValueError(
+                f"window_s: a window of {self.window_s:g} s after the open would run past midnight; shorten it"
+            )
         for day in self.open_days:
             if WEEKDAYS[day.weekday()] not in self.trading_days:
                 raise ValueError(
@@ -366,7 +370,9 @@ class AccountSettings(_Strict):
     def _text_not_number(cls, value: Any) -> Any:
         """YAML reads an unquoted 0012345678 as the number 12345678: the leading zeros are already lost."""
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            raise ValueError(f"write it in quotes (\"0{value}\" style): YAML read it as the number {value}, dropping leading zeros")
+            raise ValueError(
+                f'write it in quotes ("0{value}" style): YAML read it as the number {value}, dropping leading zeros'
+            )
         return value
 
     @model_validator(mode="after")
@@ -386,10 +392,15 @@ class AccountSettings(_Strict):
         for index, order in enumerate(self.orders):
             seen = first.setdefault((order.isin, order.side), index)
             if seen != index:
-                raise _error_at("AccountSettings", ("orders", index), (
-                    f"has the same isin and side as orders[{seen}] ({order.isin}, {order.side}); "
-                    "an account places one order per symbol and side, so remove one or merge them"
-                ), order.model_dump())
+                raise _error_at(
+                    "AccountSettings",
+                    ("orders", index),
+                    (
+                        f"has the same isin and side as orders[{seen}] ({order.isin}, {order.side}); "
+                        "an account places one order per symbol and side, so remove one or merge them"
+                    ),
+                    order.model_dump(),
+                )
         return self
 
     def resolve_password(self) -> str:
@@ -477,7 +488,9 @@ class Config(_Strict):
     @model_validator(mode="after")
     def _group_needs_redis(self) -> Config:
         if self.group.enabled and self.cache.backend != "redis":
-            raise ValueError("group.enabled needs cache.backend redis: the group's processes share leases and the cache in Redis")
+            raise ValueError(
+                "group.enabled needs cache.backend redis: the group's processes share leases and the cache in Redis"
+            )
         return self
 
     @model_validator(mode="after")
@@ -491,11 +504,16 @@ class Config(_Strict):
             # One login is one broker account: two entries would fire its orders twice and fight over its token.
             login = logins.setdefault((account.broker, account.username.strip().casefold()), index)
             if login != index:
-                raise _error_at("Config", ("accounts", index), (
-                    f"has the same broker and username as accounts[{login}] ({self.accounts[login].name!r}: "
-                    f"{account.broker}, {_shown(account.username)}); one broker login is one account, "
-                    "so remove one or merge their orders"
-                ), account.name)
+                raise _error_at(
+                    "Config",
+                    ("accounts", index),
+                    (
+                        f"has the same broker and username as accounts[{login}] ({self.accounts[login].name!r}: "
+                        f"{account.broker}, {_shown(account.username)}); one broker login is one account, "
+                        "so remove one or merge their orders"
+                    ),
+                    account.name,
+                )
             if account.broker not in self.brokers and account.broker not in KNOWN_BROKERS:
                 raise ValueError(
                     f"account {account.name!r} uses broker {account.broker!r}, which is neither a known Ephoenix broker "
@@ -537,7 +555,9 @@ class ConfigLoader(yaml.SafeLoader):
     """
 
     yaml_implicit_resolvers = {
-        first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "float", "timestamp")]
+        first: [
+            (tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[-1] not in ("int", "float", "timestamp")
+        ]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
 
@@ -549,13 +569,17 @@ ConfigLoader.add_implicit_resolver(  # PyYAML's int, less its base-60 form
 )
 ConfigLoader.add_implicit_resolver(  # PyYAML's float, less its base-60 form
     "tag:yaml.org,2002:float",
-    re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
-               r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
     list("-+0123456789."),
 )
 
 
-def resolve_config_path(explicit: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> tuple[Path, bool]:
+def resolve_config_path(
+    explicit: str | os.PathLike[str] | None, environ: dict[str, str] | None = None
+) -> tuple[Path, bool]:
     """The config path and whether the user named it (a named file must exist; the default may be absent)."""
     environ = os.environ if environ is None else environ
     if explicit:
@@ -596,11 +620,15 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         with path.open("rb") as file:
             raw = file.read(MAX_CONFIG_BYTES + 1)  # never more: /dev/zero or a wrong file must not be read whole
         if len(raw) > MAX_CONFIG_BYTES:
-            raise ConfigError(f"config file {path} is over 1 MB, and a config is a few kilobytes; "
-                              "check that --config names the right file.")
+            raise ConfigError(
+                f"config file {path} is over 1 MB, and a config is a few kilobytes; "
+                "check that --config names the right file."
+            )
         text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text would
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found; copy config.yaml.example to {path} or pass --config.") from None
+        raise ConfigError(
+            f"config file {path} not found; copy config.yaml.example to {path} or pass --config."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read ({exc.strerror}).") from None
     except UnicodeDecodeError:
@@ -614,10 +642,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"config file {path} is not valid YAML{where}; fix the syntax there.") from None
     except RecursionError:
-        raise ConfigError(f"config file {path} nests its settings too deeply to be a config; fix its structure.") from None
+        raise ConfigError(
+            f"config file {path} nests its settings too deeply to be a config; fix its structure."
+        ) from None
     except _YAML_VALUE_ERRORS:  # PyYAML's constructors: `!!int x`, `!!timestamp x`, a 5000-digit number
-        raise ConfigError(f"config file {path} holds a value that does not read as its type "
-                          "(a !!tag that does not fit, or a number too long); fix that value.") from None
+        raise ConfigError(
+            f"config file {path} holds a value that does not read as its type "
+            "(a !!tag that does not fit, or a number too long); fix that value."
+        ) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -731,8 +763,11 @@ def describe_validation_error(exc: ValidationError, source: str, overrides: list
 
 def _loc_parts(loc: tuple[Any, ...]) -> list[Any]:
     """The setting path in a pydantic error location, less the validator steps pydantic puts in it."""
-    return [part for part in loc if isinstance(part, int)
-            or not str(part).startswith(("function-", "literal[", "int", "constrained-int"))]
+    return [
+        part
+        for part in loc
+        if isinstance(part, int) or not str(part).startswith(("function-", "literal[", "int", "constrained-int"))
+    ]
 
 
 def _format_loc(loc: list[Any]) -> str:

@@ -22,18 +22,24 @@ def parse_day(value: str | date) -> date:
     if isinstance(value, date):
         year, month, day, text = value.year, value.month, value.day, value.isoformat()
     elif not isinstance(value, str):  # a number, a list, a mapping: never a day (and not worth printing whole)
-        raise ValueError(f"a {type(value).__name__} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)")
+        raise ValueError(
+            f"a {type(value).__name__} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)"
+        )
     else:
         text = value.strip()
         match = _DAY.fullmatch(text)
         if not match:
-            raise ValueError(f"{text!r} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)")
+            raise ValueError(
+                f"{text!r} is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01)"
+            )
         year, month, day = (int(part) for part in match.groups())
     if year < JALALI_YEARS_BELOW:
         try:
             return jdatetime.date(year, month, day).togregorian()
         except ValueError:
-            raise ValueError(f"{text!r} is not a real Jalali date (a year below {JALALI_YEARS_BELOW} is read as Jalali)") from None
+            raise ValueError(
+                f"{text!r} is not a real Jalali date (a year below {JALALI_YEARS_BELOW} is read as Jalali)"
+            ) from None
     try:
         return date(year, month, day)
     except ValueError:

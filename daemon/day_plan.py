@@ -34,7 +34,12 @@ class DayPlan:
     window_end: datetime
 
     def events(self) -> list[Event]:
-        return [Event("warmup", self.warmup), Event("arm", self.arm), Event("open", self.open), Event("window_end", self.window_end)]
+        return [
+            Event("warmup", self.warmup),
+            Event("arm", self.arm),
+            Event("open", self.open),
+            Event("window_end", self.window_end),
+        ]
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,9 @@ def phase_at(config: Config, now: datetime, calendar: TradingCalendar | None = N
     return Phase("after_window", day_plan(config, calendar.next_trading_day(today, include_today=False)))
 
 
-def agenda(config: Config, now: datetime, trading_days: int, calendar: TradingCalendar | None = None) -> list[AgendaDay]:
+def agenda(
+    config: Config, now: datetime, trading_days: int, calendar: TradingCalendar | None = None
+) -> list[AgendaDay]:
     """The next `trading_days` days that still have events after `now`, and every closed day among them."""
     calendar = calendar or calendar_for(config)
     days: list[AgendaDay] = []

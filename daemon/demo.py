@@ -50,7 +50,9 @@ class DemoResult:
             "orders": len(self.rows),
             "broker_skew_ms": self.skew_ms,
             "measured_offset_ms": self.measured_offset_ms,
-            "offset_error_ms": None if self.measured_offset_ms is None else round(abs(self.measured_offset_ms - self.skew_ms), 3),
+            "offset_error_ms": None
+            if self.measured_offset_ms is None
+            else round(abs(self.measured_offset_ms - self.skew_ms), 3),
             "first_send_vs_open_ms": _spread(first),
             "arrival_after_open_ms": _spread(self.arrivals_ms),
         }
@@ -64,20 +66,36 @@ def _spread(values: list[float]) -> dict[str, float] | None:
 
 
 def demo_config(sim: Simulator, workdir: Path, spacing_s: float) -> Config:
-    data = sim_config_data(sim.config_snippet().data, state_dir=workdir / "state", cache_dir=workdir / "cache",
-                           captcha={"solver": "ocr", "spacing_s": spacing_s}, executor={"final_check_s": 2.0},
-                           schedule={"window_s": 10})
+    data = sim_config_data(
+        sim.config_snippet().data,
+        state_dir=workdir / "state",
+        cache_dir=workdir / "cache",
+        captcha={"solver": "ocr", "spacing_s": spacing_s},
+        executor={"final_check_s": 2.0},
+        schedule={"window_s": 10},
+    )
     return validate_config(data, source="demo config")
 
 
-async def run_demo(clock: Clock, accounts: int = 20, skew_ms: float = 1500.0, lead_s: float = 8.0,
-                   spacing_s: float = 0.2, workdir: Path | None = None) -> DemoResult:
+async def run_demo(
+    clock: Clock,
+    accounts: int = 20,
+    skew_ms: float = 1500.0,
+    lead_s: float = 8.0,
+    spacing_s: float = 0.2,
+    workdir: Path | None = None,
+) -> DemoResult:
     """Simulator up, warmup, open `lead_s` after the warmup on the simulator's (skewed) clock, fire, report."""
     own_dir = None if workdir else tempfile.TemporaryDirectory(prefix="opening-bell-demo-")
     root = Path(workdir or own_dir.name)  # type: ignore[union-attr]
     os.environ[PASSWORD_ENV] = DEMO_PASSWORD
-    sim = Simulator.default(accounts=accounts, brokers=list(DEMO_BROKERS), settings=SimSettings(skew_ms=skew_ms),
-                            clock=clock, password=DEMO_PASSWORD)
+    sim = Simulator.default(
+        accounts=accounts,
+        brokers=list(DEMO_BROKERS),
+        settings=SimSettings(skew_ms=skew_ms),
+        clock=clock,
+        password=DEMO_PASSWORD,
+    )
     try:
         async with sim:
             config = demo_config(sim, root, spacing_s)

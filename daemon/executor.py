@@ -90,9 +90,18 @@ class Executor:
     every request and reads every answer), the executor settings, the clock, the exchange's zone, the
     window's length and the CA bundle; `from_wiring` builds one from the service container."""
 
-    def __init__(self, journal: Journal, *, clients: Callable[[AccountSettings], BrokerClient],
-                 settings: ExecutorSettings, clock: Clock, tz: tzinfo, window_s: float, ca_bundle: str | None = None,
-                 day: date | None = None) -> None:
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        clients: Callable[[AccountSettings], BrokerClient],
+        settings: ExecutorSettings,
+        clock: Clock,
+        tz: tzinfo,
+        window_s: float,
+        ca_bundle: str | None = None,
+        day: date | None = None,
+    ) -> None:
         self.client = clients
         self.settings = settings
         self.journal = journal
@@ -126,8 +135,16 @@ class Executor:
         """An executor on a service container's clients, config and clock (what runner, fire and demo use)."""
         config = services.config
         bundle = config.client.ca_bundle
-        return cls(journal, clients=services.client, settings=config.executor, clock=services.clock, tz=config.tz,
-                   window_s=config.schedule.window_s, ca_bundle=str(bundle) if bundle else None, day=day)
+        return cls(
+            journal,
+            clients=services.client,
+            settings=config.executor,
+            clock=services.clock,
+            tz=config.tz,
+            window_s=config.schedule.window_s,
+            ca_bundle=str(bundle) if bundle else None,
+            day=day,
+        )
 
     # ---- arm ---------------------------------------------------------------------------------------
 
@@ -149,18 +166,36 @@ class Executor:
         await asyncio.gather(*(self._open_connection(p) for p in self.plans))
         self._schedule()
         for plan in self.plans:
-            self.journal.record("plan", **plan.journal_fields(), price=plan.price, volume=plan.volume,
-                                slot=plan.slot, open_monotonic_ns=plan.open_monotonic_ns, send_at_ns=plan.send_at_ns)
+            self.journal.record(
+                "plan",
+                **plan.journal_fields(),
+                price=plan.price,
+                volume=plan.volume,
+                slot=plan.slot,
+                open_monotonic_ns=plan.open_monotonic_ns,
+                send_at_ns=plan.send_at_ns,
+            )
         if not await self.journal.flush(durable=True):
-            log.error("executor.journal_unwritable", path=str(self.journal.path),
-                      consequence="firing without a durable journal: a restart could not tell what was sent")
+            log.error(
+                "executor.journal_unwritable",
+                path=str(self.journal.path),
+                consequence="firing without a durable journal: a restart could not tell what was sent",
+            )
         for broker, clock in self.clocks.items():
             metrics.broker_clock(broker, clock.estimate.offset_s, clock.estimate.uncertainty_s)
-        log.info("executor.armed", plans=len(self.plans), accounts=len(accounts), open_at=open_at.isoformat(),
-                 late=late, clocks={b: _clock_summary(c) for b, c in self.clocks.items()})
+        log.info(
+            "executor.armed",
+            plans=len(self.plans),
+            accounts=len(accounts),
+            open_at=open_at.isoformat(),
+            late=late,
+            clocks={b: _clock_summary(c) for b, c in self.clocks.items()},
+        )
         return self.plans
 
-    async def _plan_account(self, account: AccountSettings, history: dict[tuple[str, str, str], ReportRow]) -> list[FirePlan]:
+    async def _plan_account(
+        self, account: AccountSettings, history: dict[tuple[str, str, str], ReportRow]
+    ) -> list[FirePlan]:
         """The account's plans; an order today's journal shows ended is left alone, and one an earlier process
         may have sent (a restart inside the window) is first looked up at the broker."""
         client = self.client(account)
@@ -174,10 +209,16 @@ class Executor:
                 action = resume_action(row, self.clock.time_ns())
                 if action == "done":
                     assert row is not None
-                    log.info("executor.already_done", account=account.name, isin=order.isin, side=order.side,
-                             result=row.result)
-                    self.skipped.append(Skipped(account.name, order.isin, order.side, f"ended earlier today: {row.result}",
-                                                done=True))
+                    log.info(
+                        "executor.already_done",
+                        account=account.name,
+                        isin=order.isin,
+                        side=order.side,
+                        result=row.result,
+                    )
+                    self.skipped.append(
+                        Skipped(account.name, order.isin, order.side, f"ended earlier today: {row.result}", done=True)
+                    )
                     settled.add((order.isin, order.side))
                     continue
                 unsure_since = None
@@ -185,21 +226,48 @@ class Executor:
                     assert row is not None
                     since = _since(row, self.tz)
                     with no_retries():
-                        found = await self._ask_broker(client, order.isin, order.side, since, row.serial_number,
-                                                       reason="restart")
+                        found = await self._ask_broker(
+                            client, order.isin, order.side, since, row.serial_number, reason="restart"
+                        )
                     if found.presence is Presence.FOUND:
-                        self._record_outcome_fields(account.name, client.broker, order.isin, order.side, "accepted", 0,
-                                                    "found at the broker after a restart", found)
-                        self.skipped.append(Skipped(account.name, order.isin, order.side,
-                                                    "accepted earlier (found at the broker)", done=True))
+                        self._record_outcome_fields(
+                            account.name,
+                            client.broker,
+                            order.isin,
+                            order.side,
+                            "accepted",
+                            0,
+                            "found at the broker after a restart",
+                            found,
+                        )
+                        self.skipped.append(
+                            Skipped(
+                                account.name,
+                                order.isin,
+                                order.side,
+                                "accepted earlier (found at the broker)",
+                                done=True,
+                            )
+                        )
                         settled.add((order.isin, order.side))
                         continue
                     if found.presence is Presence.UNKNOWN:
                         unsure_since = since
                 params = await client.order_params(order, amount=amount, use_cache=True)
                 codec = client.codec
-                plan = FirePlan(account.name, client.broker, client.username, order.isin, order.side, params.price,
-                                params.volume, account.priority, codec.origin_url, amount=params.amount, codec=codec)
+                plan = FirePlan(
+                    account.name,
+                    client.broker,
+                    client.username,
+                    order.isin,
+                    order.side,
+                    params.price,
+                    params.volume,
+                    account.priority,
+                    codec.origin_url,
+                    amount=params.amount,
+                    codec=codec,
+                )
                 plan.unsure_since = unsure_since
                 plan.request = codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
                 plans.append(plan)
@@ -210,14 +278,25 @@ class Executor:
             return plans
         return plans
 
-    async def _ask_broker(self, client: BrokerClient, isin: str, side: str, since: datetime | None,
-                          serial_number: int | None, reason: str) -> Lookup:
+    async def _ask_broker(
+        self, client: BrokerClient, isin: str, side: str, since: datetime | None, serial_number: int | None, reason: str
+    ) -> Lookup:
         """The broker's open and today's orders, asked once and matched by its codec; the answer is journaled."""
-        result = await look_up(client, self.day, isin, side, since, self.tz, serial_number,
-                               match=client.codec.find_order)
-        self.journal.record("lookup", account=client.account.name, broker=client.broker, isin=isin, side=side,
-                            presence=result.presence.value, serial_number=result.serial_number,
-                            tracking_number=result.tracking_number, reason=reason, error=result.reason or None)
+        result = await look_up(
+            client, self.day, isin, side, since, self.tz, serial_number, match=client.codec.find_order
+        )
+        self.journal.record(
+            "lookup",
+            account=client.account.name,
+            broker=client.broker,
+            isin=isin,
+            side=side,
+            presence=result.presence.value,
+            serial_number=result.serial_number,
+            tracking_number=result.tracking_number,
+            reason=reason,
+            error=result.reason or None,
+        )
         if result.presence is Presence.UNKNOWN:
             log.warning("executor.broker_cannot_say", account=client.account.name, isin=isin, reason=result.reason)
         return result
@@ -228,8 +307,9 @@ class Executor:
         log.warning("executor.skip", account=account.name, isin=isin, reason=reason)
 
     async def _open_connection(self, plan: FirePlan) -> None:
-        plan.conn = WireConnection(plan.trading_url, self.clock, ssl_context=self._tls,
-                                   connect_timeout=self.settings.connect_timeout_s)
+        plan.conn = WireConnection(
+            plan.trading_url, self.clock, ssl_context=self._tls, connect_timeout=self.settings.connect_timeout_s
+        )
         try:
             await plan.conn.connect()
         except WireError as exc:
@@ -245,8 +325,10 @@ class Executor:
     async def _measure_clocks(self, skip: bool = False) -> None:
         """One measurement per trading host: brokers behind one host share one clock (none after the open)."""
         if skip:
-            self.clocks = {p.broker: BrokerClock(OffsetEstimate(0.0, 1.0, 0, "skipped: armed after the open"), 0)
-                           for p in self.plans}
+            self.clocks = {
+                p.broker: BrokerClock(OffsetEstimate(0.0, 1.0, 0, "skipped: armed after the open"), 0)
+                for p in self.plans
+            }
             self.reference = ClockReference.take(self.clock)
             return
         by_origin: dict[Origin, FirePlan] = {}
@@ -260,10 +342,14 @@ class Executor:
         source = self.settings.clock_source
         if source == "none":
             return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
-        token = (await self.client(self._accounts[plan.account]).token())
+        token = await self.client(self._accounts[plan.account]).token()
         request = plan.codec.probe_request(token)  # type: ignore[union-attr]
-        conns = [WireConnection(plan.trading_url, self.clock, ssl_context=self._tls,
-                                connect_timeout=self.settings.connect_timeout_s) for _ in range(PROBE_CONNECTIONS)]
+        conns = [
+            WireConnection(
+                plan.trading_url, self.clock, ssl_context=self._tls, connect_timeout=self.settings.connect_timeout_s
+            )
+            for _ in range(PROBE_CONNECTIONS)
+        ]
         try:
             await asyncio.gather(*(c.connect() for c in conns))
             if source == "ntp":
@@ -273,20 +359,31 @@ class Executor:
                 samples = await sample_readings(wire_probe(conns, request, "timestamp"), self.clock, count=9)
                 estimate = estimate_from_timestamps(samples)
             else:
-                samples = await sample_date_ticks(wire_probe(conns, request, "date"), self.clock,
-                                                  max_in_flight=PROBE_CONNECTIONS)
+                samples = await sample_date_ticks(
+                    wire_probe(conns, request, "date"), self.clock, max_in_flight=PROBE_CONNECTIONS
+                )
                 estimate = estimate_from_date(samples)
             rtt = int(statistics.median(s.rtt_ns for s in samples)) if samples else 0
         except (ClockSyncError, WireError, OSError) as exc:
-            log.error("executor.clock_unmeasured", broker=plan.broker, reason=str(exc),
-                      consequence="firing on the local clock")
+            log.error(
+                "executor.clock_unmeasured",
+                broker=plan.broker,
+                reason=str(exc),
+                consequence="firing on the local clock",
+            )
             return BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
         finally:
             for conn in conns:
                 conn.close()
-        log.info("executor.clock", broker=plan.broker, offset_ms=round(estimate.offset_s * 1000, 2),
-                 uncertainty_ms=round(estimate.uncertainty_s * 1000, 2), rtt_ms=round(rtt / 1e6, 2),
-                 source=estimate.source, samples=estimate.samples)
+        log.info(
+            "executor.clock",
+            broker=plan.broker,
+            offset_ms=round(estimate.offset_s * 1000, 2),
+            uncertainty_ms=round(estimate.uncertainty_s * 1000, 2),
+            rtt_ms=round(rtt / 1e6, 2),
+            source=estimate.source,
+            samples=estimate.samples,
+        )
         return BrokerClock(estimate, rtt)
 
     def retarget(self, open_at: datetime) -> None:
@@ -312,8 +409,9 @@ class Executor:
         the scope's last send and of the planned first sends of its orders still to go."""
         spacing, scope = self._spacing_ns, self._scope(plan)
         at = max(earliest_ns, self._free_at.get(scope, 0))
-        for planned in sorted(p.send_at_ns for p in self._by_scope.get(scope, ())
-                              if p.key not in self._first_sent and p is not plan):
+        for planned in sorted(
+            p.send_at_ns for p in self._by_scope.get(scope, ()) if p.key not in self._first_sent and p is not plan
+        ):
             if planned - spacing < at < planned + spacing:
                 at = planned + spacing
         self._free_at[scope] = at + spacing
@@ -359,10 +457,15 @@ class Executor:
         kept = [p for p in self.plans if p.volume > 0 and self.keep(p.account)]
         dropped = [p for p in self.plans if p not in kept]
         for plan in dropped:
-            reason = "volume not positive at the final check" if plan.volume <= 0 else "another process holds the account now"
+            reason = (
+                "volume not positive at the final check"
+                if plan.volume <= 0
+                else "another process holds the account now"
+            )
             if plan.unsure_since is not None:  # it may be at the broker already: not "not sent"
-                self._outcome(plan, "unknown", None, f"{reason}; an earlier process may have sent it and the broker "
-                                                     "could not say")
+                self._outcome(
+                    plan, "unknown", None, f"{reason}; an earlier process may have sent it and the broker could not say"
+                )
                 continue
             self.journal.record("skip", **plan.journal_fields(), reason=reason)
             self.skipped.append(Skipped(plan.account, plan.isin, plan.side, reason))
@@ -384,13 +487,19 @@ class Executor:
                     # The same money sizes the same buy (the day's limits hold): resized only when it changed.
                     params = await client.order_params(order, amount=amounts.get(plan.isin), use_cache=False)
                     if (params.volume, params.price) != (plan.volume, plan.price):
-                        log.info("executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume)
+                        log.info(
+                            "executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume
+                        )
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
                 plan.request = client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
             ping = client.codec.probe_request(token)
         except (BrokerError, ConfigError) as exc:
-            log.warning("executor.final_check_failed", account=name, reason=scrub(str(exc)),
-                        consequence="firing the plan made at arm time")
+            log.warning(
+                "executor.final_check_failed",
+                account=name,
+                reason=scrub(str(exc)),
+                consequence="firing the plan made at arm time",
+            )
             ping = None
         for plan in plans:
             await self._check_connection(plan, ping)
@@ -421,17 +530,24 @@ class Executor:
         window_end_ns = max(p.open_monotonic_ns for p in self.plans) + int(self.window_s * NS)
         first_open = min(p.open_monotonic_ns for p in self.plans)
         first_clock = self.clocks.get(self.plans[0].broker)
-        self.journal.record("window", open_monotonic_ns=first_open, window_end_monotonic_ns=window_end_ns,
-                            offset_ms=round(first_clock.estimate.offset_s * 1000, 3) if first_clock else None,
-                            uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
-                            offset_source=first_clock.estimate.source if first_clock else None)
+        self.journal.record(
+            "window",
+            open_monotonic_ns=first_open,
+            window_end_monotonic_ns=window_end_ns,
+            offset_ms=round(first_clock.estimate.offset_s * 1000, 3) if first_clock else None,
+            uncertainty_ms=round(first_clock.estimate.uncertainty_s * 1000, 3) if first_clock else None,
+            offset_source=first_clock.estimate.source if first_clock else None,
+        )
         self._by_scope = defaultdict(list)
         for plan in self.plans:
             self._by_scope[self._scope(plan)].append(plan)
         self._record_intents()
         if not await self.journal.flush(durable=True):
-            log.error("executor.intents_unwritten", path=str(self.journal.path),
-                      consequence="firing anyway: a restart may not see these intents")
+            log.error(
+                "executor.intents_unwritten",
+                path=str(self.journal.path),
+                consequence="firing anyway: a restart may not see these intents",
+            )
         followers: list[asyncio.Task[None]] = []
         unsure = [p for p in self.plans if p.unsure_since is not None]
         for plan in unsure:  # the broker decides first whether these are sent at all
@@ -457,7 +573,9 @@ class Executor:
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
         metrics.fire_done(lambda: [r for r in summarize(self.journal.records()) if r.account in self._accounts])
 
-    def _defer_busy(self, group: list[FirePlan], followers: list[asyncio.Task[None]], window_end_ns: int) -> list[FirePlan]:
+    def _defer_busy(
+        self, group: list[FirePlan], followers: list[asyncio.Task[None]], window_end_ns: int
+    ) -> list[FirePlan]:
         """The plans of `group` whose scope is free now; the others are sent by a follower at their turn."""
         now, ready = self.clock.monotonic_ns(), []
         for plan in group:
@@ -474,9 +592,14 @@ class Executor:
             wall_ns = self.reference.wall_of(plan.send_at_ns)
             broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
             self.journal.record(
-                "intent", **plan.journal_fields(), price=plan.price, volume=plan.volume, planned_wall_ns=wall_ns,
+                "intent",
+                **plan.journal_fields(),
+                price=plan.price,
+                volume=plan.volume,
+                planned_wall_ns=wall_ns,
                 planned_broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
-                open_monotonic_ns=plan.open_monotonic_ns, unsure=plan.unsure_since is not None,
+                open_monotonic_ns=plan.open_monotonic_ns,
+                unsure=plan.unsure_since is not None,
             )
 
     async def _follow(self, plan: FirePlan, first: int | WireError | None, window_end_ns: int) -> None:
@@ -487,8 +610,10 @@ class Executor:
         spacing_ns = self._spacing_ns
         attempt, sent_ns = 1, first
         if sent_ns is None:
-            if plan.unsure_since is not None and await self._settle(
-                    plan, plan.unsure_since, window_end_ns, "restart", attempt, None) is not SEND:
+            if (
+                plan.unsure_since is not None
+                and await self._settle(plan, plan.unsure_since, window_end_ns, "restart", attempt, None) is not SEND
+            ):
                 return
             await wait_until_monotonic(self._take_turn(plan, self.clock.monotonic_ns()), self.clock)
             self._first_sent.add(plan.key)
@@ -503,8 +628,14 @@ class Executor:
                 last_send = sent_ns
                 answer, pending = await self._read_answer(plan, attempt, window_end_ns)
                 if answer is None:  # lost: a late answer on the connection or the broker's lists decide
-                    settled = await self._settle(plan, self._sent_since(plan), window_end_ns, "lost answer", attempt,
-                                                 plan.conn if pending else None)
+                    settled = await self._settle(
+                        plan,
+                        self._sent_since(plan),
+                        window_end_ns,
+                        "lost answer",
+                        attempt,
+                        plan.conn if pending else None,
+                    )
                     if settled is ENDED:
                         return
                     if isinstance(settled, Answer):
@@ -517,22 +648,39 @@ class Executor:
             if answer is not None and answer.verdict is Verdict.TERMINAL:
                 return self._outcome(plan, "rejected", answer.code, answer.message or "rejected", answer=answer)
             if attempt >= self.settings.max_attempts:
-                return self._outcome(plan, "not placed", last_answer.code if last_answer else None,
-                                     "attempts used up", answer=last_answer)
+                return self._outcome(
+                    plan,
+                    "not placed",
+                    last_answer.code if last_answer else None,
+                    "attempts used up",
+                    answer=last_answer,
+                )
             # Nothing reached the broker after a failed write, so no spacing is owed then; the account's other
             # orders take their turns too (`_take_turn`).
-            next_ns = self._take_turn(plan, self.clock.monotonic_ns() if isinstance(sent_ns, WireError) else max(
-                last_send + spacing_ns, self.clock.monotonic_ns()))
+            next_ns = self._take_turn(
+                plan,
+                self.clock.monotonic_ns()
+                if isinstance(sent_ns, WireError)
+                else max(last_send + spacing_ns, self.clock.monotonic_ns()),
+            )
             if next_ns >= window_end_ns:
-                return self._outcome(plan, "not placed", last_answer.code if last_answer else None, "window closed",
-                                     answer=last_answer)
+                return self._outcome(
+                    plan, "not placed", last_answer.code if last_answer else None, "window closed", answer=last_answer
+                )
             await wait_until_monotonic(next_ns, self.clock)
             attempt += 1
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
 
-    async def _settle(self, plan: FirePlan, since: datetime | None, window_end_ns: int, reason: str, attempt: int,
-                      pending: WireConnection | None) -> Settled:
+    async def _settle(
+        self,
+        plan: FirePlan,
+        since: datetime | None,
+        window_end_ns: int,
+        reason: str,
+        attempt: int,
+        pending: WireConnection | None,
+    ) -> Settled:
         """Until it is known whether the order exists: SEND when the broker positively shows none (it may be sent);
         ENDED when it ended here (found: accepted; never told: unknown, unless `on_unknown` is resend); or the
         late answer itself when one arrives on `pending` (the connection the request went out on) meanwhile."""
@@ -557,17 +705,26 @@ class Executor:
             return ENDED
         if result.presence is Presence.UNKNOWN:
             if self.settings.on_unknown == "resend":
-                log.warning("executor.resend_on_unknown", account=plan.account, isin=plan.isin,
-                            consequence="executor.on_unknown is resend: a duplicate may be booked")
+                log.warning(
+                    "executor.resend_on_unknown",
+                    account=plan.account,
+                    isin=plan.isin,
+                    consequence="executor.on_unknown is resend: a duplicate may be booked",
+                )
                 return SEND
-            self._outcome(plan, "unknown", None, f"{reason}, and the broker's order lists could not be read "
-                                                 f"({result.reason or 'no answer'})")
+            self._outcome(
+                plan,
+                "unknown",
+                None,
+                f"{reason}, and the broker's order lists could not be read ({result.reason or 'no answer'})",
+            )
             return ENDED
         plan.unsure_since = None
         return SEND
 
-    async def _late_answer(self, plan: FirePlan, attempt: int, pending: WireConnection | None,
-                           wait_s: float) -> Answer | None:
+    async def _late_answer(
+        self, plan: FirePlan, attempt: int, pending: WireConnection | None, wait_s: float
+    ) -> Answer | None:
         """An answer that came after its timeout on `pending`, waiting at most `wait_s` for it (None: none came)."""
         if pending is None or not (pending.in_flight or pending.has_response()):
             if wait_s > 0:
@@ -597,8 +754,13 @@ class Executor:
         try:
             response = await plan.conn.next_response(timeout)  # type: ignore[union-attr]
         except WireError as exc:
-            self.journal.record("error", **plan.journal_fields(), attempt=attempt,
-                                monotonic_ns=self.clock.monotonic_ns(), reason=f"answer lost: {exc}")
+            self.journal.record(
+                "error",
+                **plan.journal_fields(),
+                attempt=attempt,
+                monotonic_ns=self.clock.monotonic_ns(),
+                reason=f"answer lost: {exc}",
+            )
             return None, isinstance(exc, WireTimeout)
         answer = self._answer_of(plan, attempt, response)
         return (None if answer.verdict is Verdict.UNKNOWN else answer), False
@@ -606,11 +768,21 @@ class Executor:
     def _answer_of(self, plan: FirePlan, attempt: int, response: WireResponse, late: bool = False) -> Answer:
         answer = plan.codec.classify(response.status, response.body)  # type: ignore[union-attr]
         self.journal.record(
-            "answer", **plan.journal_fields(), attempt=attempt, monotonic_ns=response.last_byte_ns,
-            first_byte_ns=response.first_byte_ns, wall_ns=self.reference.wall_of(response.last_byte_ns),
-            status=response.status, code=answer.code, accepted=answer.verdict is Verdict.ACCEPTED,
-            verdict=answer.verdict.value, message=answer.message or None, serial_number=answer.serial_number,
-            tracking_number=answer.tracking_number, body=response.body, late=late or None,
+            "answer",
+            **plan.journal_fields(),
+            attempt=attempt,
+            monotonic_ns=response.last_byte_ns,
+            first_byte_ns=response.first_byte_ns,
+            wall_ns=self.reference.wall_of(response.last_byte_ns),
+            status=response.status,
+            code=answer.code,
+            accepted=answer.verdict is Verdict.ACCEPTED,
+            verdict=answer.verdict.value,
+            message=answer.message or None,
+            serial_number=answer.serial_number,
+            tracking_number=answer.tracking_number,
+            body=response.body,
+            late=late or None,
         )
         return answer
 
@@ -628,38 +800,76 @@ class Executor:
     def _journal_attempt(self, plan: FirePlan, attempt: int, sent: int | WireError) -> None:
         """A send that left (with its instants) or a write that failed (nothing reached the broker)."""
         if isinstance(sent, WireError):
-            self.journal.record("error", **plan.journal_fields(), attempt=attempt,
-                                monotonic_ns=self.clock.monotonic_ns(), reason=str(sent))
+            self.journal.record(
+                "error",
+                **plan.journal_fields(),
+                attempt=attempt,
+                monotonic_ns=self.clock.monotonic_ns(),
+                reason=str(sent),
+            )
             return
         clock = self.clocks.get(plan.broker)
         wall_ns = self.reference.wall_of(sent)
         broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
         self.journal.record(
-            "send", **plan.journal_fields(), attempt=attempt, monotonic_ns=sent, wall_ns=wall_ns,
-            planned_ns=plan.send_at_ns, vs_open_ms=round((sent - plan.open_monotonic_ns) / 1e6, 3),
+            "send",
+            **plan.journal_fields(),
+            attempt=attempt,
+            monotonic_ns=sent,
+            wall_ns=wall_ns,
+            planned_ns=plan.send_at_ns,
+            vs_open_ms=round((sent - plan.open_monotonic_ns) / 1e6, 3),
             broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
         )
 
-    def _outcome(self, plan: FirePlan, state: OutcomeState, code: int | None, reason: str,
-                 answer: Answer | None = None, lookup: Lookup | None = None) -> None:
+    def _outcome(
+        self,
+        plan: FirePlan,
+        state: OutcomeState,
+        code: int | None,
+        reason: str,
+        answer: Answer | None = None,
+        lookup: Lookup | None = None,
+    ) -> None:
         if state == "accepted":
             self._done.add(plan.key)
-        self._record_outcome_fields(plan.account, plan.broker, plan.isin, plan.side, state, code, reason, lookup,
-                                    answer)
+        self._record_outcome_fields(
+            plan.account, plan.broker, plan.isin, plan.side, state, code, reason, lookup, answer
+        )
 
-    def _record_outcome_fields(self, account: str, broker: str, isin: str, side: str, state: OutcomeState,
-                               code: int | None, reason: str, lookup: Lookup | None = None,
-                               answer: Answer | None = None) -> None:
+    def _record_outcome_fields(
+        self,
+        account: str,
+        broker: str,
+        isin: str,
+        side: str,
+        state: OutcomeState,
+        code: int | None,
+        reason: str,
+        lookup: Lookup | None = None,
+        answer: Answer | None = None,
+    ) -> None:
         """The order's final line, on disk soon (not waiting): a restart must find it."""
         serial = (answer.serial_number if answer else None) or (lookup.serial_number if lookup else None)
         tracking = (answer.tracking_number if answer else None) or (lookup.tracking_number if lookup else None)
-        self.journal.record("outcome", account=account, broker=broker, isin=isin, side=side, state=state,
-                            accepted=state == "accepted", code=code, reason=reason,
-                            message=answer.message if answer and state != "accepted" else None,
-                            serial_number=serial, tracking_number=tracking)
+        self.journal.record(
+            "outcome",
+            account=account,
+            broker=broker,
+            isin=isin,
+            side=side,
+            state=state,
+            accepted=state == "accepted",
+            code=code,
+            reason=reason,
+            message=answer.message if answer and state != "accepted" else None,
+            serial_number=serial,
+            tracking_number=tracking,
+        )
         self.journal.flush_soon()
         (log.info if state == "accepted" else log.warning)(
-            "executor.outcome", account=account, isin=isin, side=side, state=state, code=code, reason=reason)
+            "executor.outcome", account=account, isin=isin, side=side, state=state, code=code, reason=reason
+        )
 
     async def aclose(self) -> None:
         for plan in self.plans:
@@ -739,6 +949,9 @@ def _since(row: ReportRow, tz: Any) -> datetime | None:
 
 
 def _clock_summary(clock: BrokerClock) -> dict[str, Any]:
-    return {"offset_ms": round(clock.estimate.offset_s * 1000, 2), "uncertainty_ms": round(clock.estimate.uncertainty_s * 1000, 2),
-            "rtt_ms": round(clock.rtt_ns / 1e6, 2), "source": clock.estimate.source}
-
+    return {
+        "offset_ms": round(clock.estimate.offset_s * 1000, 2),
+        "uncertainty_ms": round(clock.estimate.uncertainty_s * 1000, 2),
+        "rtt_ms": round(clock.rtt_ns / 1e6, 2),
+        "source": clock.estimate.source,
+    }

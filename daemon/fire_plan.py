@@ -17,8 +17,17 @@ from daemon.platforms.ephoenix import classify as _classify
 from daemon.wire import WireConnection, WireResponse
 
 Answer = OrderAnswer
-__all__ = ["NEW_ORDER_PATH", "SIDE_CODES", "Answer", "FirePlan", "Verdict", "assign_slots", "classify",
-           "new_order_request", "firing_order"]
+__all__ = [
+    "NEW_ORDER_PATH",
+    "SIDE_CODES",
+    "Answer",
+    "FirePlan",
+    "Verdict",
+    "assign_slots",
+    "classify",
+    "new_order_request",
+    "firing_order",
+]
 
 
 @dataclass(eq=False)

@@ -106,9 +106,18 @@ class _Held:
 class Group:
     """This process's membership: `tick()` once per heartbeat (the `start`ed task does it); `holds()` any time."""
 
-    def __init__(self, redis: Any, settings: GroupSettings, accounts: list[AccountSettings], clock: Clock, *,
-                 where: str = "redis", namespace: str = NAMESPACE, on_change: OnChange | None = None,
-                 id: str | None = None) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        settings: GroupSettings,
+        accounts: list[AccountSettings],
+        clock: Clock,
+        *,
+        where: str = "redis",
+        namespace: str = NAMESPACE,
+        on_change: OnChange | None = None,
+        id: str | None = None,
+    ) -> None:
         self.redis = redis
         self.settings = settings
         self.accounts = {a.name: a for a in accounts}
@@ -116,8 +125,13 @@ class Group:
         self.where = where
         self.namespace = namespace
         self.on_change = on_change
-        self.me = Member(id or member_id(settings.member_name), settings.member_name or socket.gethostname(),
-                         socket.gethostname(), os.getpid(), settings.host_group)
+        self.me = Member(
+            id or member_id(settings.member_name),
+            settings.member_name or socket.gethostname(),
+            socket.gethostname(),
+            os.getpid(),
+            settings.host_group,
+        )
         self.frozen = False  # from the arm: give nothing away
         self.gaining = True  # until the fire: take accounts over
         self._held: dict[str, _Held] = {}
@@ -157,8 +171,12 @@ class Group:
             change = await self._tick()
         except StoreUnavailable as exc:
             if not self._failing:
-                log.error("group.redis_unavailable", reason=exc.strerror, held=len(self.held()),
-                          consequence="leases run out unless Redis answers again in time")
+                log.error(
+                    "group.redis_unavailable",
+                    reason=exc.strerror,
+                    held=len(self.held()),
+                    consequence="leases run out unless Redis answers again in time",
+                )
             self._failing = True
             change = Change(lost=tuple(self._expired()))
         else:
@@ -167,8 +185,13 @@ class Group:
             self._failing = False
         metrics.leases_held(len(self.held()))
         if change:
-            log.info("group.leases_changed", member=self.me.id, gained=len(change.gained), lost=len(change.lost),
-                     held=len(self.held()))
+            log.info(
+                "group.leases_changed",
+                member=self.me.id,
+                gained=len(change.gained),
+                lost=len(change.lost),
+                held=len(self.held()),
+            )
         return change
 
     async def _tick(self) -> Change:
@@ -203,7 +226,11 @@ class Group:
 
     async def _give_away(self, members: list[Member]) -> list[str]:
         """Leases another live member should hold (it joined, or was away): released for it to take."""
-        others = [name for name in self._held if (p := preferred(self.accounts[name], members)) is not None and p.id != self.me.id]
+        others = [
+            name
+            for name in self._held
+            if (p := preferred(self.accounts[name], members)) is not None and p.id != self.me.id
+        ]
         await self._call(self._script_each(_RELEASE, others))
         for name in others:
             del self._held[name]
@@ -216,8 +243,11 @@ class Group:
         owners = await self._call(self.redis.mget([self.lease_key(a.name) for a in wanted]))
         orphans = {a.name for a, owner in zip(wanted, owners) if owner is None}
         self._report_unserved(members)
-        take = [a.name for a in wanted
-                if a.name in orphans and (preferred(a, members) == self.me or a.name in self._orphans)]
+        take = [
+            a.name
+            for a in wanted
+            if a.name in orphans and (preferred(a, members) == self.me or a.name in self._orphans)
+        ]
         self._orphans = orphans - set(take)
         if not take:
             return []
@@ -233,8 +263,12 @@ class Group:
     def _report_unserved(self, members: list[Member]) -> None:
         unserved = {name for name, a in self.accounts.items() if preferred(a, members) is None}
         for name in sorted(unserved - self._unserved):
-            log.warning("group.account_unserved", account=name, host_group=self.accounts[name].host_group,
-                        reason="no live member has this host_group")
+            log.warning(
+                "group.account_unserved",
+                account=name,
+                host_group=self.accounts[name].host_group,
+                reason="no live member has this host_group",
+            )
         self._unserved = unserved
 
     async def _script_each(self, script: str, names: list[str], *args: Any) -> list[Any]:
@@ -274,9 +308,14 @@ class Group:
         views = []
         for index, name in enumerate(names):
             owner, pttl = raw[2 * index], raw[2 * index + 1]
-            views.append(LeaseView(name, self.accounts[name].host_group,
-                                   owner.decode() if isinstance(owner, bytes) else owner,
-                                   pttl / 1000 if owner is not None and pttl >= 0 else None))
+            views.append(
+                LeaseView(
+                    name,
+                    self.accounts[name].host_group,
+                    owner.decode() if isinstance(owner, bytes) else owner,
+                    pttl / 1000 if owner is not None and pttl >= 0 else None,
+                )
+            )
         return views
 
     async def _call(self, call: Awaitable[Any]) -> Any:
@@ -345,6 +384,12 @@ class Group:
 def group_from_services(services: Any, accounts: list[AccountSettings], on_change: OnChange | None = None) -> Group:
     """The group over the Redis client the cache already holds (`cache.backend: redis` is required by config)."""
     backend = services.cache.backend
-    return Group(backend.redis, services.config.group, accounts, services.clock, where=backend.location,
-                 namespace=backend.namespace, on_change=on_change)
-
+    return Group(
+        backend.redis,
+        services.config.group,
+        accounts,
+        services.clock,
+        where=backend.location,
+        namespace=backend.namespace,
+        on_change=on_change,
+    )

@@ -72,8 +72,10 @@ class Journal:
                 if loop.time() >= deadline:
                     holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "another process"
                     os.close(fd)
-                    raise JournalBusy(f"process {holder} is firing today's open from state_dir {self.state_dir} "
-                                      f"(it holds {lock_path}); stop it, or give this one another state_dir.") from None
+                    raise JournalBusy(
+                        f"process {holder} is firing today's open from state_dir {self.state_dir} "
+                        f"(it holds {lock_path}); stop it, or give this one another state_dir."
+                    ) from None
                 await asyncio.sleep(LOCK_POLL_S)  # a bounded wait for a dying holder, not a synchronization
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
@@ -116,8 +118,12 @@ class Journal:
                 self._pending[:0] = batch  # kept for the next try; nothing recorded is dropped
                 self.write_failures += 1
                 if not self._failed:
-                    log.error("journal.write_failed", path=str(self.path), error=exc.strerror or type(exc).__name__,
-                              consequence="kept in memory and retried; a restart may not see these lines")
+                    log.error(
+                        "journal.write_failed",
+                        path=str(self.path),
+                        error=exc.strerror or type(exc).__name__,
+                        consequence="kept in memory and retried; a restart may not see these lines",
+                    )
                 self._failed = True
                 return False
             if self._failed:
@@ -154,7 +160,7 @@ class Journal:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         finally:

@@ -106,7 +106,9 @@ def configure_logging(level: str = "info", stream: TextIO | None = None, json: b
         redact_processor,
     ]
     renderer: Any = (
-        structlog.processors.JSONRenderer(serializer=_json_dumps) if json else structlog.dev.ConsoleRenderer(colors=False)
+        structlog.processors.JSONRenderer(serializer=_json_dumps)
+        if json
+        else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(
         processors=[*processors, renderer],

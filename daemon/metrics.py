@@ -38,16 +38,52 @@ class Metrics:
         self.clock = clock
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.cache_hits = Counter(PREFIX + "cache_hits", "Cache lookups answered from the cache, by type.", ["type"], registry=r)
-        self.cache_misses = Counter(PREFIX + "cache_misses", "Cache lookups that found nothing valid, by type.", ["type"], registry=r)
-        self.cache_entries = Gauge(PREFIX + "cache_entries", "Entries stored in the cache, by type (expired ones the store still holds included).", ["type"], registry=r)
-        self.clock_offset = Gauge(PREFIX + "clock_offset_seconds", "The broker's clock minus ours, measured at the last arm.", ["broker"], registry=r)
-        self.clock_uncertainty = Gauge(PREFIX + "clock_uncertainty_seconds", "How far the measured clock offset may be off.", ["broker"], registry=r)
-        self.first_send = Gauge(PREFIX + "fire_first_send_seconds", "Last fire: the order's first send relative to the open (negative: before it).", ["account", "isin"], registry=r)
-        self.first_answer = Gauge(PREFIX + "fire_answer_seconds", "Last fire: the first answer to the order relative to the open.", ["account", "isin"], registry=r)
-        self.orders = Counter(PREFIX + "orders", "Orders sent in the last window, by how they ended (accepted, rejected, not_placed, unknown) and the broker's code.", ["result", "code"], registry=r)
+        self.cache_hits = Counter(
+            PREFIX + "cache_hits", "Cache lookups answered from the cache, by type.", ["type"], registry=r
+        )
+        self.cache_misses = Counter(
+            PREFIX + "cache_misses", "Cache lookups that found nothing valid, by type.", ["type"], registry=r
+        )
+        self.cache_entries = Gauge(
+            PREFIX + "cache_entries",
+            "Entries stored in the cache, by type (expired ones the store still holds included).",
+            ["type"],
+            registry=r,
+        )
+        self.clock_offset = Gauge(
+            PREFIX + "clock_offset_seconds",
+            "The broker's clock minus ours, measured at the last arm.",
+            ["broker"],
+            registry=r,
+        )
+        self.clock_uncertainty = Gauge(
+            PREFIX + "clock_uncertainty_seconds",
+            "How far the measured clock offset may be off.",
+            ["broker"],
+            registry=r,
+        )
+        self.first_send = Gauge(
+            PREFIX + "fire_first_send_seconds",
+            "Last fire: the order's first send relative to the open (negative: before it).",
+            ["account", "isin"],
+            registry=r,
+        )
+        self.first_answer = Gauge(
+            PREFIX + "fire_answer_seconds",
+            "Last fire: the first answer to the order relative to the open.",
+            ["account", "isin"],
+            registry=r,
+        )
+        self.orders = Counter(
+            PREFIX + "orders",
+            "Orders sent in the last window, by how they ended (accepted, rejected, not_placed, unknown) and the broker's code.",
+            ["result", "code"],
+            registry=r,
+        )
         self.warmup = Gauge(PREFIX + "warmup_duration_seconds", "How long the last warmup took.", registry=r)
-        self.leases = Gauge(PREFIX + "group_leases_held", "Accounts this process holds the lease of (group operation).", registry=r)
+        self.leases = Gauge(
+            PREFIX + "group_leases_held", "Accounts this process holds the lease of (group operation).", registry=r
+        )
         self._token_expiry: dict[str, datetime] = {}
         self._cache: Cache | None = None
         r.register(_TokenExpiry(self))
@@ -90,7 +126,11 @@ class _TokenExpiry:
         self._metrics = metrics
 
     def collect(self) -> Iterator[Metric]:
-        family = GaugeMetricFamily(PREFIX + "token_expiry_seconds", "Seconds until the account's cached token ends (negative: ended).", labels=["account"])
+        family = GaugeMetricFamily(
+            PREFIX + "token_expiry_seconds",
+            "Seconds until the account's cached token ends (negative: ended).",
+            labels=["account"],
+        )
         now = self._metrics.clock.now()
         for account, expires_at in sorted(self._metrics._token_expiry.items()):
             family.add_metric([account], (expires_at - now).total_seconds())
@@ -197,7 +237,9 @@ class MetricsServer:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
-            raise UserError(f"--metrics {self.host}:{self.port}: cannot listen there ({exc.strerror or exc}); pick another address.") from None
+            raise UserError(
+                f"--metrics {self.host}:{self.port}: cannot listen there ({exc.strerror or exc}); pick another address."
+            ) from None
         server = getattr(site, "_server", None)
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]

@@ -45,8 +45,16 @@ class OrderLists(Protocol):
     async def today_orders(self, day: date) -> list[Any]: ...
 
 
-async def look_up(lists: OrderLists, day: date, isin: str, side: str, since: datetime | None, tz: tzinfo,
-                  serial_number: int | None = None, match: Match = find_order) -> Lookup:
+async def look_up(
+    lists: OrderLists,
+    day: date,
+    isin: str,
+    side: str,
+    since: datetime | None,
+    tz: tzinfo,
+    serial_number: int | None = None,
+    match: Match = find_order,
+) -> Lookup:
     """Both lists asked together; found in either is found, absent only when both were read. `match` is the
     platform codec's `find_order` (Ephoenix's by default)."""
     answers = await asyncio.gather(lists.open_orders(), lists.today_orders(day), return_exceptions=True)
@@ -60,7 +68,9 @@ async def look_up(lists: OrderLists, day: date, isin: str, side: str, since: dat
         order = match(answer, isin, side, since, tz, serial_number)
         if order is not None:
             tracking = order.get("trackingNumber")
-            return Lookup(Presence.FOUND, _int(order.get("serialNumber")), str(tracking) if tracking is not None else None)
+            return Lookup(
+                Presence.FOUND, _int(order.get("serialNumber")), str(tracking) if tracking is not None else None
+            )
     if problems:
         return Lookup(Presence.UNKNOWN, reason="; ".join(problems))
     return Lookup(Presence.ABSENT)

@@ -150,8 +150,10 @@ def _tighten(path: Path, wanted: int, problems: list[str], follow: bool = False)
         try:
             os.fchmod(fd, mode & wanted)
         except OSError as exc:
-            problems.append(f"{path} is open to other users and cannot be tightened ({exc.strerror}); "
-                            f"run chmod {mode & wanted:o} {path} as its owner.")
+            problems.append(
+                f"{path} is open to other users and cannot be tightened ({exc.strerror}); "
+                f"run chmod {mode & wanted:o} {path} as its owner."
+            )
             return
         log.warning("private_path_tightened", path=str(path), was=oct(mode), now=oct(mode & wanted))
     finally:

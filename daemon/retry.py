@@ -84,8 +84,14 @@ class RetryPolicy:
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("broker.retry", call=what, attempt=state.attempt_number, of=s.attempts,
-                        wait_s=round(state.upcoming_sleep, 3), reason=str(exc))
+            log.warning(
+                "broker.retry",
+                call=what,
+                attempt=state.attempt_number,
+                of=s.attempts,
+                wait_s=round(state.upcoming_sleep, 3),
+                reason=str(exc),
+            )
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(s.attempts) | _Deadline(self._clock, self._clock.monotonic_ns(), s.deadline_s),

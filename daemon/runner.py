@@ -77,8 +77,11 @@ class DaemonRunner:
         results = await warmup(self.services, accounts)
         failed = [r for r in results if not r.ok]
         for result in failed:
-            log.warning("warmup.not_ready", account=result.account,
-                        reason=result.error or "; ".join(o.status for o in result.orders if o.status != "ok"))
+            log.warning(
+                "warmup.not_ready",
+                account=result.account,
+                reason=result.error or "; ".join(o.status for o in result.orders if o.status != "ok"),
+            )
         log.info("day.warmed", day=plan.day.isoformat(), ready=len(results) - len(failed), failed=len(failed))
 
     async def refresh(self, plan: DayPlan) -> None:
@@ -147,8 +150,11 @@ class DaemonRunner:
     async def _leases_changed(self, change: Change) -> None:
         """The group's heartbeat says accounts came or went (see the module docstring)."""
         if change.lost:
-            log.warning("group.accounts_lost", accounts=list(change.lost),
-                        consequence="dropped at the final check if armed" if self._armed_day else "no longer worked here")
+            log.warning(
+                "group.accounts_lost",
+                accounts=list(change.lost),
+                consequence="dropped at the final check if armed" if self._armed_day else "no longer worked here",
+            )
         gained = [a for a in self.config.select_accounts() if a.name in change.gained]
         plan = self._day
         if not gained or plan is None:

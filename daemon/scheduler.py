@@ -97,7 +97,9 @@ class APSchedulerAlarm:
     """Each wait is an APScheduler date job that resolves a future; a job whose time has passed runs at once."""
 
     def __init__(self, timezone: Any) -> None:
-        self._scheduler = AsyncIOScheduler(timezone=timezone, job_defaults={"misfire_grace_time": None, "coalesce": True})
+        self._scheduler = AsyncIOScheduler(
+            timezone=timezone, job_defaults={"misfire_grace_time": None, "coalesce": True}
+        )
         self._closed = False
 
     async def until(self, when: datetime) -> None:
@@ -149,12 +151,14 @@ def describe_next(config: Config, now: datetime, calendar: TradingCalendar) -> s
     for index, event in enumerate(events):
         at = event.at.astimezone(config.tz)
         new_day = index == 0 or at.date() != events[index - 1].at.astimezone(config.tz).date()
-        parts.append(f"{event.kind} {at:%a %Y-%m-%d} {time_of_day(at)} {at:%z}" if new_day else f"{event.kind} {time_of_day(at)}")
+        parts.append(
+            f"{event.kind} {at:%a %Y-%m-%d} {time_of_day(at)} {at:%z}" if new_day else f"{event.kind} {time_of_day(at)}"
+        )
     return ", ".join(parts)
 
 
 def when_text(moment: datetime) -> str:
-    """"2026-11-28 08:20 +0330" (seconds and milliseconds only when there are some), for STATUS lines."""
+    """ "2026-11-28 08:20 +0330" (seconds and milliseconds only when there are some), for STATUS lines."""
     clock = time_of_day(moment)
     return f"{moment:%Y-%m-%d} {clock.removesuffix(':00') if not moment.microsecond else clock} {moment:%z}"
 
@@ -198,7 +202,9 @@ class DayScheduler:
     async def stop(self) -> None:
         """Stop, after the fire window if one is under way (arm, fire, report); other work is cancelled."""
         if self.in_window:
-            self._log.info("stopping after the fire window", window_end=self._window_end.isoformat() if self._window_end else None)
+            self._log.info(
+                "stopping after the fire window", window_end=self._window_end.isoformat() if self._window_end else None
+            )
             await asyncio.wait([self._window])  # type: ignore[list-item]
         if self._task is not None:
             self._task.cancel()
@@ -213,8 +219,12 @@ class DayScheduler:
         plan = phase.plan
         log = self._log.bind(day=plan.day.isoformat())
         if phase.name == "in_window":
-            log.warning("started inside the fire window: arming now", arm=plan.arm.isoformat(),
-                        open=plan.open.isoformat(), window_end=plan.window_end.isoformat())
+            log.warning(
+                "started inside the fire window: arming now",
+                arm=plan.arm.isoformat(),
+                open=plan.open.isoformat(),
+                window_end=plan.window_end.isoformat(),
+            )
             await self._run_window(plan, None, None, started_at=self.clock.now())
             return
         now = self.clock.now()
@@ -226,29 +236,46 @@ class DayScheduler:
             log.info("waiting for warmup", warmup=plan.warmup.isoformat())
             await self.alarm.until(plan.warmup)
         else:
-            log.warning("started after the warmup time: warming up now", warmup=plan.warmup.isoformat(), open=plan.open.isoformat())
+            log.warning(
+                "started after the warmup time: warming up now",
+                warmup=plan.warmup.isoformat(),
+                open=plan.open.isoformat(),
+            )
         self._status("warming up")
         warm = asyncio.create_task(self._call("warmup", plan), name="warmup")
         refresher = asyncio.create_task(self._refresh(plan, warm), name="refresh")
         try:
             await self.alarm.until(plan.arm)
             if not warm.done():
-                log.error("warmup still running at arm time: arming and firing the accounts that are ready", open=plan.open.isoformat())
+                log.error(
+                    "warmup still running at arm time: arming and firing the accounts that are ready",
+                    open=plan.open.isoformat(),
+                )
             await self._run_window(plan, warm, refresher)
         finally:
             for task in (warm, refresher):
                 task.cancel()
             await asyncio.gather(warm, refresher, return_exceptions=True)
 
-    async def _run_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
-                          started_at: datetime | None = None) -> None:
+    async def _run_window(
+        self,
+        plan: DayPlan,
+        warm: asyncio.Task[bool] | None,
+        refresher: asyncio.Task[None] | None,
+        started_at: datetime | None = None,
+    ) -> None:
         """The fire window as a task of its own, shielded: a stop waits for it (see `stop`)."""
         self._window_end = plan.window_end
         self._window = asyncio.create_task(self._fire_window(plan, warm, refresher, started_at), name="fire-window")
         await asyncio.shield(self._window)
 
-    async def _fire_window(self, plan: DayPlan, warm: asyncio.Task[bool] | None, refresher: asyncio.Task[None] | None,
-                           started_at: datetime | None) -> None:
+    async def _fire_window(
+        self,
+        plan: DayPlan,
+        warm: asyncio.Task[bool] | None,
+        refresher: asyncio.Task[None] | None,
+        started_at: datetime | None,
+    ) -> None:
         """Arm, fire, and once the window is over, report: this part is never cut short by a stop.
 
         A scheduler started inside the window (at `started_at`) has no warmup or refresh task.

@@ -46,11 +46,15 @@ class Notifier:
             return False
         try:
             if self._socket is None:
-                self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK)
+                self._socket = socket.socket(
+                    socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                )
             self._socket.sendto("\n".join(assignments).encode(), self._address)
         except OSError as exc:
             if not self._warned:  # once: a missing manager socket would otherwise log every watchdog tick
-                get_logger("sdnotify").warning("cannot notify systemd", socket=self._address.lstrip("\0"), reason=str(exc))
+                get_logger("sdnotify").warning(
+                    "cannot notify systemd", socket=self._address.lstrip("\0"), reason=str(exc)
+                )
                 self._warned = True
             return False
         return True

@@ -73,7 +73,12 @@ class ServiceLoop:
         try:
             await _join(self.runner)
             self._start(config, self.runner, calendar)
-            self._log.info("service started", config=str(self._config_path or "config.yaml"), pid=os.getpid(), next=describe_next(config, self._clock.now(), calendar))
+            self._log.info(
+                "service started",
+                config=str(self._config_path or "config.yaml"),
+                pid=os.getpid(),
+                next=describe_next(config, self._clock.now(), calendar),
+            )
             self._notifier.ready()
             interval = self._notifier.watchdog_interval_s
             if interval is not None:
@@ -100,7 +105,9 @@ class ServiceLoop:
 
     def _start(self, config: Config, runner: DayRunner, calendar: TradingCalendar) -> DayScheduler:
         self.config = config
-        self.scheduler = DayScheduler(config, runner, self._clock, self._alarm_factory(config), calendar=calendar, status=self._status)
+        self.scheduler = DayScheduler(
+            config, runner, self._clock, self._alarm_factory(config), calendar=calendar, status=self._status
+        )
         self.scheduler.start()
         return self.scheduler
 
@@ -113,7 +120,10 @@ class ServiceLoop:
             if command not in done:
                 command.cancel()
                 reason = scheduler_task.exception() if not scheduler_task.cancelled() else None
-                self._log.error("the scheduler stopped: exiting so that systemd restarts the service", reason=one_line(reason) if reason else "cancelled")
+                self._log.error(
+                    "the scheduler stopped: exiting so that systemd restarts the service",
+                    reason=one_line(reason) if reason else "cancelled",
+                )
                 self._notifier.status("failed: the scheduler stopped")
                 return 1
             name, signame = command.result()

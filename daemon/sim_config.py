@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 
-def sim_config_data(snippet: Mapping[str, Any], *, state_dir: Path | None = None, cache_dir: Path | None = None,
-                    **sections: Any) -> dict[str, Any]:
+def sim_config_data(
+    snippet: Mapping[str, Any], *, state_dir: Path | None = None, cache_dir: Path | None = None, **sections: Any
+) -> dict[str, Any]:
     """A config dict: the snippet's market data URL, brokers and accounts, then `state_dir`, `cache_dir`
     (as `cache.dir`) and `sections` by top-level key; a section that is a mapping is merged into the one
     already there (one level deep), anything else replaces it."""

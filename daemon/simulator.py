@@ -20,6 +20,15 @@ from daemon.sim import (
 )
 
 __all__ = [
-    "DEFAULT_BROKERS", "DEFAULT_BUYING_POWER", "DEFAULT_INSTRUMENTS", "DEFAULT_PASSWORD", "PASSWORD_ENV", "BookLevel",
-    "ConfigSnippet", "LimiterSettings", "OrderRules", "SimSettings", "Simulator",
+    "DEFAULT_BROKERS",
+    "DEFAULT_BUYING_POWER",
+    "DEFAULT_INSTRUMENTS",
+    "DEFAULT_PASSWORD",
+    "PASSWORD_ENV",
+    "BookLevel",
+    "ConfigSnippet",
+    "LimiterSettings",
+    "OrderRules",
+    "SimSettings",
+    "Simulator",
 ]

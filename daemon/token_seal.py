@@ -22,7 +22,9 @@ from daemon.logs import register_secret
 
 SEALED_PREFIX = "fernet:"
 WRONG_KEY = "the token key does not decrypt the cached tokens; fix cache.token_key_* or run `cache clear tokens`."
-NO_KEY = "the cached tokens are encrypted but no token key is configured; set cache.token_key_* or run `cache clear tokens`."
+NO_KEY = (
+    "the cached tokens are encrypted but no token key is configured; set cache.token_key_* or run `cache clear tokens`."
+)
 
 
 class TokenKeyError(ConfigError):
@@ -53,7 +55,7 @@ class TokenCipher:
     def open(self, value: str, slot: Hashable | None = None) -> str:
         """The token inside a sealed value, registered as a secret in `slot`; TokenKeyError when this key did not seal it."""
         try:
-            token = self._fernet.decrypt(value[len(SEALED_PREFIX):].encode()).decode()
+            token = self._fernet.decrypt(value[len(SEALED_PREFIX) :].encode()).decode()
         except (InvalidToken, UnicodeError, ValueError):
             raise TokenKeyError(WRONG_KEY) from None
         register_secret(token, slot=slot)

@@ -24,9 +24,7 @@ def jwt_expiry(token: str) -> datetime | None:
         return None
 
 
-def token_valid_until(
-    token: str, now: datetime, ttl_s: float, expire_in_s: float | None, margin_s: float
-) -> datetime:
+def token_valid_until(token: str, now: datetime, ttl_s: float, expire_in_s: float | None, margin_s: float) -> datetime:
     candidates = [now + timedelta(seconds=ttl_s)]
     if expire_in_s and expire_in_s > 0:
         candidates.append(now + timedelta(seconds=expire_in_s))

@@ -98,4 +98,3 @@ async def _cross_check(client: BrokerClient, params: OrderParams) -> None:
         return
     if theirs is not None and theirs != params.volume:
         client.log.warning("crosscheck.disagree", isin=params.isin, local=params.volume, broker=theirs)
-

@@ -124,7 +124,9 @@ def build_request(method: str, url: str, headers: Mapping[str, str] | None = Non
     try:
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
     except UnicodeEncodeError:
-        raise ValueError("a header or the URL holds characters that HTTP/1.1 cannot carry; percent-encode them") from None
+        raise ValueError(
+            "a header or the URL holds characters that HTTP/1.1 cannot carry; percent-encode them"
+        ) from None
     return head + (body or b"")
 
 
@@ -243,13 +245,17 @@ def tls_context(ca_file: str | os.PathLike[str] | None = None) -> ssl.SSLContext
         try:
             context.load_verify_locations(cafile=ca_file)
         except (OSError, ssl.SSLError) as exc:
-            raise UserError(f"The CA bundle {os.fspath(ca_file)!r} cannot be read ({type(exc).__name__}); fix the path.") from None
+            raise UserError(
+                f"The CA bundle {os.fspath(ca_file)!r} cannot be read ({type(exc).__name__}); fix the path."
+            ) from None
     return context
 
 
 def _checked_context(ctx: ssl.SSLContext) -> ssl.SSLContext:
     if ctx.verify_mode != ssl.CERT_REQUIRED or not ctx.check_hostname:
-        raise ValueError("TLS certificate and host name verification must stay on; build the context with tls_context()")
+        raise ValueError(
+            "TLS certificate and host name verification must stay on; build the context with tls_context()"
+        )
     return ctx
 
 
@@ -306,11 +312,30 @@ class WireConnection:
     connection costs milliseconds each).
     """
 
-    __slots__ = ("origin", "_clock", "_mono", "_ssl", "_connect_timeout", "_transport", "_protocol", "_responses",
-                 "_waiter", "_error", "_in_flight", "connects")
+    __slots__ = (
+        "origin",
+        "_clock",
+        "_mono",
+        "_ssl",
+        "_connect_timeout",
+        "_transport",
+        "_protocol",
+        "_responses",
+        "_waiter",
+        "_error",
+        "_in_flight",
+        "connects",
+    )
 
-    def __init__(self, origin: Origin | str, clock: Clock, *, ssl_context: ssl.SSLContext | None = None,
-                 ca_file: str | os.PathLike[str] | None = None, connect_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        origin: Origin | str,
+        clock: Clock,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
+        connect_timeout: float = 10.0,
+    ) -> None:
         self.origin = origin if isinstance(origin, Origin) else Origin.from_url(origin)
         self._clock = clock
         self._mono = clock.monotonic_ns
@@ -341,8 +366,11 @@ class WireConnection:
         try:
             async with asyncio.timeout(self._connect_timeout):
                 transport, protocol = await loop.create_connection(
-                    lambda: _Protocol(self), origin.host, origin.port,
-                    ssl=self._ssl, server_hostname=origin.host if self._ssl else None,
+                    lambda: _Protocol(self),
+                    origin.host,
+                    origin.port,
+                    ssl=self._ssl,
+                    server_hostname=origin.host if self._ssl else None,
                 )
         except ssl.SSLCertVerificationError as exc:
             raise WireTLSError(f"the TLS certificate of {origin} is not trusted ({exc.verify_message})") from None

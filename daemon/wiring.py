@@ -12,8 +12,14 @@ from daemon.ratelimit import HostRateLimiter
 
 
 class Wiring:
-    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None, cache: Cache | None = None,
-                 login_lock: LoginLock | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        clock: Clock,
+        solver: CaptchaSolver | None = None,
+        cache: Cache | None = None,
+        login_lock: LoginLock | None = None,
+    ) -> None:
         self.config = config
         self.clock = clock
         self.cache = cache or Cache.from_config(config, clock)
@@ -29,8 +35,15 @@ class Wiring:
         """The account's client, on its broker's platform (`brokers.<code>.platform`)."""
         if account.name not in self._clients:
             self._clients[account.name] = BrokerClient(
-                account, self.config.broker(account.broker), self.config, self.cache, self.http,
-                self.solver, self.limiter, self.clock, shared_lock=self.login_lock,
+                account,
+                self.config.broker(account.broker),
+                self.config,
+                self.cache,
+                self.http,
+                self.solver,
+                self.limiter,
+                self.clock,
+                shared_lock=self.login_lock,
             )
         return self._clients[account.name]
 

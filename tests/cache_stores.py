@@ -34,7 +34,9 @@ class FileStore:
     def backend(self) -> CacheBackend:
         return FileBackend(self.dir)
 
-    def make_cache(self, clock: Clock, backend: CacheBackend | None = None, local_tz: Any = TEHRAN, **fields: Any) -> Cache:
+    def make_cache(
+        self, clock: Clock, backend: CacheBackend | None = None, local_tz: Any = TEHRAN, **fields: Any
+    ) -> Cache:
         return Cache(self.settings(**fields), clock, backend=backend, local_tz=local_tz)
 
     def raw(self, name: str) -> bytes | None:
@@ -84,7 +86,9 @@ class RedisStore:
     def backend(self) -> CacheBackend:
         return RedisBackend(self.url)
 
-    def make_cache(self, clock: Clock, backend: CacheBackend | None = None, local_tz: Any = TEHRAN, **fields: Any) -> Cache:
+    def make_cache(
+        self, clock: Clock, backend: CacheBackend | None = None, local_tz: Any = TEHRAN, **fields: Any
+    ) -> Cache:
         return Cache(self.settings(**fields), clock, backend=backend, local_tz=local_tz)
 
     def raw(self, name: str) -> bytes | None:

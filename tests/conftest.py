@@ -70,8 +70,9 @@ async def sim(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator
     options = dict(marker.kwargs) if (marker := request.node.get_closest_marker("sim")) else {}
     real_time = options.pop("real_time", False)
     seed = options.pop("seed", SIM_SEED)
-    async with running_simulator(settings=sim_settings(seed=seed), clock=None if real_time else clock,
-                                 **options) as simulator:
+    async with running_simulator(
+        settings=sim_settings(seed=seed), clock=None if real_time else clock, **options
+    ) as simulator:
         yield simulator
 
 
@@ -121,7 +122,8 @@ def _private_redis(binary: str) -> Iterator[str]:
             port = probe.getsockname()[1]
         process = subprocess.Popen(
             [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         client = redis.Redis(host="127.0.0.1", port=port)
         deadline = time.monotonic() + 10

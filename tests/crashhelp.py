@@ -38,14 +38,18 @@ class DaemonProcess:
     """One forked `daemon.cli.main(argv)`: its output read as it comes (a full pipe never stalls it), and the
     `event` of every JSON log line noted, so a test can wait for one instead of sleeping."""
 
-    def __init__(self, pid: int, exited: asyncio.Future[int], out: asyncio.StreamReader,
-                 err: asyncio.StreamReader) -> None:
+    def __init__(
+        self, pid: int, exited: asyncio.Future[int], out: asyncio.StreamReader, err: asyncio.StreamReader
+    ) -> None:
         self.pid = pid
         self._exited = exited
         self.out: list[str] = []
         self.err: list[str] = []
         self._seen: dict[str, asyncio.Event] = {}
-        self._readers = [asyncio.ensure_future(self._read(out, self.out)), asyncio.ensure_future(self._read(err, self.err))]
+        self._readers = [
+            asyncio.ensure_future(self._read(out, self.out)),
+            asyncio.ensure_future(self._read(err, self.err)),
+        ]
 
     async def _read(self, stream: asyncio.StreamReader, into: list[str]) -> None:
         async for raw in stream:
@@ -126,8 +130,14 @@ class Zygote:
     async def running(cls, fifo_dir: Path) -> AsyncIterator[Zygote]:
         fifo_dir.mkdir(parents=True, exist_ok=True)
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tests.crashhelp", env=daemon_env({PASSWORD_ENV: DEFAULT_PASSWORD}),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None, limit=LINE_LIMIT,
+            sys.executable,
+            "-m",
+            "tests.crashhelp",
+            env=daemon_env({PASSWORD_ENV: DEFAULT_PASSWORD}),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,
+            limit=LINE_LIMIT,
         )
         zygote = cls(proc, fifo_dir)
         try:
@@ -163,9 +173,17 @@ class Zygote:
         readers = []
         for fifo in fifos:
             os.mkfifo(fifo, 0o600)
-            readers.append(os.open(fifo, os.O_RDONLY | os.O_NONBLOCK))  # opened first, so the zygote's open never blocks
+            readers.append(
+                os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            )  # opened first, so the zygote's open never blocks
         started = self._started[self._count] = loop.create_future()
-        request = {"id": self._count, "argv": list(argv), "cwd": os.getcwd(), "out": str(fifos[0]), "err": str(fifos[1])}
+        request = {
+            "id": self._count,
+            "argv": list(argv),
+            "cwd": os.getcwd(),
+            "out": str(fifos[0]),
+            "err": str(fifos[1]),
+        }
         assert self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(request).encode() + b"\n")
         await self._proc.stdin.drain()

@@ -18,12 +18,22 @@ def daemon_env(env: dict[str, str] | None = None) -> dict[str, str]:
     return child_env
 
 
-def run_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60,
-               input: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_daemon(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
     """`python -m daemon ARGS` in a child process, importing this checkout's code."""
     return subprocess.run(
         [sys.executable, "-m", "daemon", *args],
-        capture_output=True, text=True, env=daemon_env(env), cwd=cwd or Path.cwd(), timeout=timeout, input=input,
+        capture_output=True,
+        text=True,
+        env=daemon_env(env),
+        cwd=cwd or Path.cwd(),
+        timeout=timeout,
+        input=input,
         stdin=None if input is not None else subprocess.DEVNULL,
     )
 
@@ -31,6 +41,11 @@ def run_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
 def start_daemon(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.Popen[str]:
     """`python -m daemon ARGS` left running, stdout and stderr piped, for tests that signal it."""
     return subprocess.Popen(
-        [sys.executable, "-m", "daemon", *args], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=daemon_env(env), cwd=cwd or Path.cwd(),
+        [sys.executable, "-m", "daemon", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=daemon_env(env),
+        cwd=cwd or Path.cwd(),
     )

@@ -24,21 +24,43 @@ pytestmark = pytest.mark.slow
 
 def run_bench(*args: str, timeout: float = 120) -> dict[str, Any]:
     env = {"PYTHONPATH": str(REPO_ROOT), "PATH": "/usr/bin:/bin"}
-    proc = subprocess.run([sys.executable, "-m", *args, "--json"], cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [sys.executable, "-m", *args, "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
 
 def test_open_race_daemon_and_raw_at_five_accounts(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    result = run_bench("bench.open_race", "--accounts", "5", "--contenders", "daemon,raw", "--arm-lead-s", "3",
-                       "--final-check-s", "1", "--workdir", str(tmp_path / "work"), "--out", str(out))
+    result = run_bench(
+        "bench.open_race",
+        "--accounts",
+        "5",
+        "--contenders",
+        "daemon,raw",
+        "--arm-lead-s",
+        "3",
+        "--final-check-s",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--out",
+        str(out),
+    )
     [run] = result["runs"]
     by = {o["contender"]: o for o in run["outcomes"]}
     assert set(by) == {"daemon", "raw"}
     for outcome in by.values():
-        assert outcome["arrived"] == 5 and len(outcome["arrivals_ms"]) == 5  # every account's order reached the simulator
+        assert (
+            outcome["arrived"] == 5 and len(outcome["arrivals_ms"]) == 5
+        )  # every account's order reached the simulator
         assert outcome["accepted"] == 5 and outcome["duplicates"] == 0 and outcome["rejected_1018"] == 0
         assert outcome["requests_per_account_max"] == 1
         assert outcome["dispatch_ms"] is not None and outcome["first_send_error_ms"] <= outcome["dispatch_ms"]
@@ -50,8 +72,18 @@ def test_open_race_daemon_and_raw_at_five_accounts(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(locust_binary() is None, reason="locust is in the bench extra, not installed here")
 def test_open_race_locust_sprays_from_the_warm_cache(tmp_path: Path) -> None:
-    result = run_bench("bench.open_race", "--accounts", "3", "--contenders", "locust", "--locust-time-s", "1",
-                       "--workdir", str(tmp_path / "work"), "--no-save")
+    result = run_bench(
+        "bench.open_race",
+        "--accounts",
+        "3",
+        "--contenders",
+        "locust",
+        "--locust-time-s",
+        "1",
+        "--workdir",
+        str(tmp_path / "work"),
+        "--no-save",
+    )
     [locust] = result["runs"][0]["outcomes"]
     assert locust["arrived"] == 3 and locust["accepted"] >= 3
     assert locust["requests_per_account_max"] > 1  # no stop on success: it keeps sending
@@ -81,11 +113,21 @@ def test_memory_bench_measures_daemon_run_and_an_armed_executor() -> None:
 
 def test_ranges_span_the_runs_per_count_and_contender() -> None:
     def outcome(contender: str, value: float) -> dict[str, Any]:
-        return {"contender": contender, "arrival_ms_p50": value, "arrival_ms_p99": value, "arrival_ms_max": value,
-                "spread_ms": value, "dispatch_ms": value, "first_send_error_ms": None, "requests_per_account_mean": 1}
+        return {
+            "contender": contender,
+            "arrival_ms_p50": value,
+            "arrival_ms_p99": value,
+            "arrival_ms_max": value,
+            "spread_ms": value,
+            "dispatch_ms": value,
+            "first_send_error_ms": None,
+            "requests_per_account_mean": 1,
+        }
 
-    runs = [{"accounts": 10, "outcomes": [outcome("raw", v)], "ratios": {"daemon/raw dispatch": r}}
-            for v, r in ((2.0, 1.1), (5.0, None), (3.0, 0.9))]
+    runs = [
+        {"accounts": 10, "outcomes": [outcome("raw", v)], "ratios": {"daemon/raw dispatch": r}}
+        for v, r in ((2.0, 1.1), (5.0, None), (3.0, 0.9))
+    ]
     rows = {row["contender"]: row for row in ranges(runs)}
     assert rows["raw"]["arrival_ms_max"] == [2.0, 5.0] and rows["raw"]["first_send_error_ms"] is None
     assert rows["ratios"]["daemon/raw dispatch"] == [0.9, 1.1]
@@ -95,10 +137,14 @@ async def test_prepared_orders_name_the_cold_accounts(tmp_path: Path) -> None:
     from bench._prepared import ColdCache, prepared_orders
     from daemon.config import validate_config
 
-    config = validate_config({
-        "cache": {"dir": str(tmp_path / "cache")},
-        "accounts": [{"name": "ali", "broker": "gs", "username": "u1", "password": "x",
-                      "orders": [{"isin": "IRO1FOLD0001"}]}],
-    }, source="test")
+    config = validate_config(
+        {
+            "cache": {"dir": str(tmp_path / "cache")},
+            "accounts": [
+                {"name": "ali", "broker": "gs", "username": "u1", "password": "x", "orders": [{"isin": "IRO1FOLD0001"}]}
+            ],
+        },
+        source="test",
+    )
     with pytest.raises(ColdCache, match="1 account.*first: ali.*warmup"):
         await prepared_orders(config)

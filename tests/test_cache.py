@@ -72,10 +72,15 @@ async def test_each_type_is_stored_in_the_documented_file(clock: FakeClock, cach
     await cache.save_buying_power("u1", "gs", {"v": 1})
     await cache.save_order_params("u1", "gs", ISIN, {"v": 1})
     await cache.save_holdings("u1", "gs", ISIN, {"v": 1})
-    assert sorted(p.name for p in cache_dir.iterdir()) == sorted([
-        "token_u1_gs.json", f"market_data_{ISIN}.json", "buying_power_u1_gs.json",
-        f"order_params_u1_gs_{ISIN}.json", f"holdings_u1_gs_{ISIN}.json",
-    ])
+    assert sorted(p.name for p in cache_dir.iterdir()) == sorted(
+        [
+            "token_u1_gs.json",
+            f"market_data_{ISIN}.json",
+            "buying_power_u1_gs.json",
+            f"order_params_u1_gs_{ISIN}.json",
+            f"holdings_u1_gs_{ISIN}.json",
+        ]
+    )
 
 
 # --- the earlier tool's files ------------------------------------------------------------------------------
@@ -160,8 +165,9 @@ async def test_a_symlinked_entry_is_never_followed(clock: FakeClock, cache_dir: 
 
 
 @pytest.mark.parametrize("username", ["../../etc/passwd", "a/b", "..", "/abs", "x\0y", "user name+é%"])
-async def test_keys_cannot_escape_or_break_the_directory(clock: FakeClock, cache_dir: Path, tmp_path: Path,
-                                                          username: str) -> None:
+async def test_keys_cannot_escape_or_break_the_directory(
+    clock: FakeClock, cache_dir: Path, tmp_path: Path, username: str
+) -> None:
     before = {p for p in tmp_path.rglob("*")}
     cache = make_cache(clock)
     await cache.save_token(username, "gs", TOKEN, clock.now() + timedelta(hours=1))
@@ -233,5 +239,3 @@ async def test_from_config_uses_the_configured_directory(clock: FakeClock, tmp_p
     cache = Cache.from_config(config, clock)
     await cache.save_market_data(ISIN, {"max": 1})
     assert (tmp_path / "elsewhere" / f"market_data_{ISIN}.json").exists()
-
-

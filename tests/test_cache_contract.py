@@ -43,7 +43,12 @@ TYPED = [
     ("order_params", ("u1", "gs", ISIN), f"order_params_u1_gs_{ISIN}.json", {"price": 1100, "volume": 10}),
     ("holdings", ("u1", "gs", ISIN), f"holdings_u1_gs_{ISIN}.json", {"shares": 500}),
 ]
-HELPERS = {"buying_power": "buying_power", "market": "market_data", "order_params": "order_params", "holdings": "holdings"}
+HELPERS = {
+    "buying_power": "buying_power",
+    "market": "market_data",
+    "order_params": "order_params",
+    "holdings": "holdings",
+}
 
 
 @pytest.mark.parametrize(("type_", "parts", "name", "data"), TYPED, ids=[t[0] for t in TYPED])
@@ -67,7 +72,11 @@ async def test_token_round_trip(store, clock: FakeClock) -> None:
     for reader in (cache, store.make_cache(clock)):
         got = await reader.get_token("u1", "gs")
         assert got == {
-            "token": TOKEN, "username": "u1", "broker_code": "gs", "expires_at": expiry.isoformat(), "refresh_after": 10,
+            "token": TOKEN,
+            "username": "u1",
+            "broker_code": "gs",
+            "expires_at": expiry.isoformat(),
+            "refresh_after": 10,
         }
     stored = orjson.loads(store.raw("token_u1_gs.json"))
     assert (stored["username"], stored["broker_code"]) == ("u1", "gs")
@@ -89,8 +98,9 @@ async def test_aliases_and_unknown_types(store, clock: FakeClock) -> None:
 # --- expiry --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("type_", "ttl"), [("tokens", 3600), ("market", 300), ("buying_power", 60),
-                                             ("order_params", 30), ("holdings", 60)])
+@pytest.mark.parametrize(
+    ("type_", "ttl"), [("tokens", 3600), ("market", 300), ("buying_power", 60), ("order_params", 30), ("holdings", 60)]
+)
 async def test_entries_expire_after_their_ttl(store, clock: FakeClock, type_: str, ttl: int) -> None:
     cache = store.make_cache(clock)
     await cache.set(type_, "k", {"token": "abcd1234"})
@@ -116,7 +126,9 @@ async def test_explicit_expiry_caps_the_ttl_and_never_extends_it(store, clock: F
     await cache.set("market", ISIN, {"max": 1}, expires_at=clock.now() + timedelta(days=1))
     clock.advance(timedelta(minutes=10))
     assert await cache.get_token("u1", "gs") is None
-    assert (await cache.get_token("u2", "gs"))["expires_at"] == (clock.now() + timedelta(hours=4, minutes=50)).isoformat()
+    assert (await cache.get_token("u2", "gs"))["expires_at"] == (
+        clock.now() + timedelta(hours=4, minutes=50)
+    ).isoformat()
     assert await cache.get_market_data(ISIN) is None  # 5 min TTL, not a day
     clock.advance(timedelta(minutes=50))
     assert await cache.get_token("u2", "gs") is None  # the 1 h TTL, not the token's 5 h
@@ -131,10 +143,16 @@ async def test_naive_explicit_expiry_is_refused(store, clock: FakeClock) -> None
 
 
 async def test_earlier_tools_flat_token_with_naive_expiry_is_local_time(store) -> None:
-    store.put_raw("token_u1_gs.json", {
-        "token": TOKEN, "username": "u1", "broker_code": "gs",
-        "created_at": "2026-11-21T07:30:00.000001", "expires_at": "2026-11-21T08:30:00.123456",
-    })
+    store.put_raw(
+        "token_u1_gs.json",
+        {
+            "token": TOKEN,
+            "username": "u1",
+            "broker_code": "gs",
+            "created_at": "2026-11-21T07:30:00.000001",
+            "expires_at": "2026-11-21T08:30:00.123456",
+        },
+    )
     clock = FakeClock(datetime(2026, 11, 21, 8, 29, tzinfo=TEHRAN))
     got = await store.make_cache(clock).get_token("u1", "gs")
     assert got is not None and got["token"] == TOKEN
@@ -143,7 +161,9 @@ async def test_earlier_tools_flat_token_with_naive_expiry_is_local_time(store) -
     assert await store.make_cache(clock).get_token("u1", "gs") is None
 
 
-@pytest.mark.parametrize("expires", ["2026-11-21T08:30:00+03:30", "2026-11-21T05:00:00Z", "2026-11-21T04:59:59.5+00:00"])
+@pytest.mark.parametrize(
+    "expires", ["2026-11-21T08:30:00+03:30", "2026-11-21T05:00:00Z", "2026-11-21T04:59:59.5+00:00"]
+)
 async def test_timezone_aware_expiry_in_an_entry_is_read(store, expires: str) -> None:
     store.put_raw(f"market_data_{ISIN}.json", {"data": {"max": 7}, "expires_at": expires})
     clock = FakeClock(datetime(2026, 11, 21, 4, 59, 59, tzinfo=UTC))
@@ -324,8 +344,14 @@ async def test_stats_add_up_across_instances(store, clock: FakeClock) -> None:
         await second.get_token("u1", "gs")
     stats = await store.make_cache(clock).stats()
     assert stats["market"] | {"soonest_expiry": None} == {
-        "entries": 1, "valid": 1, "expired": 0, "hits": 3, "misses": 1, "hit_rate": 0.75,
-        "bytes": len(store.raw(f"market_data_{ISIN}.json")), "soonest_expiry": None,
+        "entries": 1,
+        "valid": 1,
+        "expired": 0,
+        "hits": 3,
+        "misses": 1,
+        "hit_rate": 0.75,
+        "bytes": len(store.raw(f"market_data_{ISIN}.json")),
+        "soonest_expiry": None,
     }
     assert stats["market"]["soonest_expiry"] == clock.now() + timedelta(minutes=5)
     assert (stats["tokens"]["hits"], stats["tokens"]["misses"], stats["tokens"]["hit_rate"]) == (0, 1, 0.0)
@@ -373,7 +399,8 @@ async def test_tokens_are_sealed_in_the_store_when_a_key_is_configured(store, cl
 
     monkeypatch.setenv("CONTRACT_TOKEN_KEY", generate_key())
     await store.make_cache(clock, token_key_env="CONTRACT_TOKEN_KEY").save_token(
-        "u1", "gs", TOKEN, clock.now() + timedelta(hours=1))
+        "u1", "gs", TOKEN, clock.now() + timedelta(hours=1)
+    )
     raw = store.raw("token_u1_gs.json")
     assert TOKEN.encode() not in raw
     assert orjson.loads(raw)["data"]["token"].startswith("fernet:")

@@ -39,38 +39,78 @@ ENTRIES = {  # file name -> (type, the typed getter's arguments)
     f"order_params_u1_gs_{ISIN}.json": ("order_params", ("u1", "gs", ISIN)),
     f"holdings_u1_gs_{ISIN}.json": ("holdings", ("u1", "gs", ISIN)),
 }
-GETTERS = {"tokens": "get_token", "market": "get_market_data", "buying_power": "get_buying_power",
-           "order_params": "get_order_params", "holdings": "get_holdings"}
+GETTERS = {
+    "tokens": "get_token",
+    "market": "get_market_data",
+    "buying_power": "get_buying_power",
+    "order_params": "get_order_params",
+    "holdings": "get_holdings",
+}
 
 # ---- strategies -----------------------------------------------------------------------------------------
 
 numbers = st.one_of(
-    st.integers(), st.integers(min_value=2**63, max_value=2**200), st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    st.integers(min_value=2**63, max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from([0, -1, 1e308, -1e308, 5e-324]),
 )
 scalars = st.one_of(st.none(), st.booleans(), numbers, st.text(max_size=30))
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                           max_leaves=20)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
 timestamps = st.one_of(
     st.datetimes().map(datetime.isoformat),  # naive: read as local time
     st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
     st.datetimes(timezones=st.just(timezone(timedelta(hours=23, minutes=59)))).map(datetime.isoformat),
     st.datetimes(timezones=st.just(timezone(-timedelta(hours=23, minutes=59)))).map(datetime.isoformat),
-    st.sampled_from(["0001-01-01T00:00:00", "9999-12-31T23:59:59", "9999-12-31T23:59:59-12:00", "2030-02-30T00:00",
-                     "tomorrow", "", "2030-01-01T00:00:00Z", "2030-01-01 00:00:00+03:30"]),
-    st.text(max_size=30), numbers, st.none(),
+    st.sampled_from(
+        [
+            "0001-01-01T00:00:00",
+            "9999-12-31T23:59:59",
+            "9999-12-31T23:59:59-12:00",
+            "2030-02-30T00:00",
+            "tomorrow",
+            "",
+            "2030-01-01T00:00:00Z",
+            "2030-01-01 00:00:00+03:30",
+        ]
+    ),
+    st.text(max_size=30),
+    numbers,
+    st.none(),
 )
 likely_fields = {
-    "token": st.text(max_size=20) | numbers, "isin": st.just(ISIN) | scalars, "side": st.sampled_from(["buy", "sell"]) | scalars,
-    "price": numbers | scalars, "volume": numbers, "amount": numbers, "fee": numbers, "buyingPower": numbers | scalars,
-    "remain_volume": numbers | scalars, "mineq": numbers, "maxeq": numbers, "minap": numbers, "maxap": numbers,
+    "token": st.text(max_size=20) | numbers,
+    "isin": st.just(ISIN) | scalars,
+    "side": st.sampled_from(["buy", "sell"]) | scalars,
+    "price": numbers | scalars,
+    "volume": numbers,
+    "amount": numbers,
+    "fee": numbers,
+    "buyingPower": numbers | scalars,
+    "remain_volume": numbers | scalars,
+    "mineq": numbers,
+    "maxeq": numbers,
+    "minap": numbers,
+    "maxap": numbers,
     "last_price": numbers | scalars,
 }
-data_dicts = st.fixed_dictionaries({}, optional=likely_fields) | st.dictionaries(st.text(max_size=8), json_values, max_size=5)
+data_dicts = st.fixed_dictionaries({}, optional=likely_fields) | st.dictionaries(
+    st.text(max_size=8), json_values, max_size=5
+)
 entries = st.fixed_dictionaries(
     {"expires_at": timestamps},
-    optional={"data": data_dicts | json_values, "created_at": timestamps, "username": st.just("u1") | scalars,
-              "broker_code": st.just("gs") | scalars, "isin": st.just(ISIN) | scalars, **likely_fields},
+    optional={
+        "data": data_dicts | json_values,
+        "created_at": timestamps,
+        "username": st.just("u1") | scalars,
+        "broker_code": st.just("gs") | scalars,
+        "isin": st.just(ISIN) | scalars,
+        **likely_fields,
+    },
 )
 
 
@@ -126,8 +166,12 @@ def shown_by_the_cli(directory: Path, name: str, capsys: pytest.CaptureFixture[s
     type_, parts = ENTRIES[name]
     config = directory / "config.yaml"
     config.write_text(json.dumps({"timezone": "Pacific/Kiritimati", "cache": {"dir": str(directory)}}))
-    for argv in (["list", type_], ["show", type_, "_".join(parts)], ["show", type_, "_".join(parts), "--json"],
-                 ["stats", "--json"]):
+    for argv in (
+        ["list", type_],
+        ["show", type_, "_".join(parts)],
+        ["show", type_, "_".join(parts), "--json"],
+        ["stats", "--json"],
+    ):
         code = main(["cache", *argv, "--config", str(config)])
         err = capsys.readouterr().err
         assert code == 0 or (code == 2 and argv[0] == "show" and err.startswith("error: there is no")), err
@@ -135,10 +179,14 @@ def shown_by_the_cli(directory: Path, name: str, capsys: pytest.CaptureFixture[s
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(name=st.sampled_from(sorted(ENTRIES)), content=contents,
-       naive_as=st.sampled_from([None, ZoneInfo("Asia/Tehran"), ZoneInfo("America/St_Johns")]))
-def test_any_bytes_under_an_entry_name_are_a_miss_or_an_entry(tmp_path: Path, machine_in_tehran: None, capsys,
-                                                              name: str, content: bytes, naive_as) -> None:
+@given(
+    name=st.sampled_from(sorted(ENTRIES)),
+    content=contents,
+    naive_as=st.sampled_from([None, ZoneInfo("Asia/Tehran"), ZoneInfo("America/St_Johns")]),
+)
+def test_any_bytes_under_an_entry_name_are_a_miss_or_an_entry(
+    tmp_path: Path, machine_in_tehran: None, capsys, name: str, content: bytes, naive_as
+) -> None:
     directory = fresh_dir(tmp_path)
     (directory / name).write_bytes(content)
     asyncio.run(read_everything(directory, name, naive_as))
@@ -167,15 +215,30 @@ def test_any_stats_file_is_read_or_counted_again_from_zero(tmp_path: Path, conte
 
 
 def dead_broker_config(directory: Path):
-    return validate_config({
-        "cache": {"dir": str(directory)}, "market_data_url": "http://127.0.0.1:9/md",
-        "client": {"timeout_s": 2, "retry": {"attempts": 1}},
-        "captcha": {"solver": "command", "command": ["cat"], "spacing_s": 0},
-        "brokers": {"gs": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t",
-                           "backoffice_url": "http://127.0.0.1:9/b"}},
-        "accounts": [{"name": "a", "broker": "gs", "username": "u1", "password": "pw-hostile",
-                      "orders": [{"isin": ISIN}, {"isin": ISIN, "side": "sell"}]}],
-    })
+    return validate_config(
+        {
+            "cache": {"dir": str(directory)},
+            "market_data_url": "http://127.0.0.1:9/md",
+            "client": {"timeout_s": 2, "retry": {"attempts": 1}},
+            "captcha": {"solver": "command", "command": ["cat"], "spacing_s": 0},
+            "brokers": {
+                "gs": {
+                    "identity_url": "http://127.0.0.1:9/i",
+                    "trading_url": "http://127.0.0.1:9/t",
+                    "backoffice_url": "http://127.0.0.1:9/b",
+                }
+            },
+            "accounts": [
+                {
+                    "name": "a",
+                    "broker": "gs",
+                    "username": "u1",
+                    "password": "pw-hostile",
+                    "orders": [{"isin": ISIN}, {"isin": ISIN, "side": "sell"}],
+                }
+            ],
+        }
+    )
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -191,9 +254,14 @@ def test_the_clients_typed_reads_use_an_entry_or_fetch_again(tmp_path: Path, fil
     async def run() -> None:
         async with Wiring(config, FakeClock(NOW)) as services:
             client = services.client(config.accounts[0])
-            for call in (client.get_buying_power, lambda: client.get_instrument(ISIN),
-                         lambda: client.get_holdings(ISIN), lambda: client.order_params(config.accounts[0].orders[0]),
-                         lambda: client.order_params(config.accounts[0].orders[1]), client.token):
+            for call in (
+                client.get_buying_power,
+                lambda: client.get_instrument(ISIN),
+                lambda: client.get_holdings(ISIN),
+                lambda: client.order_params(config.accounts[0].orders[0]),
+                lambda: client.order_params(config.accounts[0].orders[1]),
+                client.token,
+            ):
                 try:
                     await call()
                 except BrokerUnavailable:
@@ -204,8 +272,12 @@ def test_the_clients_typed_reads_use_an_entry_or_fetch_again(tmp_path: Path, fil
 
 # ---- special files in place of an entry ---------------------------------------------------------------------
 
-VALID = orjson.dumps({"data": {"token": "t-from-elsewhere", "isin": ISIN, "buyingPower": 5, "remain_volume": 1},
-                      "expires_at": "2030-01-01T00:00:00+00:00"})
+VALID = orjson.dumps(
+    {
+        "data": {"token": "t-from-elsewhere", "isin": ISIN, "buyingPower": 5, "remain_volume": 1},
+        "expires_at": "2030-01-01T00:00:00+00:00",
+    }
+)
 
 
 async def every_read_misses(directory: Path) -> None:
@@ -218,8 +290,9 @@ async def every_read_misses(directory: Path) -> None:
     assert await cache.clean_expired() == 0
 
 
-@pytest.mark.parametrize("kind", ["symlink to a valid entry", "symlink to a directory", "dangling symlink", "fifo",
-                                  "directory"])
+@pytest.mark.parametrize(
+    "kind", ["symlink to a valid entry", "symlink to a directory", "dangling symlink", "fifo", "directory"]
+)
 async def test_special_files_are_misses_moved_aside_never_followed(tmp_path: Path, kind: str) -> None:
     directory = tmp_path / "cache"
     directory.mkdir(mode=0o700)

@@ -42,7 +42,8 @@ async def test_entries_live_under_opening_bell_type_key_with_redis_ttl(redis_url
         await cache.save_market_data(ISIN, {"max": 1})
         await cache.save_order_params("u/1", "gs", ISIN, {"v": 1})
     assert sorted(k.decode() for k in r.keys("opening-bell:*")) == [
-        "opening-bell:market:IRO1FOLD0001", "opening-bell:order_params:u/1_gs_IRO1FOLD0001",
+        "opening-bell:market:IRO1FOLD0001",
+        "opening-bell:order_params:u/1_gs_IRO1FOLD0001",
         "opening-bell:tokens:0012345678_gs",
     ]
     assert 19 * 60_000 < r.pttl("opening-bell:tokens:0012345678_gs") <= 20 * 60_000  # the token's own expiry
@@ -70,7 +71,10 @@ async def test_counters_are_one_hash_every_process_adds_to(redis_url, r, clock: 
             await cache.get_market_data(ISIN)
             await cache.get_token("u1", "gs")
     assert r.hgetall("opening-bell:stats") == {
-        b"market:hits": b"3", b"market:misses": b"0", b"tokens:hits": b"0", b"tokens:misses": b"3",
+        b"market:hits": b"3",
+        b"market:misses": b"0",
+        b"tokens:hits": b"0",
+        b"tokens:misses": b"3",
     }
 
 
@@ -95,7 +99,15 @@ def test_the_cache_cli_works_on_redis_and_shows_the_whole_group(redis_url, tmp_p
     stats = json.loads(capsys.readouterr().out)
     assert stats["dir"] == redis_url
     assert stats["types"]["tokens"] | {"soonest_expiry": None, "bytes": 0} == {
-        "entries": 1, "valid": 1, "expired": 0, "hits": 2, "misses": 0, "hit_rate": 1.0, "bytes": 0, "soonest_expiry": None}
+        "entries": 1,
+        "valid": 1,
+        "expired": 0,
+        "hits": 2,
+        "misses": 0,
+        "hit_rate": 1.0,
+        "bytes": 0,
+        "soonest_expiry": None,
+    }
     assert main(["--config", str(config), "cache", "list", "tokens", "--json"]) == 0
     assert [e["key"] for e in json.loads(capsys.readouterr().out)] == ["u1_gs"]
     assert main(["--config", str(config), "cache", "show", "tokens", "u1_gs"]) == 0
@@ -111,8 +123,11 @@ def test_an_unreachable_redis_is_one_sentence_in_the_cli(tmp_path, capsys) -> No
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"cache": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{port}/0"},
-                                      "group": {"enabled": True}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"cache": {"backend": "redis", "redis_url": f"redis://127.0.0.1:{port}/0"}, "group": {"enabled": True}}
+        )
+    )
     assert main(["--config", str(config), "group"]) == 2
     err = capsys.readouterr().err
     assert f"cannot read the group: redis at redis://127.0.0.1:{port}/0" in err and "Traceback" not in err
@@ -132,13 +147,16 @@ def test_without_the_redis_library_the_user_is_told_what_to_install(monkeypatch)
         Cache(CacheSettings(backend="redis", redis_url="redis://127.0.0.1/0"), SystemClock())
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"cache": {"backend": "redis"}}, "backend redis needs cache.redis_url"),
-    ({"cache": {"backend": "redis", "redis_url": "http://x"}}, "give a URL like redis://"),
-    ({"group": {"enabled": True}}, "group.enabled needs cache.backend redis"),
-    ({"group": {"lease_ttl_s": 4, "heartbeat_s": 3}}, "heartbeat_s must be at most half of lease_ttl_s"),
-    ({"cache": {"backend": "memcached"}}, "cache.backend"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"cache": {"backend": "redis"}}, "backend redis needs cache.redis_url"),
+        ({"cache": {"backend": "redis", "redis_url": "http://x"}}, "give a URL like redis://"),
+        ({"group": {"enabled": True}}, "group.enabled needs cache.backend redis"),
+        ({"group": {"lease_ttl_s": 4, "heartbeat_s": 3}}, "heartbeat_s must be at most half of lease_ttl_s"),
+        ({"cache": {"backend": "memcached"}}, "cache.backend"),
+    ],
+)
 def test_bad_settings_are_one_sentence(tmp_path, data, message) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(data))

@@ -72,13 +72,19 @@ def logins(sim: Simulator) -> int:
     return len(sim.request_log.records(route="login"))
 
 
-@pytest.mark.parametrize("break_it", [
-    pytest.param(replace_by_a_file, id="replaced by a file"),
-    pytest.param(read_only, id="read-only filesystem"),
-    pytest.param(disk_full, id="disk full"),
-    pytest.param(chmod_0500, id="chmod 0500",
-                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a 0500 directory anyway")),
-])
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        pytest.param(replace_by_a_file, id="replaced by a file"),
+        pytest.param(read_only, id="read-only filesystem"),
+        pytest.param(disk_full, id="disk full"),
+        pytest.param(
+            chmod_0500,
+            id="chmod 0500",
+            marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a 0500 directory anyway"),
+        ),
+    ],
+)
 async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated: Path, monkeypatch, break_it) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"

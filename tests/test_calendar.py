@@ -171,12 +171,16 @@ def test_schedule_config_errors_name_the_field(schedule: dict[str, object], mess
 def test_yaml_leaves_times_and_dates_for_the_schedule_to_read(tmp_path: Path) -> None:
     """Unquoted, YAML 1.1 would read 9:30 as 570 (base 60) and 1404-06-31 as a broken Gregorian date."""
     path = tmp_path / "config.yaml"
-    path.write_text("schedule:\n  warmup: 9:30\n  open: 09:45:00.250\n  holidays: [2026-11-23, 1404-06-31]\n", encoding="utf-8")
+    path.write_text(
+        "schedule:\n  warmup: 9:30\n  open: 09:45:00.250\n  holidays: [2026-11-23, 1404-06-31]\n", encoding="utf-8"
+    )
     schedule = load_config(path).schedule
     assert (schedule.warmup.isoformat(), schedule.open.isoformat()) == ("09:30:00", "09:45:00.250000")
     assert schedule.holidays == [date(2026, 11, 23), date(2025, 9, 22)]
 
 
 def test_environment_override_of_a_time_is_read_as_a_time() -> None:
-    config = load_config(None, environ={"OPENING_BELL__SCHEDULE__WARMUP": "7:30", "OPENING_BELL__SCHEDULE__OPEN": "08:45:00.5"})
+    config = load_config(
+        None, environ={"OPENING_BELL__SCHEDULE__WARMUP": "7:30", "OPENING_BELL__SCHEDULE__OPEN": "08:45:00.5"}
+    )
     assert (config.schedule.warmup.isoformat(), config.schedule.open.isoformat()) == ("07:30:00", "08:45:00.500000")

@@ -59,8 +59,15 @@ def test_sniff_image_format_knows_what_pillow_writes(fmt: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"<html>429 Too Many Requests</html>", b"\x89PNX\r\n", b"RIFF\x10\x00\x00\x00WAVEfmt ", b"iVBORw0KGgo=",
-             b"BMW 320i for sale"]
+    "data",
+    [
+        b"",
+        b"<html>429 Too Many Requests</html>",
+        b"\x89PNX\r\n",
+        b"RIFF\x10\x00\x00\x00WAVEfmt ",
+        b"iVBORw0KGgo=",
+        b"BMW 320i for sale",
+    ],
 )
 def test_sniff_image_format_refuses_anything_else(data: bytes) -> None:
     with pytest.raises(UnknownImageFormat, match="not a PNG, JPEG"):
@@ -93,12 +100,16 @@ def _command_solver(argv: list[str], timeout_s: float = 10):
 
 async def test_command_gets_the_image_on_stdin_and_answers_from_stdout(tmp_path: Path) -> None:
     received = tmp_path / "received"
-    argv = _script(tmp_path, "solve", """
+    argv = _script(
+        tmp_path,
+        "solve",
+        """
         import sys
         data = sys.stdin.buffer.read()
         open(sys.argv[1], "wb").write(data)
         print("  ۰1234  ")
-    """) + [str(received)]
+    """,
+    ) + [str(received)]
     solver = _command_solver(argv)
     assert await solver.solve(JPEG) == "01234"
     assert received.read_bytes() == JPEG
@@ -123,14 +134,18 @@ async def _until_dead(pid: int) -> str:
 
 async def test_command_that_hangs_is_killed_with_what_it_started(tmp_path: Path) -> None:
     pids = tmp_path / "pids"
-    argv = _script(tmp_path, "hang", """
+    argv = _script(
+        tmp_path,
+        "hang",
+        """
         import os, subprocess, sys, time
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         with open(sys.argv[1] + ".tmp", "w") as f:
             f.write(f"{os.getpid()} {child.pid}")
         os.rename(sys.argv[1] + ".tmp", sys.argv[1])
         time.sleep(600)
-    """) + [str(pids)]
+    """,
+    ) + [str(pids)]
     solver = _command_solver(argv, timeout_s=2)
     with pytest.raises(CaptchaUnsolved, match="'command' gave no answer within 2 s"):
         await solver.solve(PNG)
@@ -147,19 +162,27 @@ async def test_command_printing_garbage_is_unsolved_without_echoing_it(tmp_path:
 
 
 async def test_command_failing_is_unsolved_with_its_last_error_line(tmp_path: Path) -> None:
-    solver = _command_solver(_script(tmp_path, "fail", """
+    solver = _command_solver(
+        _script(
+            tmp_path,
+            "fail",
+            """
         import sys
         sys.stderr.write("loading model\\nmodel file missing\\n")
         print("12345")
         sys.exit(3)
-    """))
+    """,
+        )
+    )
     with pytest.raises(CaptchaUnsolved, match="exited with status 3: model file missing$"):
         await solver.solve(PNG)
 
 
 async def test_command_is_not_run_for_bytes_that_are_no_image(tmp_path: Path) -> None:
     ran = tmp_path / "ran"
-    solver = _command_solver(_script(tmp_path, "mark", "import sys; open(sys.argv[1], 'w').close(); print('12345')") + [str(ran)])
+    solver = _command_solver(
+        _script(tmp_path, "mark", "import sys; open(sys.argv[1], 'w').close(); print('12345')") + [str(ran)]
+    )
     with pytest.raises(UnknownImageFormat):
         await solver.solve(b"<html>throttled</html>")
     assert not ran.exists()
@@ -232,8 +255,10 @@ async def test_http_posts_raw_image_with_sniffed_type_and_reads_text(ocr_service
     assert ocr_service.seen == [("/text", "image/jpeg", JPEG), ("/text", "image/png", PNG)]
 
 
-@pytest.mark.parametrize(("path", "answer"), [*((f"/json/{k}", "54321") for k in ("result", "text", "digits", "captcha")),
-                                              ("/number", "67890")])
+@pytest.mark.parametrize(
+    ("path", "answer"),
+    [*((f"/json/{k}", "54321") for k in ("result", "text", "digits", "captcha")), ("/number", "67890")],
+)
 async def test_http_reads_json_answers(ocr_service, path: str, answer: str) -> None:
     solver = _http_solver(str(ocr_service.make_url(path)))
     try:
@@ -271,7 +296,9 @@ async def test_http_timeout_is_unsolved(ocr_service) -> None:
 async def test_http_messages_name_the_host_but_never_the_url_key(unused_tcp_port: int) -> None:
     solver = _http_solver(f"http://127.0.0.1:{unused_tcp_port}/solve?key=s3cr3t-api-key")
     try:
-        with pytest.raises(CaptchaUnsolved, match=rf"captcha service 127.0.0.1:{unused_tcp_port} could not be asked") as caught:
+        with pytest.raises(
+            CaptchaUnsolved, match=rf"captcha service 127.0.0.1:{unused_tcp_port} could not be asked"
+        ) as caught:
             await solver.solve(PNG)
     finally:
         await solver.aclose()
@@ -407,7 +434,11 @@ def test_ocr_without_the_extra_is_one_sentence(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setitem(sys.modules, "ddddocr", None)  # as if not installed
     with pytest.raises(UserError) as caught:
         make_solver(CaptchaSettings(solver="ocr"))
-    assert str(caught.value) == OCR_EXTRA_MISSING == "captcha solver 'ocr' needs the ocr extra: pip install 'opening-bell[ocr]'."
+    assert (
+        str(caught.value)
+        == OCR_EXTRA_MISSING
+        == "captcha solver 'ocr' needs the ocr extra: pip install 'opening-bell[ocr]'."
+    )
 
 
 def _digits_image(digits: str, fmt: str) -> bytes:

@@ -54,12 +54,28 @@ def test_stats_on_a_missing_cache_prints_json_and_creates_nothing(capsys, cache_
     stats = run_json(capsys, "cache", "stats")
     assert stats["dir"] == ".cache"
     assert stats["types"]["tokens"] == {
-        "entries": 0, "valid": 0, "expired": 0, "hits": 0, "misses": 0, "hit_rate": None, "bytes": 0,
+        "entries": 0,
+        "valid": 0,
+        "expired": 0,
+        "hits": 0,
+        "misses": 0,
+        "hit_rate": None,
+        "bytes": 0,
         "soonest_expiry": None,
     }
     code, out, _ = run(capsys, "cache", "stats")
     assert code == 0 and out.splitlines()[0].split() == [
-        "type", "entries", "valid", "expired", "hits", "misses", "hit", "rate", "bytes", "soonest", "expiry",
+        "type",
+        "entries",
+        "valid",
+        "expired",
+        "hits",
+        "misses",
+        "hit",
+        "rate",
+        "bytes",
+        "soonest",
+        "expiry",
     ]
     assert not cache_dir.exists()
 
@@ -80,7 +96,9 @@ def test_stats_both_modes(capsys) -> None:
 def test_list_both_modes(capsys) -> None:
     seed()
     listed = run_json(capsys, "cache", "list", "bp")
-    assert [(e["key"], e["valid"], e["identity"]) for e in listed] == [("u2_gs", False, {"username": "u2", "broker_code": "gs"})]
+    assert [(e["key"], e["valid"], e["identity"]) for e in listed] == [
+        ("u2_gs", False, {"username": "u2", "broker_code": "gs"})
+    ]
     assert "data" not in listed[0]
     code, out, _ = run(capsys, "cache", "list", "tokens")
     assert code == 0 and out.splitlines()[2].split()[0] == "u1_gs" and "yes" in out
@@ -129,7 +147,9 @@ def test_clear_everything_needs_yes_when_not_at_a_terminal(capsys, monkeypatch, 
     monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
     code, out, err = run(capsys, "cache", "clear")
     assert code == 2 and out == ""
-    assert err == "error: cache clear without a type removes every entry; add --yes to do that when not at a terminal.\n"
+    assert (
+        err == "error: cache clear without a type removes every entry; add --yes to do that when not at a terminal.\n"
+    )
     assert run_json(capsys, "cache", "clear", "--yes") == {"removed": 3, "dir": ".cache", "type": None}
     assert [p for p in cache_dir.glob("*.json") if p.name != "stats.json"] == []
 
@@ -150,9 +170,15 @@ def test_clear_everything_asks_at_a_terminal(capsys, monkeypatch, cache_dir: Pat
     assert len([p for p in cache_dir.glob("*.json") if p.name != "stats.json"]) == left
 
 
-@pytest.mark.parametrize("argv", [
-    ["list", "quotes"], ["show", "quotes", "k"], ["clear", "quotes"], ["list", "quotes", "--json"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["list", "quotes"],
+        ["show", "quotes", "k"],
+        ["clear", "quotes"],
+        ["list", "quotes", "--json"],
+    ],
+)
 def test_an_unknown_type_is_one_sentence(capsys, argv: list[str]) -> None:
     code, out, err = run(capsys, "cache", *argv)
     assert code == 2 and out == ""
@@ -191,15 +217,31 @@ def test_in_a_child_process(cache_dir: Path) -> None:
     assert refused.returncode == 2 and "add --yes" in refused.stderr and "Traceback" not in refused.stderr
 
 
-@pytest.mark.parametrize("argv", [["stats"], ["stats", "--json"], ["clear", "--yes"], ["clear", "tokens"], ["clean"],
-                                  ["list", "tokens"], ["show", "tokens", "u1_gs"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["stats"],
+        ["stats", "--json"],
+        ["clear", "--yes"],
+        ["clear", "tokens"],
+        ["clean"],
+        ["list", "tokens"],
+        ["show", "tokens", "u1_gs"],
+    ],
+)
 def test_a_file_as_the_cache_directory_is_the_sentence_warmup_gives(capsys, argv: list[str]) -> None:
     Path("blocker").write_text("not a directory")
     Path("c.yaml").write_text("cache:\n  dir: blocker\n")
     assert run(capsys, "warmup", "--config", "c.yaml") == (
-        2, "", "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n")
+        2,
+        "",
+        "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n",
+    )
     assert run(capsys, "cache", *argv, "--config", "c.yaml") == (
-        2, "", "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n")
+        2,
+        "",
+        "error: cache.dir blocker is not a directory; point cache.dir at a directory.\n",
+    )
     assert Path("blocker").read_text() == "not a directory"
 
 

@@ -25,7 +25,9 @@ def test_the_configured_open_is_kept_until_its_window_closes(now):
 
 
 def test_a_closed_window_is_refused_in_one_sentence():
-    with pytest.raises(UserError, match=r"^the fire window of the open 08:45:00 Asia/Tehran has closed today; use --at"):
+    with pytest.raises(
+        UserError, match=r"^the fire window of the open 08:45:00 Asia/Tehran has closed today; use --at"
+    ):
         open_instant(CONFIG, None, at("08:45:30.000"))
 
 

@@ -35,7 +35,16 @@ def test_table_shows_tehran_and_local_time_and_the_closed_days(capsys: pytest.Ca
     assert lines[0].split() == ["date", "jalali", "day", "event", "Asia/Tehran", "local"]
     assert lines[2].split() == ["2026-11-26", "1405-09-05", "Thu", "closed:", "Thursday", "-", "-"]
     assert lines[3].split()[3:5] == ["closed:", "Friday"]
-    assert lines[4].split() == ["2026-11-28", "1405-09-07", "Sat", "warmup", "08:20:00", "2026-11-28", "05:50:00", "CET"]
+    assert lines[4].split() == [
+        "2026-11-28",
+        "1405-09-07",
+        "Sat",
+        "warmup",
+        "08:20:00",
+        "2026-11-28",
+        "05:50:00",
+        "CET",
+    ]
     assert [line.split()[3] for line in lines[4:]] == ["warmup", "arm", "open", "window_end"] * 2
     assert lines[-1].split()[:3] == ["2026-11-29", "1405-09-08", "Sun"]
 
@@ -50,7 +59,9 @@ def test_json_with_milliseconds_holidays_and_local_dst(tmp_path: Path, capsys: p
     assert data["now"] == "2027-03-10T12:00:00.000+03:30"
     closed = {d["date"]: d["closed"] for d in data["days"] if d["closed"]}
     assert closed == {
-        "2027-03-10": "holiday: Eid al-Fitr (estimated)", "2027-03-11": "Thursday", "2027-03-12": "Friday",
+        "2027-03-10": "holiday: Eid al-Fitr (estimated)",
+        "2027-03-11": "Thursday",
+        "2027-03-12": "Friday",
         "2027-03-14": "configured holiday",
     }
     trading = [d for d in data["days"] if not d["closed"]]
@@ -59,7 +70,9 @@ def test_json_with_milliseconds_holidays_and_local_dst(tmp_path: Path, capsys: p
     assert opens[0]["at"] == "2027-03-13T08:45:00.250+03:30"
     # New York moves its clocks on 14 March 2027: the same Tehran instant shows a new local offset.
     assert [e["local"] for e in opens] == [
-        "2027-03-13T00:15:00.250-05:00", "2027-03-15T01:15:00.250-04:00", "2027-03-16T01:15:00.250-04:00",
+        "2027-03-13T00:15:00.250-05:00",
+        "2027-03-15T01:15:00.250-04:00",
+        "2027-03-16T01:15:00.250-04:00",
     ]
 
 
@@ -94,7 +107,10 @@ def test_bad_holidays_file_line_is_one_sentence_and_exit_2(tmp_path: Path) -> No
     config.write_text(f"schedule:\n  holidays_file: {closures}\n", encoding="utf-8")
     result = run_daemon("schedule", "--config", str(config))
     assert result.returncode == 2
-    assert result.stderr == f"error: schedule.holidays_file {closures}, line 3: 'soon' is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01).\n"
+    assert (
+        result.stderr
+        == f"error: schedule.holidays_file {closures}, line 3: 'soon' is not a date; write YYYY-MM-DD (Gregorian, 2026-03-21) or a Jalali date (1405-01-01).\n"
+    )
 
 
 @pytest.mark.parametrize("days", ["0", "two"])

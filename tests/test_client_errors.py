@@ -72,16 +72,28 @@ class FakeBroker:
 
     def default(self, name: str, request: web.Request) -> web.StreamResponse:
         if name == "captcha":
-            return web.json_response({"captchaByteData": base64.b64encode(b"\x89PNG....").decode(), "salt": "s", "hashedCaptcha": "h"})
+            return web.json_response(
+                {"captchaByteData": base64.b64encode(b"\x89PNG....").decode(), "salt": "s", "hashedCaptcha": "h"}
+            )
         if name == "login":
             return web.json_response({"token": self.token, "expireIn": 3600, "errorCode": 0, "isSuccess": True})
         if name != "instruments" and request.headers.get("authorization") != f"Bearer {self.token}":
             return web.Response(status=401)
         if name == "book":
-            return web.json_response({"buyingPower": 100_000_000, "remain": 100_000_000, "credit": 0, "timestamp": time.time()})
+            return web.json_response(
+                {"buyingPower": 100_000_000, "remain": 100_000_000, "credit": 0, "timestamp": time.time()}
+            )
         if name == "instruments":
-            return web.json_response([{"isin": ISIN, "i": {"s": "FOLD", "t": "Foolad", "mineq": 1, "maxeq": 100000},
-                                       "t": {"maxap": 10000, "minap": 9000, "cup": 9500}, "bl": []}])
+            return web.json_response(
+                [
+                    {
+                        "isin": ISIN,
+                        "i": {"s": "FOLD", "t": "Foolad", "mineq": 1, "maxeq": 100000},
+                        "t": {"maxap": 10000, "minap": 9000, "cup": 9500},
+                        "bl": [],
+                    }
+                ]
+            )
         if name == "order":
             return web.json_response({"isSuccess": True, "serialNumber": 77, "trackingNumber": "T-1"})
         if name == "holdings":
@@ -99,19 +111,38 @@ async def broker():
     await server.close()
 
 
-def make_services(broker: FakeBroker, solver: Solver | None = None, retry: dict[str, Any] | None = None,
-                  timeout_s: float = 10.0, **captcha: Any) -> Wiring:
+def make_services(
+    broker: FakeBroker,
+    solver: Solver | None = None,
+    retry: dict[str, Any] | None = None,
+    timeout_s: float = 10.0,
+    **captcha: Any,
+) -> Wiring:
     """One account at the fake broker; one attempt per call unless `retry` says (the mapping is tested here)."""
-    config = validate_config({
-        "cache": {"dir": ".cache"},
-        "client": {"retry": retry or {"attempts": 1}, "timeout_s": timeout_s},
-        "market_data_url": broker.base + "/md",
-        "captcha": {"solver": "manual", "spacing_s": 0, "cooldown_s": 0.05, "throttle_waits": 0, **captcha},
-        "brokers": {"b": {"identity_url": broker.base + "/b/identity", "trading_url": broker.base + "/b/trading",
-                          "backoffice_url": broker.base + "/b/backoffice"}},
-        "accounts": [{"name": "ali", "broker": "b", "username": "u1", "password": PASSWORD,
-                      "orders": [{"isin": ISIN}, {"isin": ISIN, "side": "sell"}]}],
-    })
+    config = validate_config(
+        {
+            "cache": {"dir": ".cache"},
+            "client": {"retry": retry or {"attempts": 1}, "timeout_s": timeout_s},
+            "market_data_url": broker.base + "/md",
+            "captcha": {"solver": "manual", "spacing_s": 0, "cooldown_s": 0.05, "throttle_waits": 0, **captcha},
+            "brokers": {
+                "b": {
+                    "identity_url": broker.base + "/b/identity",
+                    "trading_url": broker.base + "/b/trading",
+                    "backoffice_url": broker.base + "/b/backoffice",
+                }
+            },
+            "accounts": [
+                {
+                    "name": "ali",
+                    "broker": "b",
+                    "username": "u1",
+                    "password": PASSWORD,
+                    "orders": [{"isin": ISIN}, {"isin": ISIN, "side": "sell"}],
+                }
+            ],
+        }
+    )
     return Wiring(config, SystemClock(), solver=solver or Solver())
 
 
@@ -127,7 +158,9 @@ async def test_login_then_calls_use_the_cached_token(broker):
 
 
 async def test_wrong_captcha_is_retried_with_a_new_captcha(broker):
-    broker.script("login", lambda r: web.json_response({"errorCode": -1000, "isSuccess": False, "errorMessage": "captcha"}))
+    broker.script(
+        "login", lambda r: web.json_response({"errorCode": -1000, "isSuccess": False, "errorMessage": "captcha"})
+    )
     solver = Solver()
     async with make_services(broker, solver) as services:
         await services.client(services.config.accounts[0]).token()
@@ -220,8 +253,12 @@ async def test_connection_refused_is_broker_unavailable(broker):
 
 @pytest.mark.parametrize(("status", "code"), [(200, 1011), (400, 1018), (200, 1017)])
 async def test_rejections_carry_code_and_broker_message(broker, status, code):
-    broker.script("order", lambda r: web.json_response(
-        {"isSuccess": False, "errorCode": code, "errorMessage": "مانده حساب کافی نیست"}, status=status))
+    broker.script(
+        "order",
+        lambda r: web.json_response(
+            {"isSuccess": False, "errorCode": code, "errorMessage": "مانده حساب کافی نیست"}, status=status
+        ),
+    )
     async with make_services(broker) as services:
         with pytest.raises(OrderRejected) as caught:
             await services.client(services.config.accounts[0]).new_order(ISIN, "buy", 10000, 10)

@@ -42,8 +42,10 @@ def _book_the_day(sim) -> list:
     mine, other = sim.accounts
     market = sim.state.market
     open_ns = to_ns(datetime(2026, 11, 21, 8, 45, tzinfo=TEHRAN))
-    placed = [market.accept(mine, OrderRequest(HOT, SELL if n % 3 == 0 else BUY, 5580, 100 + n), open_ns + n * MS)
-              for n in range(120)]
+    placed = [
+        market.accept(mine, OrderRequest(HOT, SELL if n % 3 == 0 else BUY, 5580, 100 + n), open_ns + n * MS)
+        for n in range(120)
+    ]
     market.cancel(mine, placed[0].serial_number)
     for when in (datetime(2026, 11, 20, 23, 59, 59, tzinfo=TEHRAN), datetime(2026, 11, 22, 0, 0, tzinfo=TEHRAN)):
         market.accept(mine, OrderRequest(HOT, BUY, 5580, 1000), to_ns(when))
@@ -65,7 +67,10 @@ async def test_every_page_of_the_day_is_read_and_normalised(sim) -> None:
         assert row["trackingNumber"] == order.tracking_number and row["executedVolume"] == 0
         assert row["created"] == created_at(order.created_ns) and row["created"].utcoffset() == timedelta(hours=3.5)
         assert isinstance(row["createdAt"], str) and row["pamCode"].endswith(client.username)
-    assert by_serial[placed[0].serial_number]["state"] == STATE_CANCELED and by_serial[placed[1].serial_number]["state"] == 2
+    assert (
+        by_serial[placed[0].serial_number]["state"] == STATE_CANCELED
+        and by_serial[placed[1].serial_number]["state"] == 2
+    )
     assert {o["side"] for o in orders} == {BUY, SELL}
 
 
@@ -106,8 +111,9 @@ class ScriptedBroker:
         self.app.router.add_get("/b/trading/api/v2/orders/GetOpenOrders", self._listing("open"))
 
     async def _captcha(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"captchaByteData": base64.b64encode(b"\x89PNG....").decode(), "salt": "s",
-                                  "hashedCaptcha": "h"})
+        return web.json_response(
+            {"captchaByteData": base64.b64encode(b"\x89PNG....").decode(), "salt": "s", "hashedCaptcha": "h"}
+        )
 
     async def _login(self, request: web.Request) -> web.StreamResponse:
         self.logins += 1
@@ -135,16 +141,29 @@ class Solver:
 
 def rows(count: int, start: int = 0) -> list[dict[str, Any]]:
     """GetOrders rows, newest first, serials start+count-1 down to start."""
-    return [{"id": n, "serialNumber": 1_000_000 + n, "trackingNumber": f"T{n}", "isin": HOT, "orderSide": 1,
-             "price": 5580, "volume": 100, "executedVolume": 0, "state": 2, "created": f"2026-11-21T08:45:00.{n:03d}"}
-            for n in reversed(range(start, start + count))]
+    return [
+        {
+            "id": n,
+            "serialNumber": 1_000_000 + n,
+            "trackingNumber": f"T{n}",
+            "isin": HOT,
+            "orderSide": 1,
+            "price": 5580,
+            "volume": 100,
+            "executedVolume": 0,
+            "state": 2,
+            "created": f"2026-11-21T08:45:00.{n:03d}",
+        }
+        for n in reversed(range(start, start + count))
+    ]
 
 
 def paged(book: list[dict[str, Any]], with_total: bool = True) -> Answer:
     """A broker that pages `book` (read at each request, so a test can change it between pages)."""
+
     def answer(body: dict[str, Any]) -> web.StreamResponse:
         size = body["pageSize"]
-        page = book[(body["page"] - 1) * size: body["page"] * size]
+        page = book[(body["page"] - 1) * size : body["page"] * size]
         return web.json_response({"rows": page, **({"totalRecords": len(book)} if with_total else {})})
 
     return answer
@@ -159,16 +178,30 @@ async def broker():
 
 
 def services_for(broker: ScriptedBroker, attempts: int = 1) -> Wiring:
-    config = validate_config({
-        "cache": {"dir": ".cache"},
-        "client": {"retry": {"attempts": attempts, "backoff_s": 0, "max_backoff_s": 0}},
-        "market_data_url": broker.base + "/md",
-        "captcha": {"solver": "manual", "spacing_s": 0, "cooldown_s": 0.05, "throttle_waits": 0},
-        "brokers": {"b": {"identity_url": broker.base + "/b/identity", "trading_url": broker.base + "/b/trading",
-                          "backoffice_url": broker.base + "/b/backoffice"}},
-        "accounts": [{"name": "ali", "broker": "b", "username": "u1", "password": "pw-for-order-tests",
-                      "orders": [{"isin": HOT}]}],
-    })
+    config = validate_config(
+        {
+            "cache": {"dir": ".cache"},
+            "client": {"retry": {"attempts": attempts, "backoff_s": 0, "max_backoff_s": 0}},
+            "market_data_url": broker.base + "/md",
+            "captcha": {"solver": "manual", "spacing_s": 0, "cooldown_s": 0.05, "throttle_waits": 0},
+            "brokers": {
+                "b": {
+                    "identity_url": broker.base + "/b/identity",
+                    "trading_url": broker.base + "/b/trading",
+                    "backoffice_url": broker.base + "/b/backoffice",
+                }
+            },
+            "accounts": [
+                {
+                    "name": "ali",
+                    "broker": "b",
+                    "username": "u1",
+                    "password": "pw-for-order-tests",
+                    "orders": [{"isin": HOT}],
+                }
+            ],
+        }
+    )
     return Wiring(config, SystemClock(), solver=Solver())
 
 
@@ -187,18 +220,31 @@ async def test_every_page_is_asked_for_with_the_documented_body(broker) -> None:
     broker.orders = paged(book)
     found = await _today(broker)
     assert broker.pages == [1, 2, 3]
-    assert broker.bodies[0] == {"page": 1, "pageSize": 50, "fromDate": STAMP, "toDate": STAMP, "side": None,
-                                "isin": None, "includeStatus": [], "pamCode": None}
+    assert broker.bodies[0] == {
+        "page": 1,
+        "pageSize": 50,
+        "fromDate": STAMP,
+        "toDate": STAMP,
+        "side": None,
+        "isin": None,
+        "includeStatus": [],
+        "pamCode": None,
+    }
     assert [o["serialNumber"] for o in found] == [r["serialNumber"] for r in book]
 
 
-@pytest.mark.parametrize(("count", "with_total", "pages"), [
-    (100, True, [1, 2]),  # the total is reached on a full page: no third request
-    (0, True, [1]),
-    (60, False, [1, 2]),  # no total: a short page is the last
-    (100, False, [1, 2, 3]),  # no total and full pages: an empty page ends it
-])
-async def test_the_read_stops_at_the_total_or_the_last_page(broker, count: int, with_total: bool, pages: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("count", "with_total", "pages"),
+    [
+        (100, True, [1, 2]),  # the total is reached on a full page: no third request
+        (0, True, [1]),
+        (60, False, [1, 2]),  # no total: a short page is the last
+        (100, False, [1, 2, 3]),  # no total and full pages: an empty page ends it
+    ],
+)
+async def test_the_read_stops_at_the_total_or_the_last_page(
+    broker, count: int, with_total: bool, pages: list[int]
+) -> None:
     broker.orders = paged(rows(count), with_total=with_total)
     assert len(await _today(broker)) == count
     assert broker.pages == pages
@@ -240,10 +286,21 @@ async def test_an_unavailable_page_is_retried_by_the_policy(broker) -> None:
     assert broker.pages == [1, 2, 2, 3]
 
 
-@pytest.mark.parametrize("answer", [
-    [], "rows", None, {}, {"rows": None}, {"rows": {"0": {}}}, {"rows": "[]"}, {"rows": [1]},
-    {"rows": [rows(1)[0], None], "totalRecords": 2}, {"rows": [["id", 1]]},
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        [],
+        "rows",
+        None,
+        {},
+        {"rows": None},
+        {"rows": {"0": {}}},
+        {"rows": "[]"},
+        {"rows": [1]},
+        {"rows": [rows(1)[0], None], "totalRecords": 2},
+        {"rows": [["id", 1]]},
+    ],
+)
 async def test_a_garbage_page_is_a_broker_error(broker, answer: Any) -> None:
     broker.orders = lambda body: web.json_response(answer)
     with pytest.raises(BrokerUnavailable) as caught:
@@ -265,9 +322,18 @@ async def test_an_error_code_is_a_rejection(broker) -> None:
     assert caught.value.code == 1000
 
 
-@pytest.mark.parametrize("answer", [
-    None, "none", {}, {"isSuccess": True, "result": None}, {"result": {"rows": 3}}, [1], [{"isin": HOT}, "x"],
-])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        None,
+        "none",
+        {},
+        {"isSuccess": True, "result": None},
+        {"result": {"rows": 3}},
+        [1],
+        [{"isin": HOT}, "x"],
+    ],
+)
 async def test_garbage_open_orders_are_a_broker_error_never_none(broker, answer: Any) -> None:
     broker.open = lambda body: web.json_response(answer)
     with pytest.raises(BrokerUnavailable, match="GetOpenOrders"):
@@ -276,8 +342,16 @@ async def test_garbage_open_orders_are_a_broker_error_never_none(broker, answer:
 
 @pytest.mark.parametrize("wrap", [lambda r: r, lambda r: {"result": r}, lambda r: {"isSuccess": True, "data": r}])
 async def test_open_orders_come_normalised(broker, wrap: Callable[[Any], Any]) -> None:
-    listed = [{"serialNumber": "77", "trackingNumber": 12, "isin": HOT, "side": 2, "volume": 10.0,
-               "createdAt": "2026-11-21T08:45:00.004+03:30"}]
+    listed = [
+        {
+            "serialNumber": "77",
+            "trackingNumber": 12,
+            "isin": HOT,
+            "side": 2,
+            "volume": 10.0,
+            "createdAt": "2026-11-21T08:45:00.004+03:30",
+        }
+    ]
     broker.open = lambda body: web.json_response(wrap(listed))
     (order,) = await _open(broker)
     assert (order["serialNumber"], order["trackingNumber"], order["side"], order["volume"]) == (77, "12", 2, 10)
@@ -289,32 +363,70 @@ async def test_open_orders_come_normalised(broker, wrap: Callable[[Any], Any]) -
 
 # ---- the normalisation itself -----------------------------------------------------------------------
 def test_a_get_orders_row_takes_the_open_orders_keys() -> None:
-    row = {"id": 9, "serialNumber": 1_000_009, "trackingNumber": "T9", "isin": HOT, "orderSide": 2, "price": 5580,
-           "volume": 100, "executedVolume": 40, "state": 7, "created": "2026-11-21T08:45:00.250", "pamCode": "GSu1"}
+    row = {
+        "id": 9,
+        "serialNumber": 1_000_009,
+        "trackingNumber": "T9",
+        "isin": HOT,
+        "orderSide": 2,
+        "price": 5580,
+        "volume": 100,
+        "executedVolume": 40,
+        "state": 7,
+        "created": "2026-11-21T08:45:00.250",
+        "pamCode": "GSu1",
+    }
     order = normalise_order(row)
-    assert {k: order[k] for k in ("side", "serialNumber", "trackingNumber", "volume", "executedVolume", "state")} == \
-        {"side": 2, "serialNumber": 1_000_009, "trackingNumber": "T9", "volume": 100, "executedVolume": 40, "state": 7}
+    assert {k: order[k] for k in ("side", "serialNumber", "trackingNumber", "volume", "executedVolume", "state")} == {
+        "side": 2,
+        "serialNumber": 1_000_009,
+        "trackingNumber": "T9",
+        "volume": 100,
+        "executedVolume": 40,
+        "state": 7,
+    }
     assert order["createdAt"] == "2026-11-21T08:45:00.250" and order["pamCode"] == "GSu1" and order["orderSide"] == 2
     assert order["created"] == datetime(2026, 11, 21, 8, 45, 0, 250_000, tzinfo=TEHRAN)
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("side", True, None), ("side", 3, None), ("side", "1", 1), ("serialNumber", 1.5, None), ("serialNumber", "x", None),
-    ("serialNumber", [1], None), ("trackingNumber", "", None), ("trackingNumber", False, None), ("isin", 5, None),
-    ("volume", float("nan"), None), ("state", "4", 4),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("side", True, None),
+        ("side", 3, None),
+        ("side", "1", 1),
+        ("serialNumber", 1.5, None),
+        ("serialNumber", "x", None),
+        ("serialNumber", [1], None),
+        ("trackingNumber", "", None),
+        ("trackingNumber", False, None),
+        ("isin", 5, None),
+        ("volume", float("nan"), None),
+        ("state", "4", 4),
+    ],
+)
 def test_odd_fields_become_none_or_their_number(field: str, value: Any, expected: Any) -> None:
     assert normalise_order({field: value})[field] == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2026-11-21T08:45:00.012", datetime(2026, 11, 21, 8, 45, 0, 12_000, tzinfo=TEHRAN)),  # no offset: Tehran
-    ("2026-11-21 08:45:00", datetime(2026, 11, 21, 8, 45, tzinfo=TEHRAN)),
-    ("2026-11-21T05:15:00Z", datetime(2026, 11, 21, 5, 15, tzinfo=UTC)),
-    ("2026-11-21T08:45:00.1234567+03:30", datetime(2026, 11, 21, 8, 45, 0, 123_456,
-                                                    tzinfo=timezone(timedelta(hours=3.5)))),
-    ("2026-11-21", None), ("1405/08/30 08:45", None), ("08:45", None), ("", None), (1_795_000_000, None), (None, None),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-21T08:45:00.012", datetime(2026, 11, 21, 8, 45, 0, 12_000, tzinfo=TEHRAN)),  # no offset: Tehran
+        ("2026-11-21 08:45:00", datetime(2026, 11, 21, 8, 45, tzinfo=TEHRAN)),
+        ("2026-11-21T05:15:00Z", datetime(2026, 11, 21, 5, 15, tzinfo=UTC)),
+        (
+            "2026-11-21T08:45:00.1234567+03:30",
+            datetime(2026, 11, 21, 8, 45, 0, 123_456, tzinfo=timezone(timedelta(hours=3.5))),
+        ),
+        ("2026-11-21", None),
+        ("1405/08/30 08:45", None),
+        ("08:45", None),
+        ("", None),
+        (1_795_000_000, None),
+        (None, None),
+    ],
+)
 def test_broker_times(text: Any, expected: datetime | None) -> None:
     moment = broker_time(text)
     assert moment == expected

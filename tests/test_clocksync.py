@@ -44,8 +44,9 @@ T0 = 1_795_000_000 * NS  # a local wall time in 2026, on a whole second
 MS = 1_000_000
 
 
-def _synthetic(offset_s: float, mids_ns: list[int], rng: random.Random | None = None, jitter_ms: float = 0.0,
-               floored: bool = True) -> list[Sample]:
+def _synthetic(
+    offset_s: float, mids_ns: list[int], rng: random.Random | None = None, jitter_ms: float = 0.0, floored: bool = True
+) -> list[Sample]:
     """Samples whose server read its clock (local + offset) somewhere inside each round trip."""
     out = []
     for mid in mids_ns:
@@ -68,6 +69,7 @@ def _around_ticks(offset_s: float, ticks: int, half_ms: int, step_ms: int) -> li
 
 
 # ---------------------------------------------------------------- pure estimation
+
 
 @pytest.mark.parametrize("offset_s", [1.7, -2.0, -2.345, 0.0004, 37.25])
 def test_date_ticks_recover_the_offset_from_clean_samples(offset_s: float) -> None:
@@ -168,12 +170,16 @@ def test_open_on_the_broker_clock_becomes_a_monotonic_deadline(clock: FakeClock)
     clock.advance((deadline - clock.monotonic_ns()) / NS)
     broker_now_ns = (clock.time_ns() + 3 * NS) + round(estimate.offset_s * NS)  # the unstepped timeline
     assert broker_now_ns == OPEN.timestamp() * NS
-    assert monotonic_deadline_ns(OPEN, estimate, ClockReference.take(clock)) != deadline  # a new reference would move it
+    assert (
+        monotonic_deadline_ns(OPEN, estimate, ClockReference.take(clock)) != deadline
+    )  # a new reference would move it
 
 
 def test_a_naive_open_time_is_refused(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        monotonic_deadline_ns(datetime(2026, 11, 21, 8, 45), OffsetEstimate(0, 0, 0, "date"), ClockReference.take(clock))
+        monotonic_deadline_ns(
+            datetime(2026, 11, 21, 8, 45), OffsetEstimate(0, 0, 0, "date"), ClockReference.take(clock)
+        )
 
 
 async def test_wait_returns_at_once_when_the_deadline_has_passed(clock: FakeClock) -> None:
@@ -208,6 +214,7 @@ async def test_wait_on_the_system_clock_reaches_the_deadline() -> None:
 
 
 # ---------------------------------------------------------------- sampling on a fake clock (no real time)
+
 
 def _fake_time(clock: FakeClock):
     async def sleep(seconds: float) -> None:
@@ -249,6 +256,7 @@ async def test_sampling_stamps_from_the_monotonic_clock(clock: FakeClock) -> Non
 
 # ---------------------------------------------------------------- NTP against a fake server on loopback
 
+
 class _FakeNtpServer(asyncio.DatagramProtocol):
     def __init__(self, clock: FakeClock, skew_s: float, stratum: int = 2) -> None:
         self.clock, self.skew_s, self.stratum = clock, skew_s, stratum
@@ -268,8 +276,9 @@ class _FakeNtpServer(asyncio.DatagramProtocol):
 
 async def _ntp_server(clock: FakeClock, skew_s: float, stratum: int = 2) -> tuple[asyncio.DatagramTransport, int]:
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(lambda: _FakeNtpServer(clock, skew_s, stratum),
-                                                       local_addr=("127.0.0.1", 0))
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _FakeNtpServer(clock, skew_s, stratum), local_addr=("127.0.0.1", 0)
+    )
     return transport, transport.get_extra_info("sockname")[1]
 
 
@@ -301,6 +310,7 @@ async def test_ntp_port_unreachable_is_an_error(clock: FakeClock) -> None:
 
 # ---------------------------------------------------------------- real broker-like servers on loopback
 
+
 def _skewed_app(skew_s: float, max_latency_ms: float, seed: int = 7, date: str | None = None) -> web.Application:
     """Date header and JSON timestamp from a clock `skew_s` off ours, read in the middle of 0..max latency."""
     clock, rng = SystemClock(), random.Random(seed)
@@ -309,8 +319,9 @@ def _skewed_app(skew_s: float, max_latency_ms: float, seed: int = 7, date: str |
         await asyncio.sleep(rng.uniform(0, max_latency_ms / 2) / 1000)
         now = clock.time_ns() / NS + skew_s
         await asyncio.sleep(rng.uniform(0, max_latency_ms / 2) / 1000)
-        return web.json_response({"buyingPower": 1, "timestamp": now},
-                                 headers={"Date": date or formatdate(now, usegmt=True)})
+        return web.json_response(
+            {"buyingPower": 1, "timestamp": now}, headers={"Date": date or formatdate(now, usegmt=True)}
+        )
 
     app = web.Application()
     app.router.add_get("/api/v2/tradingbook/GetLastTradingBook", book)
@@ -345,8 +356,10 @@ async def test_date_header_offset_against_a_skewed_loopback_server(skew_s: float
         for conn in conns:
             conn.close()
     date_error, stamp_error = date_est.offset_s - skew_s, stamp_est.offset_s - skew_s
-    print(f"skew {skew_s:+.3f} s: Date error {date_error * 1000:+.1f} ms (±{date_est.uncertainty_s * 1000:.1f}, "
-          f"{date_est.samples} samples); timestamp error {stamp_error * 1000:+.1f} ms (±{stamp_est.uncertainty_s * 1000:.1f})")
+    print(
+        f"skew {skew_s:+.3f} s: Date error {date_error * 1000:+.1f} ms (±{date_est.uncertainty_s * 1000:.1f}, "
+        f"{date_est.samples} samples); timestamp error {stamp_error * 1000:+.1f} ms (±{stamp_est.uncertainty_s * 1000:.1f})"
+    )
     assert abs(date_error) <= 0.025
     assert abs(stamp_error) <= 0.025
     assert statistics.fmean([date_est.uncertainty_s, stamp_est.uncertainty_s]) < 0.1

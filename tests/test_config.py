@@ -51,7 +51,10 @@ def test_env_var_names_the_config(tmp_path):
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001", "side": "hold"}]}]}, "accounts[0].orders[0].side"),
+        (
+            {"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001", "side": "hold"}]}]},
+            "accounts[0].orders[0].side",
+        ),
         ({"accounts": [{**ACCOUNT, "orders": [{"isin": "nope"}]}]}, "accounts[0].orders[0].isin"),
         ({"cache": {"ttl": {"tokns": 5}}}, "cache.ttl.tokns: is not a known setting"),
         ({"cache": {"ttl": {"tokens": -1}}}, "cache.ttl.tokens"),
@@ -62,11 +65,25 @@ def test_env_var_names_the_config(tmp_path):
         ({"accounts": [ACCOUNT, ACCOUNT]}, "used twice"),
         ({"captcha": {"solver": "command"}}, "captcha.command"),
         ({"brokers": {"gs": {"trading_url": "ftp://x"}}}, "brokers.gs.trading_url"),
-        ({"accounts": [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0002"},
-                                              {"isin": "IRO1FOLD0001", "side": "buy", "price": 5000}]}]},
-         "accounts[0].orders[2]: has the same isin and side as orders[0] (IRO1FOLD0001, buy)"),
-        ({"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": " 0012345678", "enabled": False}]},
-         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, ' 0012345678')"),
+        (
+            {
+                "accounts": [
+                    {
+                        **ACCOUNT,
+                        "orders": [
+                            {"isin": "IRO1FOLD0001"},
+                            {"isin": "IRO1FOLD0002"},
+                            {"isin": "IRO1FOLD0001", "side": "buy", "price": 5000},
+                        ],
+                    }
+                ]
+            },
+            "accounts[0].orders[2]: has the same isin and side as orders[0] (IRO1FOLD0001, buy)",
+        ),
+        (
+            {"accounts": [ACCOUNT, {**ACCOUNT, "name": "sara", "username": " 0012345678", "enabled": False}]},
+            "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, ' 0012345678')",
+        ),
     ],
 )
 def test_bad_config_is_one_sentence_naming_the_field(data, expected):
@@ -89,7 +106,9 @@ def test_bad_config_exits_2_without_traceback(tmp_path):
 
 def test_a_buy_and_a_sell_of_one_isin_and_one_username_at_two_brokers_are_allowed():
     orders = [{"isin": "IRO1FOLD0001", "side": "buy"}, {"isin": "IRO1FOLD0001", "side": "sell", "volume": 10}]
-    config = validate_config({"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "bbi"}]})
+    config = validate_config(
+        {"accounts": [{**ACCOUNT, "orders": orders}, {**ACCOUNT, "name": "sara", "broker": "bbi"}]}
+    )
     assert [(o.isin, o.side) for o in config.accounts[0].orders] == [("IRO1FOLD0001", "buy"), ("IRO1FOLD0001", "sell")]
     assert [(a.broker, a.username) for a in config.accounts] == [("gs", "0012345678"), ("bbi", "0012345678")]
 
@@ -97,10 +116,14 @@ def test_a_buy_and_a_sell_of_one_isin_and_one_username_at_two_brokers_are_allowe
 @pytest.mark.parametrize(
     ("accounts", "expected"),
     [
-        ([{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0001", "share": 0.5}]}],
-         "accounts[0].orders[1]: has the same isin and side as orders[0]"),
-        ([ACCOUNT, {**ACCOUNT, "name": "sara", "orders": [{"isin": "IRO1KHODRO01"}]}],
-         "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, 0012345678)"),
+        (
+            [{**ACCOUNT, "orders": [{"isin": "IRO1FOLD0001"}, {"isin": "IRO1FOLD0001", "share": 0.5}]}],
+            "accounts[0].orders[1]: has the same isin and side as orders[0]",
+        ),
+        (
+            [ACCOUNT, {**ACCOUNT, "name": "sara", "orders": [{"isin": "IRO1KHODRO01"}]}],
+            "accounts[1]: has the same broker and username as accounts[0] ('ali': gs, 0012345678)",
+        ),
     ],
 )
 def test_a_twin_order_or_account_exits_2_naming_it(tmp_path, accounts, expected):
@@ -181,13 +204,19 @@ def test_env_override_is_validated():
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"},
-         "OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer."),
-        ({"OPENING_BELL__EXECUTOR": "{max_attempts: 0}", "OPENING_BELL__CACHE__DIR": "/tmp/x"},
-         "OPENING_BELL__EXECUTOR: max_attempts: Input should be greater than 0."),
+        (
+            {"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"},
+            "OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: Input should be a valid integer, unable to parse string as an integer.",
+        ),
+        (
+            {"OPENING_BELL__EXECUTOR": "{max_attempts: 0}", "OPENING_BELL__CACHE__DIR": "/tmp/x"},
+            "OPENING_BELL__EXECUTOR: max_attempts: Input should be greater than 0.",
+        ),
         ({"OPENING_BELL__EXECUTOR__MAX_ATTEMPT": "5"}, "OPENING_BELL__EXECUTOR__MAX_ATTEMPT: is not a known setting"),
-        ({"OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN": "bad", "OPENING_BELL__ACCOUNTS__0__ORDERS": "[{isin: x}]"},
-         "OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN: 'bad' is not an ISIN"),
+        (
+            {"OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN": "bad", "OPENING_BELL__ACCOUNTS__0__ORDERS": "[{isin: x}]"},
+            "OPENING_BELL__ACCOUNTS__0__ORDERS__0__ISIN: 'bad' is not an ISIN",
+        ),
     ],
 )
 def test_an_env_override_error_names_the_variable_not_the_file(tmp_path, environ, expected):
@@ -213,10 +242,14 @@ def test_an_error_in_the_file_still_names_the_file_beside_unrelated_overrides(tm
 
 def test_an_env_override_error_exits_2_in_one_line(tmp_path):
     path = write_config(tmp_path / "c.yaml", {"accounts": [ACCOUNT]})
-    result = run_daemon("--config", str(path), "fire", "--dry-run", env={"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"})
+    result = run_daemon(
+        "--config", str(path), "fire", "--dry-run", env={"OPENING_BELL__EXECUTOR__MAX_ATTEMPTS": "many"}
+    )
     assert result.returncode == 2
-    assert result.stderr == ("error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: "
-                             "Input should be a valid integer, unable to parse string as an integer.\n")
+    assert result.stderr == (
+        "error: OPENING_BELL__EXECUTOR__MAX_ATTEMPTS: "
+        "Input should be a valid integer, unable to parse string as an integer.\n"
+    )
 
 
 def test_literal_password_in_readable_file_is_refused(tmp_path):
@@ -239,7 +272,14 @@ def test_password_sources(tmp_path, monkeypatch):
     by_env = validate_config({"accounts": [ACCOUNT]}).accounts[0]
     assert by_env.resolve_password() == "from-env-pw"
     by_file = validate_config(
-        {"accounts": [{**{k: v for k, v in ACCOUNT.items() if k != "password_env"}, "password_file": "$CREDENTIALS_DIRECTORY/ali"}]}
+        {
+            "accounts": [
+                {
+                    **{k: v for k, v in ACCOUNT.items() if k != "password_env"},
+                    "password_file": "$CREDENTIALS_DIRECTORY/ali",
+                }
+            ]
+        }
     ).accounts[0]
     assert by_file.resolve_password() == "from-file-pw"
 
@@ -258,7 +298,9 @@ def test_password_never_in_repr():
 
 
 def test_broker_urls_default_to_the_pattern_and_can_be_overridden():
-    config = validate_config({"brokers": {"ib": {"identity_url": "https://identity.ibtrader.ir/", "trading_url": "https://api.ibtrader.ir"}}})
+    config = validate_config(
+        {"brokers": {"ib": {"identity_url": "https://identity.ibtrader.ir/", "trading_url": "https://api.ibtrader.ir"}}}
+    )
     gs = config.broker("gs")
     assert gs.identity_url == "https://identity-gs.ephoenix.ir"
     assert gs.trading_url == "https://api-gs.ephoenix.ir"

@@ -28,8 +28,15 @@ VALID: dict[str, Any] = {
     "brokers": {"gs": {"identity_url": "https://identity-gs.example", "trading_url": "https://api-gs.example"}},
     "captcha": {"solver": "ocr"},
     "client": {"timeout_s": 5, "retry": {"attempts": 3}},
-    "accounts": [{"name": "ali", "broker": "gs", "username": "0012345678", "password": "pw-fuzz",
-                  "orders": [{"isin": "IRO1FOLD0001", "side": "buy", "price": "max", "volume": "auto", "share": 0.5}]}],
+    "accounts": [
+        {
+            "name": "ali",
+            "broker": "gs",
+            "username": "0012345678",
+            "password": "pw-fuzz",
+            "orders": [{"isin": "IRO1FOLD0001", "side": "buy", "price": "max", "volume": "auto", "share": 0.5}],
+        }
+    ],
 }
 
 
@@ -55,15 +62,42 @@ def field_paths(model: type[BaseModel], prefix: tuple[Any, ...] = ()) -> list[tu
 PATHS = field_paths(Config)
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=10**20, max_value=10**60),
-    st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0, -1, 1e300, -1e300, 86400, 86401, 0.0001]),
-    st.text(max_size=20), st.sampled_from(["08:45", "25:00", "9:30", "1405-12-30", "2026-02-30", "IRO1FOLD0001",
-                                           "max", "auto", "\x00", "a\nb", "$CREDENTIALS_DIRECTORY/x", "../../etc"]),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=10**20, max_value=10**60),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0, -1, 1e300, -1e300, 86400, 86401, 0.0001]),
+    st.text(max_size=20),
+    st.sampled_from(
+        [
+            "08:45",
+            "25:00",
+            "9:30",
+            "1405-12-30",
+            "2026-02-30",
+            "IRO1FOLD0001",
+            "max",
+            "auto",
+            "\x00",
+            "a\nb",
+            "$CREDENTIALS_DIRECTORY/x",
+            "../../etc",
+        ]
+    ),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
-                      max_leaves=8)
-mutations = st.lists(st.tuples(st.sampled_from(["set", "delete", "extra"]), st.sampled_from(PATHS), values,
-                               st.text(min_size=1, max_size=8)), min_size=1, max_size=4)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8,
+)
+mutations = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "delete", "extra"]), st.sampled_from(PATHS), values, st.text(min_size=1, max_size=8)
+    ),
+    min_size=1,
+    max_size=4,
+)
 
 
 def mutate(data: dict[str, Any], kind: str, path: tuple[Any, ...], value: Any, extra_key: str) -> None:
@@ -124,27 +158,93 @@ def test_random_yaml_documents(tmp_path: Path, document) -> None:
     check(write(tmp_path, yaml.safe_dump(document, allow_unicode=True)))
 
 
-yaml_tokens = st.sampled_from([
-    ":", " ", "\n", "  ", "- ", "[", "]", "{", "}", ",", "&a ", "*a", "!!int ", "!!float ", "!!str ", "!!binary ",
-    "!!timestamp ", "!!set ", "!!python/object:os.system ", "? ", "|", ">", "'", '"', "\t", "#", "%YAML 1.1\n", "---",
-    "...", "0x", "0o7", "1e9999", "9" * 5000, ".nan", ".inf", "08:45", "accounts", "schedule", "open", "cache", "dir",
-    "ttl", "tokens", "orders", "isin", "\ufeff", "\x85", "null", "~", "yes", "no", "<<", "=",
-])
+yaml_tokens = st.sampled_from(
+    [
+        ":",
+        " ",
+        "\n",
+        "  ",
+        "- ",
+        "[",
+        "]",
+        "{",
+        "}",
+        ",",
+        "&a ",
+        "*a",
+        "!!int ",
+        "!!float ",
+        "!!str ",
+        "!!binary ",
+        "!!timestamp ",
+        "!!set ",
+        "!!python/object:os.system ",
+        "? ",
+        "|",
+        ">",
+        "'",
+        '"',
+        "\t",
+        "#",
+        "%YAML 1.1\n",
+        "---",
+        "...",
+        "0x",
+        "0o7",
+        "1e9999",
+        "9" * 5000,
+        ".nan",
+        ".inf",
+        "08:45",
+        "accounts",
+        "schedule",
+        "open",
+        "cache",
+        "dir",
+        "ttl",
+        "tokens",
+        "orders",
+        "isin",
+        "\ufeff",
+        "\x85",
+        "null",
+        "~",
+        "yes",
+        "no",
+        "<<",
+        "=",
+    ]
+)
 
 
 @SETTINGS
-@given(text=st.one_of(st.text(max_size=200), st.lists(yaml_tokens, max_size=40).map("".join),
-                      st.integers(1, 600).map(lambda n: "a: " + "[" * n + "]" * n),
-                      st.just("a: &x [*x]"), st.just("accounts: &x [*x, *x]")))
+@given(
+    text=st.one_of(
+        st.text(max_size=200),
+        st.lists(yaml_tokens, max_size=40).map("".join),
+        st.integers(1, 600).map(lambda n: "a: " + "[" * n + "]" * n),
+        st.just("a: &x [*x]"),
+        st.just("accounts: &x [*x, *x]"),
+    )
+)
 def test_random_yaml_text(tmp_path: Path, text: str) -> None:
     check(write(tmp_path, text))
 
 
-env_names = st.lists(st.one_of(st.sampled_from([str(p).upper() for path in PATHS for p in path] + ["0", "1", "99"]),
-                               st.text(min_size=0, max_size=6)), min_size=1, max_size=5).map(
-    lambda parts: ENV_PREFIX + "__".join(parts))
-env_values = st.one_of(st.text(max_size=30), scalars.map(str), values.map(lambda v: yaml.safe_dump(v)),
-                       st.sampled_from(["!!int x", "[", "{a: 1", "&a [*a]", "9" * 5000, "!!python/name:os.system"]))
+env_names = st.lists(
+    st.one_of(
+        st.sampled_from([str(p).upper() for path in PATHS for p in path] + ["0", "1", "99"]),
+        st.text(min_size=0, max_size=6),
+    ),
+    min_size=1,
+    max_size=5,
+).map(lambda parts: ENV_PREFIX + "__".join(parts))
+env_values = st.one_of(
+    st.text(max_size=30),
+    scalars.map(str),
+    values.map(lambda v: yaml.safe_dump(v)),
+    st.sampled_from(["!!int x", "[", "{a: 1", "&a [*a]", "9" * 5000, "!!python/name:os.system"]),
+)
 
 
 @SETTINGS

@@ -61,7 +61,9 @@ pytest.importorskip("ddddocr")
 SEED = 12  # the simulator's draws: captchas, serial numbers, fault draws
 ISINS = ("IRO1FOLD0001", "IRO1IKCO0001", "IRO1MSMI0001")
 ACCOUNTS_PER_ROUND = 2
-BUYING_POWER = 20_000_000_000  # every order is capped by its instrument's maxeq, so a duplicate is never refused for money
+BUYING_POWER = (
+    20_000_000_000  # every order is capped by its instrument's maxeq, so a duplicate is never refused for money
+)
 VARIANTS = {  # broker code = variant: the faults are that broker's only
     "plain": (),
     "slow": ("new_order@slow:delay_ms=300",),
@@ -135,8 +137,10 @@ class Round:
 
         verdict = "FAIL" if self.problems else "ok"
         state = "killed" if self.killed else "had already ended"
-        return (f"{verdict:4} {self.label}: armed {at(self.armed)}, SIGKILL {at(self.kill_s)} ({state}); restart "
-                f"{at(self.restart_s)}, armed {at(self.restart_armed)}, exit {self.restart_code}; booked {self.counts_text()}")
+        return (
+            f"{verdict:4} {self.label}: armed {at(self.armed)}, SIGKILL {at(self.kill_s)} ({state}); restart "
+            f"{at(self.restart_s)}, armed {at(self.restart_armed)}, exit {self.restart_code}; booked {self.counts_text()}"
+        )
 
     def failure(self) -> str:
         lines = [self.summary(), *(f"    - {p}" for p in self.problems), *(f"    note: {n}" for n in self.notes)]
@@ -175,8 +179,10 @@ async def test_sigkill_at_the_open_never_doubles_or_drops_an_order(tmp_path, mon
     failing = [r for r in played if r.problems]
     assert not failing, f"{len(failing)} of {len(played)} rounds failed:\n" + "\n".join(r.failure() for r in failing)
     kills = sum(r.counted_kill for r in played)
-    assert kills >= MIN_KILLS, (f"only {kills} of {len(played)} rounds killed an armed daemon (at least {MIN_KILLS} "
-                                "needed):\n" + "\n".join(r.summary() for r in played if not r.counted_kill))
+    assert kills >= MIN_KILLS, (
+        f"only {kills} of {len(played)} rounds killed an armed daemon (at least {MIN_KILLS} "
+        "needed):\n" + "\n".join(r.summary() for r in played if not r.counted_kill)
+    )
 
 
 def _plan_rounds(sim: Simulator, tmp_path: Path) -> list[Round]:
@@ -193,21 +199,35 @@ def _plan_rounds(sim: Simulator, tmp_path: Path) -> list[Round]:
             username = f"{60_000_000 + number * 10 + j:010d}"
             sim.add_account(variant, username, DEFAULT_PASSWORD, buying_power=BUYING_POWER)
             names[username] = f"r{number:02d}-{variant}-{j}"
-        rounds.append(Round(number, wave, command, variant, point, names, tmp_path / f"round{number:02d}" / "config.yaml"))
+        rounds.append(
+            Round(number, wave, command, variant, point, names, tmp_path / f"round{number:02d}" / "config.yaml")
+        )
     return rounds
 
 
 def _accounts(rounds: list[Round]) -> list[dict]:
-    return [{"name": name, "broker": r.variant, "username": username, "password_env": PASSWORD_ENV,
-             "orders": [{"isin": isin, "side": "buy", "price": "max", "volume": "auto"} for isin in ISINS]}
-            for r in rounds for username, name in r.names.items()]
+    return [
+        {
+            "name": name,
+            "broker": r.variant,
+            "username": username,
+            "password_env": PASSWORD_ENV,
+            "orders": [{"isin": isin, "side": "buy", "price": "max", "volume": "auto"} for isin in ISINS],
+        }
+        for r in rounds
+        for username, name in r.names.items()
+    ]
 
 
 async def _warm_the_cache(daemons: Zygote, sim: Simulator, tmp_path: Path, rounds: list[Round]) -> None:
     """One warmup for every round's accounts: tokens (captcha logins), buying power, limits, all in the one cache."""
     path = tmp_path / "warmup.yaml"
-    data = sim_config_data(sim, state_dir=str(tmp_path / "warmup-state"), cache={"dir": str(tmp_path / "cache")},
-                           accounts=_accounts(rounds))
+    data = sim_config_data(
+        sim,
+        state_dir=str(tmp_path / "warmup-state"),
+        cache={"dir": str(tmp_path / "cache")},
+        accounts=_accounts(rounds),
+    )
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     warm = await daemons.start("warmup", "--config", str(path))
     code = await warm.wait(timeout=180)
@@ -232,15 +252,36 @@ def _next_lead(wave: list[Round], lead_s: float) -> float:
 def _write_config(sim: Simulator, r: Round, zone: str, warmup_at: datetime, open_at: datetime) -> None:
     r.config.parent.mkdir(parents=True, exist_ok=True)
     cache_dir = r.config.parent.parent / "cache"
-    schedule = {"warmup": f"{warmup_at:%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}", "arm_before_s": ARM_BEFORE_S,
-                "window_s": WINDOW_S, "refresh_s": 60, "trading_days": ALL_DAYS, "official_holidays": False}
-    data = sim_config_data(sim, timezone=zone, state_dir=str(r.config.parent / "state"), cache={"dir": str(cache_dir)},
-                           schedule=schedule, executor=EXECUTOR, accounts=_accounts([r]))
+    schedule = {
+        "warmup": f"{warmup_at:%H:%M:%S.%f}",
+        "open": f"{open_at:%H:%M:%S.%f}",
+        "arm_before_s": ARM_BEFORE_S,
+        "window_s": WINDOW_S,
+        "refresh_s": 60,
+        "trading_days": ALL_DAYS,
+        "official_holidays": False,
+    }
+    data = sim_config_data(
+        sim,
+        timezone=zone,
+        state_dir=str(r.config.parent / "state"),
+        cache={"dir": str(cache_dir)},
+        schedule=schedule,
+        executor=EXECUTOR,
+        accounts=_accounts([r]),
+    )
     r.config.write_text(yaml.safe_dump(data, allow_unicode=True))
 
 
-async def _play_wave(daemons: Zygote, sim: Simulator, trap: NewOrderTrap, zone: str, rounds: list[Round], lead_s: float,
-                     earlier: list[asyncio.Future[None]]) -> tuple[asyncio.Future[object], asyncio.Future[object]]:
+async def _play_wave(
+    daemons: Zygote,
+    sim: Simulator,
+    trap: NewOrderTrap,
+    zone: str,
+    rounds: list[Round],
+    lead_s: float,
+    earlier: list[asyncio.Future[None]],
+) -> tuple[asyncio.Future[object], asyncio.Future[object]]:
     """Start the wave's rounds for an open `lead_s` ahead (ARM_BEFORE_S more with a `run` round, whose service
     arms that long before the open). Returns two futures: every first process killed (and reaped), and every
     restart done. The simulator's open moves to this T only once every earlier restart is done (one still
@@ -267,15 +308,24 @@ async def _play_wave(daemons: Zygote, sim: Simulator, trap: NewOrderTrap, zone: 
     return asyncio.gather(*kills), asyncio.gather(opened, *plays)
 
 
-async def _play(daemons: Zygote, sim: Simulator, trap: NewOrderTrap, r: Round, at: str, open_loop: float,
-                killed: asyncio.Future[None]) -> None:
+async def _play(
+    daemons: Zygote,
+    sim: Simulator,
+    trap: NewOrderTrap,
+    r: Round,
+    at: str,
+    open_loop: float,
+    killed: asyncio.Future[None],
+) -> None:
     """Start, SIGKILL at the round's point, restart the same command, let it finish, check the books."""
     loop = asyncio.get_running_loop()
 
     def now() -> float:
         return loop.time() - open_loop
 
-    args = ("fire", "--config", str(r.config), "--at", at) if r.command == "fire" else ("run", "--config", str(r.config))
+    args = (
+        ("fire", "--config", str(r.config), "--at", at) if r.command == "fire" else ("run", "--config", str(r.config))
+    )
     try:
         r.started = now()
         first = await daemons.start(*args)
@@ -379,4 +429,3 @@ async def _check(daemons: Zygote, sim: Simulator, r: Round) -> None:
             r.problems.append(f"the restarted fire exited {r.restart_code}, expected {expected} for its report")
     elif r.restart_code != 0:
         r.problems.append(f"the restarted run exited {r.restart_code} on SIGTERM, expected 0")
-

@@ -96,7 +96,9 @@ def test_official_holiday_is_skipped_and_open_days_reopens_one() -> None:
         ((10, 0, 0), "after_window", date(2026, 11, 22)),
     ],
 )
-def test_phase_at_tells_a_daemon_started_then_what_to_do(clock: tuple[int, int, int], phase: str, plan_day: date) -> None:
+def test_phase_at_tells_a_daemon_started_then_what_to_do(
+    clock: tuple[int, int, int], phase: str, plan_day: date
+) -> None:
     result = phase_at(config(), tehran(SATURDAY, *clock))
     assert (result.name, result.plan.day, result.closed) == (phase, plan_day, None)
 
@@ -110,8 +112,9 @@ def test_phase_at_tells_a_daemon_started_then_what_to_do(clock: tuple[int, int, 
         (timedelta(seconds=30), "after_window", date(2026, 11, 22)),  # the window's end: tomorrow
     ],
 )
-def test_a_restart_around_the_open_fires_today_until_the_window_ends(moment: timedelta, phase: str,
-                                                                     plan_day: date) -> None:
+def test_a_restart_around_the_open_fires_today_until_the_window_ends(
+    moment: timedelta, phase: str, plan_day: date
+) -> None:
     result = phase_at(config(), tehran(SATURDAY, 8, 45) + moment)
     assert (result.name, result.plan.day) == (phase, plan_day)
 

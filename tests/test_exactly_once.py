@@ -73,8 +73,9 @@ async def test_on_unknown_resend_is_the_users_choice_and_may_book_twice(sim, tmp
     sim.add_fault("new_order:drop,after")
     sim.add_fault("open_orders:status=503")
     sim.add_fault("orders:status=503")
-    ex, config, accounts = await fire_once(sim, tmp_path, accounts=1, lookup_attempts=1, max_attempts=2,
-                                           on_unknown="resend")
+    ex, config, accounts = await fire_once(
+        sim, tmp_path, accounts=1, lookup_attempts=1, max_attempts=2, on_unknown="resend"
+    )
     assert len(sim.request_log.records(route="new_order")) == 2
 
 
@@ -87,8 +88,12 @@ async def test_a_restart_finds_what_the_first_process_left_unknown_and_sends_not
     sim.clear_faults()
     sends_before = len(sim.request_log.records(route="new_order"))
     # the same day, inside the window: a second process takes it up
-    config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
-                         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
+    config2 = sim_config(
+        sim,
+        state_dir=config.state_dir.as_posix(),
+        schedule={"window_s": 6},
+        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
+    )
     async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
@@ -109,8 +114,12 @@ async def test_a_restart_sends_what_the_broker_positively_lacks_exactly_once(sim
     ex, config, accounts = await fire_once(sim, tmp_path, accounts=2, lookup_attempts=1)
     assert not sim.orders()
     sim.clear_faults()
-    config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), schedule={"window_s": 6},
-                         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0})
+    config2 = sim_config(
+        sim,
+        state_dir=config.state_dir.as_posix(),
+        schedule={"window_s": 6},
+        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
+    )
     async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
         try:

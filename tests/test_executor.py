@@ -30,8 +30,7 @@ FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
 
 
 async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts: int | None = None, **executor):
-    config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor},
-                        schedule={"window_s": 5})
+    config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor}, schedule={"window_s": 5})
     services = Wiring(config, SystemClock(), solver=SimulatorSolver(sim))
     chosen = config.accounts[:accounts] if accounts else config.accounts
     results = await warmup(services, chosen)
@@ -206,8 +205,9 @@ async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms
 async def test_fire_dry_run_sends_nothing(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST)
     at = (sim.now().astimezone(sim_config(sim).tz) + timedelta(seconds=30)).strftime("%H:%M:%S.%f")[:-3]
-    out, err, code = await _daemon("fire", "--config", str(path), "--at", at, "--dry-run", "--json",
-                                   "--accounts", "sim001-gs", "sim002-shahr")
+    out, err, code = await _daemon(
+        "fire", "--config", str(path), "--at", at, "--dry-run", "--json", "--accounts", "sim001-gs", "sim002-shahr"
+    )
     assert code == 0, err
     data = orjson.loads(out)
     assert data["sent"] == 0 and sorted(p["account"] for p in data["plans"]) == ["sim001-gs", "sim002-shahr"]
@@ -216,8 +216,9 @@ async def test_fire_dry_run_sends_nothing(sim, tmp_path):
 
 @needs_ocr
 async def test_fire_now_and_report_commands(sim, tmp_path):
-    path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST,
-                            schedule={"window_s": 5})
+    path = write_sim_config(
+        sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST, schedule={"window_s": 5}
+    )
     out, err, code = await _daemon("fire", "--config", str(path), "--now", "--accounts", "sim001-gs", "sim002-shahr")
     assert code == 0, err
     assert "2 accepted of 2 orders." in out
@@ -232,8 +233,9 @@ async def test_fire_now_and_report_commands(sim, tmp_path):
 
 async def _daemon(*args: str) -> tuple[str, str, int]:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "sim-pass"}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "daemon", *args, env=env,
-                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "daemon", *args, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     return out.decode(), err.decode(), proc.returncode
 

@@ -33,8 +33,12 @@ class SteppedClock(SystemClock):
 
 
 async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, between=None, **executor):
-    config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 6},
-                        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0, **executor})
+    config = sim_config(
+        sim,
+        state_dir=str(tmp_path / "state"),
+        schedule={"window_s": 6},
+        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0, **executor},
+    )
     clock = clock or SystemClock()
     async with Wiring(config, clock, solver=SimulatorSolver(sim)) as services:
         chosen = config.accounts[:accounts]
@@ -81,8 +85,10 @@ async def test_an_order_whose_answer_is_lost_is_found_not_sent_again(sim, tmp_pa
     assert len(sim.request_log.records(route="new_order")) == 3  # one send each: no resend, no duplicate
     rows = summarize(read_journal(config.state_dir, ex.day))
     assert all(r.accepted for r in rows)
-    assert all("found at the broker" in r for r in [o["reason"] for o in read_journal(config.state_dir, ex.day)
-                                            if o["kind"] == "outcome"])
+    assert all(
+        "found at the broker" in r
+        for r in [o["reason"] for o in read_journal(config.state_dir, ex.day) if o["kind"] == "outcome"]
+    )
 
 
 async def test_a_broken_answer_body_is_checked_before_a_resend(sim, tmp_path):

@@ -23,7 +23,12 @@ def response(status: int, body) -> WireResponse:
     [
         (200, {"isSuccess": True, "errorCode": 0, "serialNumber": 7, "trackingNumber": "T7"}, Verdict.ACCEPTED, 0),
         (200, {"result": {"serialNumber": 8, "trackingNumber": 99}}, Verdict.ACCEPTED, 0),  # the nested shape
-        (200, {"isSuccess": False, "errorCode": 1017, "errorMessage": "بازار در وضعیت سفارش گیری نمی‌باشد"}, Verdict.RETRY, 1017),
+        (
+            200,
+            {"isSuccess": False, "errorCode": 1017, "errorMessage": "بازار در وضعیت سفارش گیری نمی‌باشد"},
+            Verdict.RETRY,
+            1017,
+        ),
         (400, {"isSuccess": False, "errorCode": 1018, "errorMessage": "x"}, Verdict.RETRY, 1018),
         (200, {"isSuccess": False, "errorCode": 1011, "errorMessage": "مانده حساب کافی نیست"}, Verdict.TERMINAL, 1011),
         (200, {"errorCode": 1001}, Verdict.TERMINAL, 1001),
@@ -46,7 +51,10 @@ def test_accepted_answers_carry_the_ids():
 
 
 def test_the_message_is_the_brokers_own_text():
-    assert classify(response(200, {"errorCode": 1011, "errorMessage": "مانده حساب کافی نیست"})).message == "مانده حساب کافی نیست"
+    assert (
+        classify(response(200, {"errorCode": 1011, "errorMessage": "مانده حساب کافی نیست"})).message
+        == "مانده حساب کافی نیست"
+    )
 
 
 def plan(account: str, isin: str = "IRO1FOLD0001", priority: int = 0) -> FirePlan:
@@ -90,5 +98,13 @@ def test_new_order_request_is_a_complete_http_request():
     assert seen["headers"]["authorization"] == "Bearer tok.en.value"
     assert seen["headers"]["host"] == "api-gs.ephoenix.ir"
     assert int(seen["headers"]["content-length"]) == len(seen["body"])
-    assert orjson.loads(seen["body"]) == {"isin": "IRO1FOLD0001", "side": 1, "validity": 1, "validityDate": None,
-                                          "accountType": 1, "price": 5580, "volume": 200, "serialNumber": 0}
+    assert orjson.loads(seen["body"]) == {
+        "isin": "IRO1FOLD0001",
+        "side": 1,
+        "validity": 1,
+        "validityDate": None,
+        "accountType": 1,
+        "price": 5580,
+        "volume": 200,
+        "serialNumber": 0,
+    }

@@ -20,8 +20,17 @@ ISIN = "IRO1FOLD0001"
 
 
 def accounts(count: int, host_group: str | None = None, start: int = 0) -> list[AccountSettings]:
-    return [AccountSettings(name=f"a{i:02d}", broker="gs", username=f"u{i:02d}", password="x", host_group=host_group,
-                            orders=[{"isin": ISIN}]) for i in range(start, start + count)]
+    return [
+        AccountSettings(
+            name=f"a{i:02d}",
+            broker="gs",
+            username=f"u{i:02d}",
+            password="x",
+            host_group=host_group,
+            orders=[{"isin": ISIN}],
+        )
+        for i in range(start, start + count)
+    ]
 
 
 @pytest.fixture
@@ -195,15 +204,22 @@ def test_the_group_command_shows_members_owners_and_lease_ends(redis_url, tmp_pa
 
     accts = accounts(6, start=0) + accounts(1, "ip-z", start=6)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "cache": {"backend": "redis", "redis_url": redis_url}, "group": {"enabled": True},
-        "accounts": [a.model_dump(mode="json", exclude_none=True) for a in accts],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cache": {"backend": "redis", "redis_url": redis_url},
+                "group": {"enabled": True},
+                "accounts": [a.model_dump(mode="json", exclude_none=True) for a in accts],
+            }
+        )
+    )
     config.chmod(0o600)
 
     async def two_members() -> list[str]:
-        members = [Group(connect(redis_url), GroupSettings(enabled=True, member_name=f"m{i}"), accts, SystemClock())
-                   for i in (1, 2)]
+        members = [
+            Group(connect(redis_url), GroupSettings(enabled=True, member_name=f"m{i}"), accts, SystemClock())
+            for i in (1, 2)
+        ]
         await settle(*members)
         for member in members:
             await member.redis.aclose()  # gone without releasing: the leases stay until they run out
@@ -217,9 +233,16 @@ def test_the_group_command_shows_members_owners_and_lease_ends(redis_url, tmp_pa
     assert sum(m["leases"] for m in shown["members"]) == 6
     by_account = {lease["account"]: lease for lease in shown["leases"]}
     assert {by_account[f"a{i:02d}"]["owner"] for i in range(6)} <= set(ids)
-    assert all(0 < by_account[f"a{i:02d}"]["expires_in_s"] <= 15 and by_account[f"a{i:02d}"]["expires_at"] for i in range(6))
-    assert by_account["a06"] == {"account": "a06", "host_group": "ip-z", "owner": None, "expires_in_s": None,
-                                 "expires_at": None}
+    assert all(
+        0 < by_account[f"a{i:02d}"]["expires_in_s"] <= 15 and by_account[f"a{i:02d}"]["expires_at"] for i in range(6)
+    )
+    assert by_account["a06"] == {
+        "account": "a06",
+        "host_group": "ip-z",
+        "owner": None,
+        "expires_in_s": None,
+        "expires_at": None,
+    }
     assert main(["--config", str(config), "group"]) == 0
     table = capsys.readouterr().out
     assert "lease ends" in table and "(none)" in table and ids[0] in table

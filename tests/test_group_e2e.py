@@ -28,9 +28,16 @@ ACCOUNTS = 30
 def squeezed_day(sim: Simulator, tmp_path: Path, redis_url: str, warmup_in_s: float, open_in_s: float) -> Path:
     """A config for a day whose warmup is `warmup_in_s` from now and whose open is `open_in_s` from now."""
     data = squeezed_day_data(
-        sim, warmup_in_s=warmup_in_s, open_in_s=open_in_s, arm_before_s=2.5, window_s=2, refresh_s=30,
-        cache={"backend": "redis", "redis_url": redis_url}, group={"enabled": True, "lease_ttl_s": 1.5, "heartbeat_s": 0.25},
-        client={"cross_check": False}, executor={"clock_source": "none", "final_check_s": 0.5},
+        sim,
+        warmup_in_s=warmup_in_s,
+        open_in_s=open_in_s,
+        arm_before_s=2.5,
+        window_s=2,
+        refresh_s=30,
+        cache={"backend": "redis", "redis_url": redis_url},
+        group={"enabled": True, "lease_ttl_s": 1.5, "heartbeat_s": 0.25},
+        client={"cross_check": False},
+        executor={"clock_source": "none", "final_check_s": 0.5},
     )
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
@@ -49,12 +56,24 @@ class Member:
         self.reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        env = daemon_env({PASSWORD_ENV: "sim-pass", "OPENING_BELL__GROUP__MEMBER_NAME": self.name,
-                          "OPENING_BELL__STATE_DIR": str(self.state)})
+        env = daemon_env(
+            {
+                PASSWORD_ENV: "sim-pass",
+                "OPENING_BELL__GROUP__MEMBER_NAME": self.name,
+                "OPENING_BELL__STATE_DIR": str(self.state),
+            }
+        )
         with open(self.config.parent / f"{self.name}.stderr", "wb") as stderr:  # a file: a full pipe never blocks it
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daemon", "run", "--config", str(self.config), env=env,
-                stdout=asyncio.subprocess.PIPE, stderr=stderr,
+                sys.executable,
+                "-m",
+                "daemon",
+                "run",
+                "--config",
+                str(self.config),
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
             )
         self.reader = asyncio.create_task(self._read())
 
@@ -87,8 +106,9 @@ class Member:
         return code
 
 
-async def run_group(sim: Simulator, tmp_path: Path, redis_url: str, open_in_s: float,
-                    kill: str | None = None) -> list[Member]:
+async def run_group(
+    sim: Simulator, tmp_path: Path, redis_url: str, open_in_s: float, kill: str | None = None
+) -> list[Member]:
     """Three members through one squeezed day; `kill` is SIGKILLed once its warmup is done (before the arm).
 
     The members start on a day an hour away and get the squeezed day by SIGHUP once all three run, so how
@@ -153,4 +173,6 @@ async def test_killing_one_process_before_the_arm_still_fires_every_account_once
         fired_once_each(sim)
         survivors = [m for m in members if m.name != "m2"]
         assert sum(m.named("report.day")[0]["accepted"] for m in survivors) == ACCOUNTS
-        assert any(m.named("group.leases_changed") and len(m.named("day.warmed")) > 1 for m in survivors)  # took over, warmed
+        assert any(
+            m.named("group.leases_changed") and len(m.named("day.warmed")) > 1 for m in survivors
+        )  # took over, warmed

@@ -16,15 +16,22 @@ pytest.importorskip("ddddocr")
 
 
 @pytest.mark.slow
-async def test_accounts_of_a_member_dead_after_the_arm_are_armed_late_and_fired_once(monkeypatch, tmp_path,
-                                                                                        redis_url) -> None:
+async def test_accounts_of_a_member_dead_after_the_arm_are_armed_late_and_fired_once(
+    monkeypatch, tmp_path, redis_url
+) -> None:
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with Simulator.default(accounts=6, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
+
         def runner(name: str):
-            config = sim_config(sim, state_dir=str(tmp_path / name), schedule={"window_s": 1},
-                                cache={"backend": "redis", "redis_url": redis_url}, client={"cross_check": False},
-                                group={"enabled": True, "lease_ttl_s": 1.0, "heartbeat_s": 0.2, "member_name": name},
-                                executor={"clock_source": "none", "final_check_s": 0.3})
+            config = sim_config(
+                sim,
+                state_dir=str(tmp_path / name),
+                schedule={"window_s": 1},
+                cache={"backend": "redis", "redis_url": redis_url},
+                client={"cross_check": False},
+                group={"enabled": True, "lease_ttl_s": 1.0, "heartbeat_s": 0.2, "member_name": name},
+                executor={"clock_source": "none", "final_check_s": 0.3},
+            )
             return make_runner(config, SystemClock())
 
         alive, doomed = runner("alive"), runner("doomed")

@@ -90,9 +90,19 @@ async def test_two_processes_racing_to_refresh_one_token_log_in_once(tmp_path, r
         account = data["accounts"][0]["name"]
         procs = [
             await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "daemon", "warmup", "--config", str(config), "--accounts", account, "--json",
-                env=daemon_env({PASSWORD_ENV: "sim-pass"}), stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE)
+                sys.executable,
+                "-m",
+                "daemon",
+                "warmup",
+                "--config",
+                str(config),
+                "--accounts",
+                account,
+                "--json",
+                env=daemon_env({PASSWORD_ENV: "sim-pass"}),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
             for _ in range(2)
         ]
         async with asyncio.timeout(60):

@@ -44,10 +44,17 @@ async def test_the_endpoint_shows_cache_tokens_clock_fire_orders_and_warmup(monk
     pytest.importorskip("ddddocr")
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     clock = SystemClock()
-    async with Simulator.default(accounts=2, brokers=["gs", "shahr"], settings=sim_settings()) as sim, \
-            metrics.serve("127.0.0.1:0", clock) as server:
-        config = sim_config(sim, state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
-                            schedule={"window_s": 3}, executor={"clock_source": "date", "final_check_s": 0.3})
+    async with (
+        Simulator.default(accounts=2, brokers=["gs", "shahr"], settings=sim_settings()) as sim,
+        metrics.serve("127.0.0.1:0", clock) as server,
+    ):
+        config = sim_config(
+            sim,
+            state_dir=str(tmp_path / "state"),
+            cache={"dir": str(tmp_path / "cache")},
+            schedule={"window_s": 3},
+            executor={"clock_source": "date", "final_check_s": 0.3},
+        )
         runner = make_runner(config, clock)
         plan = plan_in(sim, config, open_in_s=3, window_s=3)
         try:
@@ -105,11 +112,24 @@ async def test_a_taken_port_is_one_sentence() -> None:
 async def test_run_serves_metrics_until_it_stops(tmp_path) -> None:
     async with Simulator.default(accounts=1, brokers=["gs"], settings=sim_settings()) as sim:
         config = tmp_path / "config.yaml"
-        config.write_text(yaml.safe_dump(sim_config_data(sim, cache={"dir": str(tmp_path / "cache")},
-                                                         state_dir=str(tmp_path / "state"))))
+        config.write_text(
+            yaml.safe_dump(
+                sim_config_data(sim, cache={"dir": str(tmp_path / "cache")}, state_dir=str(tmp_path / "state"))
+            )
+        )
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "daemon", "run", "--config", str(config), "--metrics", "127.0.0.1:0",
-            env=daemon_env({PASSWORD_ENV: "sim-pass"}), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "daemon",
+            "run",
+            "--config",
+            str(config),
+            "--metrics",
+            "127.0.0.1:0",
+            env=daemon_env({PASSWORD_ENV: "sim-pass"}),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             async with asyncio.timeout(30):
                 url = None

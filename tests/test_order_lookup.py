@@ -26,13 +26,20 @@ def test_an_order_of_the_same_isin_and_side_after_the_planned_instant_is_ours():
     assert find_order([order(OPEN + timedelta(seconds=3))], ISIN, "buy", OPEN, TEHRAN) is not None
 
 
-@pytest.mark.parametrize("other", [
-    {"isin": "IRO1IKCO0001"},
-    {"side": 2},
-    {"created": OPEN - timedelta(seconds=MATCH_SLACK_S + 1)},  # an earlier order (a manual one, yesterday's run)
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"isin": "IRO1IKCO0001"},
+        {"side": 2},
+        {"created": OPEN - timedelta(seconds=MATCH_SLACK_S + 1)},  # an earlier order (a manual one, yesterday's run)
+    ],
+)
 def test_another_isin_side_or_an_earlier_order_is_not_ours(other):
-    row = order(**{k: v for k, v in other.items() if k != "created"}) if "created" not in other else order(other["created"])
+    row = (
+        order(**{k: v for k, v in other.items() if k != "created"})
+        if "created" not in other
+        else order(other["created"])
+    )
     assert find_order([row], ISIN, "buy", OPEN, TEHRAN) is None
 
 
@@ -78,17 +85,20 @@ class Lists:
 DOWN = BrokerUnavailable("gs: GetOrders answered HTTP 503.")
 
 
-@pytest.mark.parametrize(("open_orders", "today", "presence"), [
-    ([order()], [], Presence.FOUND),
-    ([], [order()], Presence.FOUND),  # filled: no longer open, still in today's orders
-    ([order()], DOWN, Presence.FOUND),
-    (DOWN, [order()], Presence.FOUND),
-    ([], [], Presence.ABSENT),
-    ([], DOWN, Presence.UNKNOWN),  # unknown is not absent
-    (DOWN, [], Presence.UNKNOWN),
-    (DOWN, DOWN, Presence.UNKNOWN),
-    (TimeoutError(), [], Presence.UNKNOWN),
-])
+@pytest.mark.parametrize(
+    ("open_orders", "today", "presence"),
+    [
+        ([order()], [], Presence.FOUND),
+        ([], [order()], Presence.FOUND),  # filled: no longer open, still in today's orders
+        ([order()], DOWN, Presence.FOUND),
+        (DOWN, [order()], Presence.FOUND),
+        ([], [], Presence.ABSENT),
+        ([], DOWN, Presence.UNKNOWN),  # unknown is not absent
+        (DOWN, [], Presence.UNKNOWN),
+        (DOWN, DOWN, Presence.UNKNOWN),
+        (TimeoutError(), [], Presence.UNKNOWN),
+    ],
+)
 async def test_absent_only_when_both_lists_were_read(open_orders, today, presence):
     result = await look_up(Lists(open_orders, today), date(2026, 12, 1), ISIN, "buy", OPEN, TEHRAN)
     assert result.presence is presence

@@ -31,20 +31,42 @@ class PuzzleSolver:
 
 
 def toy_config(base: str, tmp_path, **executor):
-    accounts = [{"name": f"toy-{user}", "broker": "toy", "username": user, "password_env": f"TOY_PW_{user.upper()}",
-                 "orders": [{"isin": ISIN, "side": "buy", "price": "max", "volume": "auto"}]} for user in PASSWORDS]
-    return validate_config({
-        "state_dir": str(tmp_path / "state"), "cache": {"dir": str(tmp_path / "cache")},
-        "captcha": {"spacing_s": 0.0},
-        "brokers": {"toy": {"platform": "toy", "identity_url": base + "/id", "trading_url": base + "/tr",
-                            "backoffice_url": base + "/bo", "market_data_url": base + "/md"}},
-        "executor": {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0, **executor},
-        "schedule": {"window_s": 3}, "accounts": accounts,
-    }, source="toy config")
+    accounts = [
+        {
+            "name": f"toy-{user}",
+            "broker": "toy",
+            "username": user,
+            "password_env": f"TOY_PW_{user.upper()}",
+            "orders": [{"isin": ISIN, "side": "buy", "price": "max", "volume": "auto"}],
+        }
+        for user in PASSWORDS
+    ]
+    return validate_config(
+        {
+            "state_dir": str(tmp_path / "state"),
+            "cache": {"dir": str(tmp_path / "cache")},
+            "captcha": {"spacing_s": 0.0},
+            "brokers": {
+                "toy": {
+                    "platform": "toy",
+                    "identity_url": base + "/id",
+                    "trading_url": base + "/tr",
+                    "backoffice_url": base + "/bo",
+                    "market_data_url": base + "/md",
+                }
+            },
+            "executor": {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0, **executor},
+            "schedule": {"window_s": 3},
+            "accounts": accounts,
+        },
+        source="toy config",
+    )
 
 
 def test_an_unregistered_platform_is_one_sentence() -> None:
-    with pytest.raises(ConfigError, match=r"brokers\.x\.platform: 'nowhere' is not a known broker platform; use one of"):
+    with pytest.raises(
+        ConfigError, match=r"brokers\.x\.platform: 'nowhere' is not a known broker platform; use one of"
+    ):
         validate_config({"brokers": {"x": {"platform": "nowhere"}}})
     assert "ephoenix" in names() and platform_for("ephoenix").name == "ephoenix"
 
@@ -63,7 +85,9 @@ async def test_a_second_platform_warms_up_and_fires_through_the_real_executor(tm
         async with Wiring(config, clock, solver=PuzzleSolver()) as services:
             results = await warmup(services, config.accounts)
             assert [(r.account, r.ok, r.buying_power) for r in results] == [
-                ("toy-u1", True, 10_000_000.0), ("toy-u2", True, 10_000_000.0)]
+                ("toy-u1", True, 10_000_000.0),
+                ("toy-u2", True, 10_000_000.0),
+            ]
             volume = results[0].orders[0].volume
             assert results[0].orders[0].price == 10_000 and volume and volume > 0
             open_at = clock.now().astimezone(config.tz) + timedelta(seconds=2)
@@ -76,6 +100,7 @@ async def test_a_second_platform_warms_up_and_fires_through_the_real_executor(tm
         rows = summarize(read_journal(config.state_dir, day))
         assert sorted((r.account, r.state, r.serial_number) for r in rows) == [
             ("toy-u1", "accepted", next(o["id"] for o in broker.orders if o["user"] == "u1")),
-            ("toy-u2", "accepted", next(o["id"] for o in broker.orders if o["user"] == "u2"))]
+            ("toy-u2", "accepted", next(o["id"] for o in broker.orders if o["user"] == "u2")),
+        ]
     finally:
         await server.close()

@@ -37,8 +37,11 @@ def open_tree(root: Path) -> None:
     for d in (root / ".cache", root / ".state", root / ".state" / "journal"):
         d.mkdir(mode=0o755, exist_ok=True)
         d.chmod(0o755)
-    for f in (root / ".cache" / "token_u1_gs.json", root / ".cache" / "stats.json",
-              root / ".state" / "journal" / "2026-11-28.jsonl"):
+    for f in (
+        root / ".cache" / "token_u1_gs.json",
+        root / ".cache" / "stats.json",
+        root / ".state" / "journal" / "2026-11-28.jsonl",
+    ):
         f.write_text("{}")
         f.chmod(0o644)
 
@@ -105,13 +108,24 @@ def test_a_file_where_the_cache_directory_should_be_is_named(isolated: Path) -> 
 def test_the_warmup_command_runs_the_check(isolated: Path, monkeypatch, capsys) -> None:
     open_tree(isolated)
     config = isolated / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "client": {"timeout_s": 1, "retry": {"attempts": 1}},
-        "captcha": {"solver": "command", "command": ["cat"], "spacing_s": 0},
-        "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
-        "accounts": [{"name": "a", "broker": "b", "username": "u1", "password_env": "PW",
-                      "orders": [{"isin": "IRO1FOLD0001"}]}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "client": {"timeout_s": 1, "retry": {"attempts": 1}},
+                "captcha": {"solver": "command", "command": ["cat"], "spacing_s": 0},
+                "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
+                "accounts": [
+                    {
+                        "name": "a",
+                        "broker": "b",
+                        "username": "u1",
+                        "password_env": "PW",
+                        "orders": [{"isin": "IRO1FOLD0001"}],
+                    }
+                ],
+            }
+        )
+    )
     monkeypatch.setenv("PW", "pw-preflight")
     code = main(["warmup", "--config", str(config)])
     assert code == 1, capsys.readouterr().err  # the broker is unreachable: the account fails
@@ -126,7 +140,8 @@ def log_events(stderr: str, event: str) -> list[dict]:
 
 
 async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_token_serves(
-        monkeypatch, isolated: Path, tmp_path: Path) -> None:
+    monkeypatch, isolated: Path, tmp_path: Path
+) -> None:
     async with running_simulator(1, ("gs",)) as sim:
         served = sim.config_snippet().data["accounts"][0]
         async with aiohttp.ClientSession() as session:
@@ -142,8 +157,9 @@ async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_t
             {"name": "fine", "password_env": "FINE_PW"},
             {"name": "off", "password_env": "UNSET_PW", "enabled": False},
         ]
-        accounts = [served] + [{**a, "broker": "gs", "username": f"u{n}", "orders": served["orders"]}
-                               for n, a in enumerate(others)]
+        accounts = [served] + [
+            {**a, "broker": "gs", "username": f"u{n}", "orders": served["orders"]} for n, a in enumerate(others)
+        ]
         config = write_sim_config(sim, isolated / "config.yaml", accounts=accounts)
         env = {"EMPTY_PW": "", "FINE_PW": "fine-secret-pw"}  # the simulator's password variable is not passed on
         only = ["--accounts", served["name"]]
@@ -153,11 +169,11 @@ async def test_a_missing_password_is_a_warning_at_every_start_while_the_cached_t
             warned = {e["account"]: e["fix"] for e in log_events(result.stderr, "account_password_missing")}
             assert warned == {
                 served["name"]: f"account {served['name']!r}: environment variable {PASSWORD_ENV} is not set; "
-                                "export it or change password_env.",
+                "export it or change password_env.",
                 "empty": "account 'empty': environment variable EMPTY_PW is empty; "
-                         "export the password in it or change password_env.",
+                "export the password in it or change password_env.",
                 "nofile": f"account 'nofile': password_file {tmp_path / 'absent'} cannot be read "
-                          "(No such file or directory); create it readable by this user or change password_file.",
+                "(No such file or directory); create it readable by this user or change password_file.",
                 "blank": f"account 'blank': password_file {blank} is empty; write the password in it.",
             }, command
             assert all(e["level"] == "warning" for e in log_events(result.stderr, "account_password_missing"))
@@ -184,11 +200,11 @@ def blocked_state_dir(isolated: Path, case: str) -> str:
 UNWRITABLE = {
     "a file": "error: state_dir state is not a directory; point state_dir at a directory.\n",
     "a file as its journal": "error: state_dir state cannot hold the journal (state/journal is a file), and nothing is "
-                             "fired without one; move the file away or point state_dir at a directory.\n",
+    "fired without one; move the file away or point state_dir at a directory.\n",
     "under a file": "error: state_dir state/below cannot hold the journal (a parent of state/below is a file), and "
-                    "nothing is fired without one; move the file away or point state_dir at a directory.\n",
+    "nothing is fired without one; move the file away or point state_dir at a directory.\n",
     "read-only": "error: state_dir state cannot hold the journal (Permission denied on state/journal), and nothing is "
-                 "fired without one; make it writable by this user or point state_dir elsewhere.\n",
+    "fired without one; make it writable by this user or point state_dir elsewhere.\n",
 }
 
 
@@ -198,12 +214,23 @@ def test_fire_and_run_stop_before_the_arm_when_the_journal_cannot_be_written(iso
     if case == "read-only" and os.geteuid() == 0:
         pytest.skip("root writes into a read-only directory; the file-in-the-way cases cover it as root")
     config = isolated / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "state_dir": blocked_state_dir(isolated, case),
-        "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
-        "accounts": [{"name": "a", "broker": "b", "username": "u1", "password_env": "PW",
-                      "orders": [{"isin": "IRO1FOLD0001"}]}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "state_dir": blocked_state_dir(isolated, case),
+                "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
+                "accounts": [
+                    {
+                        "name": "a",
+                        "broker": "b",
+                        "username": "u1",
+                        "password_env": "PW",
+                        "orders": [{"isin": "IRO1FOLD0001"}],
+                    }
+                ],
+            }
+        )
+    )
     result = run_daemon("--config", str(config), *command, env={"PW": "pw-state"}, timeout=30)
     assert (result.returncode, result.stderr, result.stdout) == (2, UNWRITABLE[case], ""), result.stderr
     assert not (isolated / ".cache").exists()  # stopped before any broker call could fill it
@@ -231,8 +258,10 @@ def test_a_full_disk_stops_the_start_in_one_sentence(isolated: Path, monkeypatch
     monkeypatch.setattr(os, "fsync", full)  # a full disk often shows only when the data must reach it
     with pytest.raises(UserError) as caught:
         require_writable_state_dir(validate_config({}))
-    assert str(caught.value) == ("state_dir .state cannot hold the journal (No space left on device on .state/journal), "
-                                 "and nothing is fired without one; free space on that disk or point state_dir at another one.")
+    assert str(caught.value) == (
+        "state_dir .state cannot hold the journal (No space left on device on .state/journal), "
+        "and nothing is fired without one; free space on that disk or point state_dir at another one."
+    )
     assert [m for _, m in made] == [0o600] and not Path(made[0][0]).exists()
 
 

@@ -16,8 +16,14 @@ def rec(kind, **fields):
 
 
 def intent(planned_wall_ns=NOW - 1, open_monotonic_ns=5_000):
-    return rec("intent", price=5580, volume=100, planned_wall_ns=planned_wall_ns, open_monotonic_ns=open_monotonic_ns,
-               planned_broker_time="2026-12-01T08:45:00+03:30")
+    return rec(
+        "intent",
+        price=5580,
+        volume=100,
+        planned_wall_ns=planned_wall_ns,
+        open_monotonic_ns=open_monotonic_ns,
+        planned_broker_time="2026-12-01T08:45:00+03:30",
+    )
 
 
 def send(attempt=1, vs_open_ms=0.5):
@@ -25,8 +31,15 @@ def send(attempt=1, vs_open_ms=0.5):
 
 
 def answer(accepted=False, code=None, status=200, message=None, serial=None):
-    return rec("answer", accepted=accepted, code=code, status=status, message=message, monotonic_ns=9_000_000,
-               serial_number=serial)
+    return rec(
+        "answer",
+        accepted=accepted,
+        code=code,
+        status=status,
+        message=message,
+        monotonic_ns=9_000_000,
+        serial_number=serial,
+    )
 
 
 def one(records):
@@ -35,15 +48,27 @@ def one(records):
 
 
 def test_an_accepted_order():
-    row = one([intent(), send(), answer(True, 0, serial=1000001),
-               rec("outcome", state="accepted", accepted=True, code=0, serial_number=None)])
+    row = one(
+        [
+            intent(),
+            send(),
+            answer(True, 0, serial=1000001),
+            rec("outcome", state="accepted", accepted=True, code=0, serial_number=None),
+        ]
+    )
     assert (row.state, row.result, row.attempts, row.serial_number) == ("accepted", "accepted", 1, 1000001)
     assert resume_action(row, NOW) == "done"
 
 
 def test_a_rejection_names_its_code_and_message():
-    row = one([intent(), send(), answer(code=1011, message="مانده حساب کافی نیست"),
-               rec("outcome", state="rejected", code=1011, reason="مانده حساب کافی نیست", message="مانده حساب کافی نیست")])
+    row = one(
+        [
+            intent(),
+            send(),
+            answer(code=1011, message="مانده حساب کافی نیست"),
+            rec("outcome", state="rejected", code=1011, reason="مانده حساب کافی نیست", message="مانده حساب کافی نیست"),
+        ]
+    )
     assert row.state == "rejected" and row.result == "rejected (1011: مانده حساب کافی نیست)"
     assert resume_action(row, NOW) == "done"
 
@@ -70,30 +95,59 @@ def test_an_intent_whose_instant_passed_without_a_send_on_disk_is_maybe_sent():
 
 
 def test_a_restart_merges_into_one_row_first_send_ever_attempts_in_all():
-    records = [intent(), send(1, 0.4), rec("error", attempt=1, reason="answer lost: reset"),  # the first process
-               rec("arm"), intent(planned_wall_ns=NOW + 5), rec("lookup", presence="absent"),  # the restart
-               send(1, 2300.0), answer(True, 0, serial=7), rec("outcome", state="accepted", accepted=True, code=0)]
+    records = [
+        intent(),
+        send(1, 0.4),
+        rec("error", attempt=1, reason="answer lost: reset"),  # the first process
+        rec("arm"),
+        intent(planned_wall_ns=NOW + 5),
+        rec("lookup", presence="absent"),  # the restart
+        send(1, 2300.0),
+        answer(True, 0, serial=7),
+        rec("outcome", state="accepted", accepted=True, code=0),
+    ]
     row = one(records)
     assert (row.state, row.attempts, row.first_send_ms, row.restarts) == ("accepted", 2, 0.4, 1)
     assert row.planned_wall_ns == NOW - 1  # the earliest intent: what a lookup matches from
 
 
 def test_found_at_the_broker_after_a_restart_is_accepted():
-    row = one([intent(), send(), rec("lookup", presence="found", serial_number=9, tracking_number="t"),
-               rec("outcome", state="accepted", accepted=True, code=0, reason="found at the broker after a restart")])
+    row = one(
+        [
+            intent(),
+            send(),
+            rec("lookup", presence="found", serial_number=9, tracking_number="t"),
+            rec("outcome", state="accepted", accepted=True, code=0, reason="found at the broker after a restart"),
+        ]
+    )
     assert row.accepted and row.result == "accepted (found at the broker after a restart)" and row.serial_number == 9
 
 
 def test_retries_that_ran_out_are_not_placed_and_final():
-    row = one([intent(), send(1), answer(code=1017), send(2), answer(code=1018),
-               rec("outcome", state="not placed", code=1018, reason="attempts used up")])
+    row = one(
+        [
+            intent(),
+            send(1),
+            answer(code=1017),
+            send(2),
+            answer(code=1018),
+            rec("outcome", state="not placed", code=1018, reason="attempts used up"),
+        ]
+    )
     assert (row.state, row.result, row.code) == ("not placed", "not placed: attempts used up", 1018)
     assert resume_action(row, NOW) == "done"
 
 
 def test_unknown_at_the_end_is_reported_as_unknown_never_as_accepted_or_used_up():
-    row = one([intent(), send(), rec("error", reason="answer lost: closed"), rec("lookup", presence="unknown"),
-               rec("outcome", state="unknown", reason="lost answer, and the broker's order lists could not be read")])
+    row = one(
+        [
+            intent(),
+            send(),
+            rec("error", reason="answer lost: closed"),
+            rec("lookup", presence="unknown"),
+            rec("outcome", state="unknown", reason="lost answer, and the broker's order lists could not be read"),
+        ]
+    )
     assert row.state == "unknown" and not row.accepted
     assert row.result.startswith("unknown: check the broker (lost answer")
     assert resume_action(row, NOW) == "ask_broker"
@@ -105,14 +159,19 @@ def test_not_sent_says_why():
     assert resume_action(row, NOW) == "plan"
 
 
-@pytest.mark.parametrize(("outcome", "state"), [
-    ({"accepted": True, "code": 0, "reason": "accepted"}, "accepted"),
-    ({"accepted": False, "code": 1011, "reason": "insufficient balance"}, "rejected"),
-    ({"accepted": False, "code": None, "reason": "attempts used up"}, "unknown"),  # may hide a lost answer
-])
+@pytest.mark.parametrize(
+    ("outcome", "state"),
+    [
+        ({"accepted": True, "code": 0, "reason": "accepted"}, "accepted"),
+        ({"accepted": False, "code": 1011, "reason": "insufficient balance"}, "rejected"),
+        ({"accepted": False, "code": None, "reason": "attempts used up"}, "unknown"),  # may hide a lost answer
+    ],
+)
 def test_journals_written_before_states_are_read(outcome, state):
-    records = [{"kind": "send", "account": "ali", "broker": "gs", "isin": "IRO1FOLD0001", "attempt": 1, "vs_open_ms": 1.0},
-               {"kind": "outcome", "account": "ali", "broker": "gs", "isin": "IRO1FOLD0001", **outcome}]
+    records = [
+        {"kind": "send", "account": "ali", "broker": "gs", "isin": "IRO1FOLD0001", "attempt": 1, "vs_open_ms": 1.0},
+        {"kind": "outcome", "account": "ali", "broker": "gs", "isin": "IRO1FOLD0001", **outcome},
+    ]
     row = one(records)
     assert (row.side, row.state) == ("buy", state)
 
@@ -125,5 +184,6 @@ def test_orders_of_one_account_on_one_isin_but_both_sides_are_two_rows():
 def test_a_restart_that_cannot_plan_an_order_an_earlier_process_meant_to_send_leaves_it_unknown():
     row = one([intent(), rec("arm"), rec("skip", reason="not ready: wrong password")])
     assert row.state == "unknown"
-    assert row.result == ("unknown: check the broker (an earlier process may have sent it; then not ready: "
-                          "wrong password)")
+    assert row.result == (
+        "unknown: check the broker (an earlier process may have sent it; then not ready: wrong password)"
+    )

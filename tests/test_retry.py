@@ -63,7 +63,8 @@ async def test_backoff_doubles_with_jitter_and_is_capped(clock: FakeClock) -> No
         assert min(base, 0.5) <= wait <= min(base + 0.1, 0.5)
     assert str(caught.value) == "broker gs: /x answered HTTP 503; gave up after 6 attempts."
     assert [(event, f["attempt"], f["reason"]) for event, f in log.lines] == [
-        ("broker.retry", n, "broker gs: /x answered HTTP 503.") for n in range(1, 6)]
+        ("broker.retry", n, "broker gs: /x answered HTTP 503.") for n in range(1, 6)
+    ]
 
 
 async def test_the_deadline_stops_new_attempts(clock: FakeClock) -> None:
@@ -138,8 +139,11 @@ async def slow(_r: web.Request) -> web.Response:
     return web.json_response({})
 
 
-@pytest.mark.parametrize("answers", [[bad_gateway, bad_gateway], [html], [truncated, bad_gateway], [slow]],
-                         ids=["503", "html", "truncated-then-503", "timeout"])
+@pytest.mark.parametrize(
+    "answers",
+    [[bad_gateway, bad_gateway], [html], [truncated, bad_gateway], [slow]],
+    ids=["503", "html", "truncated-then-503", "timeout"],
+)
 async def test_unavailable_answers_are_retried_until_one_works(broker, answers) -> None:
     broker.script("book", *answers)
     async with make_services(broker, retry=FAST, timeout_s=0.3) as services:
@@ -281,7 +285,9 @@ async def test_a_fault_on_one_broker_leaves_the_others_alone(sim) -> None:
     by_broker = {b: [r for r in results if r.broker == b] for b in ("gs", "shahr", "bbi")}
     assert all(r.ok for r in by_broker["bbi"])
     assert {r.error for r in by_broker["gs"]} == {
-        "broker gs: /api/v2/tradingbook/GetLastTradingBook answered HTTP 503; gave up after 3 attempts."}
+        "broker gs: /api/v2/tradingbook/GetLastTradingBook answered HTTP 503; gave up after 3 attempts."
+    }
     assert {r.error for r in by_broker["shahr"]} == {
-        "broker shahr: /api/v2/tradingbook/GetLastTradingBook failed (timed out); gave up after 3 attempts."}
+        "broker shahr: /api/v2/tradingbook/GetLastTradingBook failed (timed out); gave up after 3 attempts."
+    }
     assert len(sim.request_log.records(route="tradingbook", broker="bbi")) == 4  # one call each, no retries

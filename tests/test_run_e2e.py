@@ -25,8 +25,15 @@ async def run_one_day(tmp_path: Path, data: dict[str, Any]) -> tuple[int, list[d
     config_path = tmp_path / "config.yaml"
     config_path.write_text(yaml.safe_dump(data, allow_unicode=True))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "run", "--config", str(config_path),
-        env=daemon_env({PASSWORD_ENV: "sim-pass"}), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "daemon",
+        "run",
+        "--config",
+        str(config_path),
+        env=daemon_env({PASSWORD_ENV: "sim-pass"}),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert proc.stdout is not None and proc.stderr is not None
     events = []
@@ -52,8 +59,14 @@ async def run_one_day(tmp_path: Path, data: dict[str, Any]) -> tuple[int, list[d
 async def test_the_service_warms_arms_fires_and_reports_by_itself(tmp_path):
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
         data = squeezed_day_data(
-            sim, warmup_in_s=1, open_in_s=14, arm_before_s=3, window_s=2, refresh_s=1,  # a slow start may still warm
-            state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
+            sim,
+            warmup_in_s=1,
+            open_in_s=14,
+            arm_before_s=3,
+            window_s=2,
+            refresh_s=1,  # a slow start may still warm
+            state_dir=str(tmp_path / "state"),
+            cache={"dir": str(tmp_path / "cache")},
             executor={"clock_source": "none", "final_check_s": 0.5},
         )
         code, events = await run_one_day(tmp_path, data)
@@ -77,8 +90,14 @@ async def test_run_restarted_inside_the_window_fires_each_account_once(tmp_path,
     """systemd restarts `run` after the arm time: no warmup, a cold cache (logins at arm), today's orders sent."""
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
         data = squeezed_day_data(
-            sim, warmup_in_s=open_in_s - arm_before_s - 1, open_in_s=open_in_s, arm_before_s=arm_before_s,
-            window_s=window_s, refresh_s=1, state_dir=str(tmp_path / "state"), cache={"dir": str(tmp_path / "cache")},
+            sim,
+            warmup_in_s=open_in_s - arm_before_s - 1,
+            open_in_s=open_in_s,
+            arm_before_s=arm_before_s,
+            window_s=window_s,
+            refresh_s=1,
+            state_dir=str(tmp_path / "state"),
+            cache={"dir": str(tmp_path / "cache")},
             executor={"clock_source": "none", "final_check_s": 0.5},
         )
         code, events = await run_one_day(tmp_path, data)

@@ -20,9 +20,13 @@ pytest.importorskip("ddddocr")
 async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"], settings=sim_settings()) as sim:
-        config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 5},
-                            executor={"clock_source": "none", "final_check_s": 0.3},
-                            cache={"ttl": {"buying_power": 0.001}})
+        config = sim_config(
+            sim,
+            state_dir=str(tmp_path / "state"),
+            schedule={"window_s": 5},
+            executor={"clock_source": "none", "final_check_s": 0.3},
+            cache={"ttl": {"buying_power": 0.001}},
+        )
         runner = make_runner(config, SystemClock())
         plan = plan_in(sim, config, open_in_s=3, window_s=5)
         try:
@@ -40,7 +44,9 @@ async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
             await runner.aclose()
         assert len(sim.orders()) == 4
         assert all(r.accepted for r in summarize(read_journal(config.state_dir, plan.day)))
-        logins = [r for r in sim.request_log.records(route="login") if r.error_code == OK]  # a misread captcha is retried
+        logins = [
+            r for r in sim.request_log.records(route="login") if r.error_code == OK
+        ]  # a misread captcha is retried
         assert len(logins) == 4  # tokens reused from warmup on
 
 
@@ -48,8 +54,12 @@ async def test_armed_after_the_open_with_no_warmup_fires_each_account_once(monke
     """A `run` restarted inside the window arms at once: a cold cache (logins at arm), the open already past."""
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with Simulator.default(accounts=4, brokers=["gs", "shahr"]) as sim:
-        config = sim_config(sim, state_dir=str(tmp_path / "state"), schedule={"window_s": 20},
-                            executor={"clock_source": "none", "final_check_s": 0.3})
+        config = sim_config(
+            sim,
+            state_dir=str(tmp_path / "state"),
+            schedule={"window_s": 20},
+            executor={"clock_source": "none", "final_check_s": 0.3},
+        )
         runner = make_runner(config, SystemClock())
         plan = plan_in(sim, config, open_in_s=-0.5, window_s=20)  # the open was half a second ago
         try:

@@ -46,7 +46,9 @@ def assert_full_day(cfg: Config, runner: RecordingRunner, day: date) -> None:
     plan = day_plan(cfg, day)
     calls = [call for call in runner.calls if call.day == day]
     assert [call.step for call in calls if call.step != "refresh"] == ["warmup", "arm", "fire", "report"]
-    warm, arm, fire, report = (next(call for call in calls if call.step == step) for step in ("warmup", "arm", "fire", "report"))
+    warm, arm, fire, report = (
+        next(call for call in calls if call.step == step) for step in ("warmup", "arm", "fire", "report")
+    )
     assert arm.start == max(plan.arm, warm.start)  # on time, or at once after a start past arm time
     assert warm.start <= arm.start <= fire.start < plan.open
     assert fire.end == plan.window_end
@@ -190,7 +192,11 @@ async def test_a_warmup_still_running_at_arm_time_is_loud_and_arm_and_fire_go_on
     plan = day_plan(cfg, SATURDAY)
     assert runner.of("arm")[0].start == plan.arm  # not held up by the warmup
     assert runner.of("warmup")[0].end == tehran(SATURDAY, 8, 44, 30)
-    assert [call.start for call in runner.of("refresh")] == [tehran(SATURDAY, 8, 44, 40), tehran(SATURDAY, 8, 45), tehran(SATURDAY, 8, 45, 20)]
+    assert [call.start for call in runner.of("refresh")] == [
+        tehran(SATURDAY, 8, 44, 40),
+        tehran(SATURDAY, 8, 45),
+        tehran(SATURDAY, 8, 45, 20),
+    ]
     assert_full_day(cfg, runner, SATURDAY)
     loud = [e for e in logs if e["event"].startswith("warmup still running at arm time")]
     assert len(loud) == 1 and loud[0]["log_level"] == "error"
@@ -219,7 +225,13 @@ async def test_runner_failures_are_one_log_line_each_and_the_days_go_on() -> Non
     for step in ("warmup", "arm", "fire", "report"):
         assert runner.days(step) == [SATURDAY, SATURDAY + DAY]
     failures = [e for e in logs if e["event"].endswith(" failed")]
-    assert {e["event"] for e in failures} == {"warmup failed", "refresh failed", "arm failed", "fire failed", "report failed"}
+    assert {e["event"] for e in failures} == {
+        "warmup failed",
+        "refresh failed",
+        "arm failed",
+        "fire failed",
+        "report failed",
+    }
     warm = next(e for e in failures if e["event"] == "warmup failed")
     assert warm["reason"] == "RuntimeError: warmup broke on purpose" and warm["log_level"] == "error"
     # a failed fire returns at once; the report still waits for the window's end

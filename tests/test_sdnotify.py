@@ -92,5 +92,7 @@ def test_a_vanished_socket_is_one_warning_and_never_an_exception(tmp_path: Path)
         ({}, None),
     ],
 )
-def test_watchdog_interval_is_half_of_watchdog_usec_for_this_process(environ: dict[str, str], interval: float | None) -> None:
+def test_watchdog_interval_is_half_of_watchdog_usec_for_this_process(
+    environ: dict[str, str], interval: float | None
+) -> None:
     assert Notifier({"NOTIFY_SOCKET": "/run/systemd/notify", **environ}).watchdog_interval_s == interval

@@ -42,8 +42,13 @@ class Harness:
         self.write({})
         self.clock = FakeClock(start)
         self.runners: list[RecordingRunner] = []
-        self.service = ServiceLoop(self.path, self.clock, self.make_runner, alarm_factory=lambda _: ClockAlarm(self.clock),
-                               notifier=notifier or Notifier({}))
+        self.service = ServiceLoop(
+            self.path,
+            self.clock,
+            self.make_runner,
+            alarm_factory=lambda _: ClockAlarm(self.clock),
+            notifier=notifier or Notifier({}),
+        )
         self.task: asyncio.Task[int] | None = None
 
     def write(self, schedule: dict[str, Any] | str) -> None:
@@ -79,7 +84,13 @@ async def test_sigterm_during_the_fire_window_finishes_it_then_closes_the_runner
         assert await h.stop() == 0
     plan = day_plan(h.service.config, SATURDAY)  # type: ignore[arg-type]
     runner = h.runners[0]
-    assert [call.step for call in runner.calls if call.step != "refresh"] == ["warmup", "arm", "fire", "report", "aclose"]
+    assert [call.step for call in runner.calls if call.step != "refresh"] == [
+        "warmup",
+        "arm",
+        "fire",
+        "report",
+        "aclose",
+    ]
     assert runner.of("fire")[0].end == plan.window_end
     assert runner.of("aclose")[0].start >= runner.of("report")[0].end >= plan.window_end
     events = [e["event"] for e in logs]

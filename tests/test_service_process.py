@@ -137,13 +137,29 @@ def test_sigterm_during_the_fire_window_finishes_the_day_and_exits_0(tmp_path: P
     assert code == 0, err
     assert "Traceback" not in err
     names = service.names()
-    assert in_order(names, "test runner warmup started", "test runner arm started", "test runner fire started", "stopping",
-                    "test runner fire finished", "test runner report started", "test runner aclose started", "service stopped")
+    assert in_order(
+        names,
+        "test runner warmup started",
+        "test runner arm started",
+        "test runner fire started",
+        "stopping",
+        "test runner fire finished",
+        "test runner report started",
+        "test runner aclose started",
+        "service stopped",
+    )
     assert next(e for e in service.events if e["event"] == "stopping")["after_window"] is True
     assert "test runner refresh started" in names
     messages = notify.close()
     assert messages[0] == "READY=1"
-    assert in_order(messages, "READY=1", "RELOADING=1\nSTATUS=reloading the config", "STATUS=warming up", "STOPPING=1\nSTATUS=stopping after the fire window", "STATUS=reporting")
+    assert in_order(
+        messages,
+        "READY=1",
+        "RELOADING=1\nSTATUS=reloading the config",
+        "STATUS=warming up",
+        "STOPPING=1\nSTATUS=stopping after the fire window",
+        "STATUS=reporting",
+    )
     assert "WATCHDOG=1" in messages
 
 

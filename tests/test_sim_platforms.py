@@ -61,7 +61,10 @@ async def test_a_second_platform_serves_its_brokers_beside_ephoenix_on_one_port(
     async with sim, aiohttp.ClientSession() as session:
         base = sim.base_url
         async with session.get(f"{base}/ex/echo/ping") as response:
-            assert (response.status, await response.json()) == (200, {"platform": "echo", "broker": "ex", "accounts": 1})
+            assert (response.status, await response.json()) == (
+                200,
+                {"platform": "echo", "broker": "ex", "accounts": 1},
+            )
         async with session.get(f"{base}/gs/echo/ping") as response:  # gs is an Ephoenix broker
             assert response.status == 404
             assert "simulated on ephoenix, not echo" in (await response.json())["errorMessage"]
@@ -76,11 +79,20 @@ async def test_a_second_platform_serves_its_brokers_beside_ephoenix_on_one_port(
             assert response.status == 503
         snippet = sim.config_snippet().data
     assert snippet["brokers"]["ex"] == {"platform": "echo", "api_url": f"{base}/ex/echo"}
-    assert snippet["brokers"]["gs"] == {"identity_url": f"{base}/gs/identity", "trading_url": f"{base}/gs/trading",
-                                        "backoffice_url": f"{base}/gs/backoffice"}
+    assert snippet["brokers"]["gs"] == {
+        "identity_url": f"{base}/gs/identity",
+        "trading_url": f"{base}/gs/trading",
+        "backoffice_url": f"{base}/gs/backoffice",
+    }
     logged = [(r.route, r.broker, r.status) for r in sim.request_log.records()]
-    assert logged == [("ping", "ex", 200), ("ping", "gs", 404), ("captcha", "ex", 404), ("captcha", "gs", 200),
-                      ("login", "ex", 503), ("login", "gs", 503)]
+    assert logged == [
+        ("ping", "ex", 200),
+        ("ping", "gs", 404),
+        ("captcha", "ex", 404),
+        ("captcha", "gs", 200),
+        ("login", "ex", 503),
+        ("login", "gs", 503),
+    ]
 
 
 def test_a_platform_adds_its_route_names_to_the_fault_targets(echo: EchoSim) -> None:
@@ -113,8 +125,16 @@ def test_the_simulator_imports_nothing_of_the_daemon_outside_its_package() -> No
     outside = []
     for path in sorted((REPO_ROOT / "daemon" / "sim").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            outside += [f"{Path(path).name}: {n}" for n in names
-                        if (n == "daemon" or n.startswith("daemon.")) and n != "daemon.sim" and not n.startswith("daemon.sim.")]
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            outside += [
+                f"{Path(path).name}: {n}"
+                for n in names
+                if (n == "daemon" or n.startswith("daemon.")) and n != "daemon.sim" and not n.startswith("daemon.sim.")
+            ]
     assert outside == []

@@ -20,7 +20,13 @@ import pytest
 import yaml
 
 from daemon.cmd_simulate import (
-    SNIPPET_END, SNIPPET_START, build_simulator, default_open_at, parse_open_at, register, schedule_snippet,
+    SNIPPET_END,
+    SNIPPET_START,
+    build_simulator,
+    default_open_at,
+    parse_open_at,
+    register,
+    schedule_snippet,
 )
 from daemon.config import ConfigLoader, validate_config
 from daemon.errors import UserError
@@ -35,8 +41,15 @@ async def _start(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPENING_BELL")}
     env["PYTHONPATH"] = str(REPO_ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "simulate", *args, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "daemon",
+        "simulate",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     assert process.stdout is not None
     lines: list[str] = []
@@ -51,8 +64,22 @@ async def _start(*args: str) -> tuple[asyncio.subprocess.Process, list[str]]:
 
 async def test_simulate_prints_a_working_config_and_stops_on_sigterm(tmp_path: Path) -> None:
     log_path = tmp_path / "requests.jsonl"
-    process, lines = await _start("--port", "0", "--accounts", "3", "--brokers", "gs,bbi", "--open-at", "08:45:00",
-                                  "--skew-ms", "250", "--request-log", str(log_path), "--seed", "5")
+    process, lines = await _start(
+        "--port",
+        "0",
+        "--accounts",
+        "3",
+        "--brokers",
+        "gs,bbi",
+        "--open-at",
+        "08:45:00",
+        "--skew-ms",
+        "250",
+        "--request-log",
+        str(log_path),
+        "--seed",
+        "5",
+    )
     try:
         assert "bound to 127.0.0.1" in lines[0]
         assert any("08:45:00.000 Asia/Tehran" in line and "+250 ms" in line for line in lines)
@@ -101,8 +128,20 @@ def test_the_schedule_snippet_is_a_valid_config_whose_open_is_the_simulators_at_
     midnight = datetime(2026, 11, 21, tzinfo=TEHRAN)
     draws = random.Random(12)
     offsets = [timedelta(microseconds=draws.randrange(1, 86_400 * 1_000_000)) for _ in range(500)]
-    offsets += [timedelta(seconds=s) for s in (1e-6, 30, 60, 60.000001, 8 * 3600 + 21 * 60, 8 * 3600 + 21 * 60 + 1e-6,
-                                               8 * 3600 + 45 * 60.25, 86_400 - 30, 86_400 - 1e-6)]
+    offsets += [
+        timedelta(seconds=s)
+        for s in (
+            1e-6,
+            30,
+            60,
+            60.000001,
+            8 * 3600 + 21 * 60,
+            8 * 3600 + 21 * 60 + 1e-6,
+            8 * 3600 + 45 * 60.25,
+            86_400 - 30,
+            86_400 - 1e-6,
+        )
+    ]
     for offset in offsets:
         open_at = midnight + offset
         config = _read_back(open_at.astimezone(UTC))  # any zone in: Tehran wall time out
@@ -116,13 +155,18 @@ def test_the_schedule_snippet_gives_the_open_and_only_the_defaults_that_do_not_f
     assert schedule_snippet(at(8, 45)) == {"timezone": "Asia/Tehran", "schedule": {"open": "08:45:00"}}
     assert schedule_snippet(at(8, 45, 0, 250_000))["schedule"] == {"open": "08:45:00.250"}
     assert schedule_snippet(at(8, 21))["schedule"] == {"warmup": "07:56:00", "open": "08:21:00"}  # 08:20 is arm time
-    assert schedule_snippet(at(0, 0, 30))["schedule"] == {"warmup": "00:00:00", "open": "00:00:30", "arm_before_s": 15.0}
+    assert schedule_snippet(at(0, 0, 30))["schedule"] == {
+        "warmup": "00:00:00",
+        "open": "00:00:30",
+        "arm_before_s": 15.0,
+    }
     assert schedule_snippet(at(23, 59, 50))["schedule"] == {"open": "23:59:50", "window_s": 5.0}
 
 
 async def test_simulate_stops_on_sigint_with_exit_0() -> None:
-    process, _ = await _start("--port", "0", "--accounts", "1", "--fault", "new_order:delay_ms=20,jitter_ms=5",
-                              "--seed", str(SIM_SEED))
+    process, _ = await _start(
+        "--port", "0", "--accounts", "1", "--fault", "new_order:delay_ms=20,jitter_ms=5", "--seed", str(SIM_SEED)
+    )
     process.send_signal(signal.SIGINT)
     await asyncio.wait_for(process.communicate(), STARTUP_LIMIT_S)
     assert process.returncode == 0
@@ -149,8 +193,9 @@ def test_bad_brokers_exits_2() -> None:
 
 
 def test_an_unknown_platform_in_brokers_exits_2() -> None:
-    _one_sentence_error(run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:exir"), "--brokers", "'exir'",
-                        "use one of ephoenix")
+    _one_sentence_error(
+        run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:exir"), "--brokers", "'exir'", "use one of ephoenix"
+    )
 
 
 def test_brokers_may_name_their_platform() -> None:
@@ -158,7 +203,9 @@ def test_brokers_may_name_their_platform() -> None:
     bare = _build("--brokers", "gs,bbi", "--accounts", "3", "--seed", str(SIM_SEED))
     for sim in (named, bare):
         assert [(code, b.platform, b.captcha_format) for code, b in sim.state.brokers.items()] == [
-            ("gs", "ephoenix", "png"), ("bbi", "ephoenix", "jpeg")]
+            ("gs", "ephoenix", "png"),
+            ("bbi", "ephoenix", "jpeg"),
+        ]
         assert [a.broker for a in sim.accounts] == ["gs", "bbi", "gs"]
 
 
@@ -177,14 +224,44 @@ def _build(*args: str) -> Simulator:
 
 
 def test_options_become_settings() -> None:
-    sim = _build("--login-limit", "5/2.5", "--login-cooldown-s", "30", "--retry-after", "--spacing-ms", "150",
-                 "--spacing-per-isin", "--order-response", "nested", "--rejection-status", "400",
-                 "--min-order-value", "0", "--token-ttl-s", "60", "--accounts", "4", "--brokers", "bbi",
-                 "--fault", "login@bbi:status=503,rate=0.5", "--seed", str(SIM_SEED))
+    sim = _build(
+        "--login-limit",
+        "5/2.5",
+        "--login-cooldown-s",
+        "30",
+        "--retry-after",
+        "--spacing-ms",
+        "150",
+        "--spacing-per-isin",
+        "--order-response",
+        "nested",
+        "--rejection-status",
+        "400",
+        "--min-order-value",
+        "0",
+        "--token-ttl-s",
+        "60",
+        "--accounts",
+        "4",
+        "--brokers",
+        "bbi",
+        "--fault",
+        "login@bbi:status=503,rate=0.5",
+        "--seed",
+        str(SIM_SEED),
+    )
     settings = sim.settings
-    assert (settings.login_limit.max_calls, settings.login_limit.window_s, settings.login_limit.cooldown_s,
-            settings.login_limit.retry_after) == (5, 2.5, 30, True)
-    assert (settings.rules.spacing_ms, settings.rules.spacing_scope, settings.rules.min_order_value) == (150, "account_isin", 0)
+    assert (
+        settings.login_limit.max_calls,
+        settings.login_limit.window_s,
+        settings.login_limit.cooldown_s,
+        settings.login_limit.retry_after,
+    ) == (5, 2.5, 30, True)
+    assert (settings.rules.spacing_ms, settings.rules.spacing_scope, settings.rules.min_order_value) == (
+        150,
+        "account_isin",
+        0,
+    )
     assert (settings.order_response, settings.rejection_status, settings.token_ttl_s) == ("nested", 400, 60)
     assert [a.broker for a in sim.accounts] == ["bbi"] * 4
     assert [(f.route, f.broker, f.status, f.rate) for f in sim.state.faults.faults] == [("login", "bbi", 503, 0.5)]
@@ -198,6 +275,8 @@ def test_bad_login_limit_is_a_user_error() -> None:
 def test_open_at_is_tehran_time_on_the_simulator_day() -> None:
     now = datetime(2026, 11, 21, 21, 0, tzinfo=UTC)  # already 00:30 on the 22nd in Tehran
     assert parse_open_at("08:45:00.25", now) == datetime(2026, 11, 22, 5, 15, 0, 250_000, tzinfo=UTC)
-    assert default_open_at(datetime(2026, 11, 21, 5, 0, 0, 100_000, tzinfo=UTC)) == datetime(2026, 11, 21, 5, 0, 6, tzinfo=UTC)
+    assert default_open_at(datetime(2026, 11, 21, 5, 0, 0, 100_000, tzinfo=UTC)) == datetime(
+        2026, 11, 21, 5, 0, 6, tzinfo=UTC
+    )
     with pytest.raises(UserError, match="--open-at"):
         parse_open_at("25:00:00", now)

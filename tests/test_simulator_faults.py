@@ -101,15 +101,17 @@ async def test_rate_zero_never_fails_and_clear_removes(sim: Simulator, gs: Broke
     assert (await gs.holdings()).status == 200
 
 
-async def test_a_seeded_fault_draws_the_same_way_in_every_run(sim: Simulator, gs: BrokerClient,
-                                                              clock: FakeClock) -> None:
+async def test_a_seeded_fault_draws_the_same_way_in_every_run(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
     """The n-th request a fault meets draws alike for one seed, whatever other traffic and faults come between."""
     sim.add_fault("tradingbook:status=503,rate=0.5")
     first = [(await gs.trading_book()).status for _ in range(40)]
     assert set(first) == {200, 503}
     for seed, busy in ((SIM_SEED, True), (SIM_SEED + 1, False)):
-        async with Simulator.default(accounts=2, brokers=["gs", "shahr"], clock=clock,
-                                     settings=sim_settings(seed=seed)) as again:
+        async with Simulator.default(
+            accounts=2, brokers=["gs", "shahr"], clock=clock, settings=sim_settings(seed=seed)
+        ) as again:
             again.add_fault("tradingbook:status=503,rate=0.5")
             again.add_fault("calc:status=500,rate=0.5")  # a second fault with its own draws
             other = BrokerClient(gs.session, again, "gs")

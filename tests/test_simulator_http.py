@@ -42,9 +42,12 @@ async def _error_code(response: aiohttp.ClientResponse) -> int:
 
 
 # ---- captcha and login --------------------------------------------------------------------------
-@pytest.mark.parametrize(("broker", "magic", "fmt"), [("gs", b"\x89PNG\r\n\x1a\n", "PNG"), ("shahr", b"\xff\xd8\xff", "JPEG")])
-async def test_captcha_is_a_real_picture_per_broker(session: aiohttp.ClientSession, sim: Simulator, broker: str,
-                                                    magic: bytes, fmt: str) -> None:
+@pytest.mark.parametrize(
+    ("broker", "magic", "fmt"), [("gs", b"\x89PNG\r\n\x1a\n", "PNG"), ("shahr", b"\xff\xd8\xff", "JPEG")]
+)
+async def test_captcha_is_a_real_picture_per_broker(
+    session: aiohttp.ClientSession, sim: Simulator, broker: str, magic: bytes, fmt: str
+) -> None:
     response = await BrokerClient(session, sim, broker).captcha()
     body = await response.json()
     assert response.status == 200 and set(body) == {"captchaByteData", "salt", "hashedCaptcha"}
@@ -93,8 +96,9 @@ async def test_a_captcha_cannot_be_forged_or_used_late(gs: BrokerClient, clock: 
     assert await _error_code(await gs.login(GS_USER, captcha=captcha)) == -1000
 
 
-async def test_too_many_identity_calls_get_429_and_a_cooldown(sim: Simulator, gs: BrokerClient, shahr: BrokerClient,
-                                                              clock: FakeClock) -> None:
+async def test_too_many_identity_calls_get_429_and_a_cooldown(
+    sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock
+) -> None:
     sim.settings.login_limit.max_calls = 3
     sim.settings.login_limit.retry_after = True
     for _ in range(3):
@@ -116,8 +120,9 @@ async def test_too_many_identity_calls_get_429_and_a_cooldown(sim: Simulator, gs
 
 
 # ---- tokens -------------------------------------------------------------------------------------
-async def test_missing_unknown_expired_revoked_or_foreign_tokens_get_401(sim: Simulator, gs: BrokerClient,
-                                                                         shahr: BrokerClient, clock: FakeClock) -> None:
+async def test_missing_unknown_expired_revoked_or_foreign_tokens_get_401(
+    sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock
+) -> None:
     assert (await gs.trading_book(token="")).status == 401
     assert (await gs.trading_book(token="not.a.token")).status == 401
     token = await gs.sign_in(GS_USER)
@@ -136,7 +141,9 @@ async def test_missing_unknown_expired_revoked_or_foreign_tokens_get_401(sim: Si
 
 
 # ---- trading book and the simulator's clock ----------------------------------------------------
-async def test_trading_book_and_date_header_use_the_skewed_clock(sim: Simulator, gs: BrokerClient, clock: FakeClock) -> None:
+async def test_trading_book_and_date_header_use_the_skewed_clock(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
     await gs.sign_in(GS_USER)
     sim.set_skew(90_500)
     response = await gs.trading_book()
@@ -144,8 +151,12 @@ async def test_trading_book_and_date_header_use_the_skewed_clock(sim: Simulator,
     skewed = clock.now() + timedelta(milliseconds=90_500)
     assert response.headers["Date"] == format_datetime(skewed, usegmt=True) == "Sat, 21 Nov 2026 04:01:30 GMT"
     assert parsedate_to_datetime(response.headers["Date"]) == skewed.replace(microsecond=0)
-    assert body == {"buyingPower": 5_000_000_000, "remain": 5_000_000_000, "credit": 0,
-                    "timestamp": int(skewed.timestamp())}
+    assert body == {
+        "buyingPower": 5_000_000_000,
+        "remain": 5_000_000_000,
+        "credit": 0,
+        "timestamp": int(skewed.timestamp()),
+    }
     sim.set_skew(-2_000)
     assert (await gs.trading_book()).headers["Date"] == "Sat, 21 Nov 2026 03:59:58 GMT"
 
@@ -158,14 +169,17 @@ async def test_credit_is_part_of_buying_power(sim: Simulator, gs: BrokerClient) 
 
 
 # ---- CalculateOrderParam ------------------------------------------------------------------------
-@pytest.mark.parametrize(("amount", "price", "expected"), [
-    (100_000_000, 5580, {"volume": 17854, "totalNetAmount": 99_995_129, "totalFee": 369_809}),
-    (10**13, 5580, {"volume": 200_000, "totalNetAmount": 1_120_142_592, "totalFee": 4_142_592}),
-    (5000, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
-    (-607_897, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
-    (5600.71296, 5580, {"volume": 1, "totalNetAmount": 5601, "totalFee": 21}),  # exactly 5580 * 1.003712
-    (5600.71295, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
-])
+@pytest.mark.parametrize(
+    ("amount", "price", "expected"),
+    [
+        (100_000_000, 5580, {"volume": 17854, "totalNetAmount": 99_995_129, "totalFee": 369_809}),
+        (10**13, 5580, {"volume": 200_000, "totalNetAmount": 1_120_142_592, "totalFee": 4_142_592}),
+        (5000, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
+        (-607_897, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
+        (5600.71296, 5580, {"volume": 1, "totalNetAmount": 5601, "totalFee": 21}),  # exactly 5580 * 1.003712
+        (5600.71295, 5580, {"volume": 0, "totalNetAmount": 0, "totalFee": 0}),
+    ],
+)
 async def test_calculate_order_param(gs: BrokerClient, amount: float, price: int, expected: dict[str, int]) -> None:
     await gs.sign_in(GS_USER)
     response = await gs.calc({"isin": HOT, "side": 1, "totalNetAmount": amount, "price": price})
@@ -174,18 +188,25 @@ async def test_calculate_order_param(gs: BrokerClient, amount: float, price: int
 
 async def test_calculate_order_param_bad_input(gs: BrokerClient) -> None:
     await gs.sign_in(GS_USER)
-    assert await _error_code(await gs.calc({"isin": "IRO1NONE0001", "side": 1, "totalNetAmount": 1, "price": 1})) == 1004
+    assert (
+        await _error_code(await gs.calc({"isin": "IRO1NONE0001", "side": 1, "totalNetAmount": 1, "price": 1})) == 1004
+    )
     assert await _error_code(await gs.calc({"isin": HOT, "side": 5, "totalNetAmount": 1, "price": 1})) == 1000
     assert await _error_code(await gs.calc({"isin": HOT, "side": 1, "totalNetAmount": "lots", "price": 1})) == 1000
 
 
 # ---- NewOrder -----------------------------------------------------------------------------------
-async def test_1017_before_the_open_and_1018_counting_that_attempt(sim: Simulator, gs: BrokerClient, clock: FakeClock) -> None:
+async def test_1017_before_the_open_and_1018_counting_that_attempt(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
     await gs.sign_in(GS_USER)
     sim.set_open_at(clock.now() + timedelta(seconds=1))
     before = await gs.new_order(1000)
     assert before.status == 200 and await before.json() == {
-        "isSuccess": False, "errorCode": 1017, "errorMessage": "بازار در وضعیت سفارش گیری نمی‌باشد"}
+        "isSuccess": False,
+        "errorCode": 1017,
+        "errorMessage": "بازار در وضعیت سفارش گیری نمی‌باشد",
+    }
     clock.advance(0.9)
     assert await _error_code(await gs.new_order(1000)) == 1017
     clock.advance(0.15)  # open now, but 150 ms after the refused attempt
@@ -203,8 +224,9 @@ async def test_open_instant_is_on_the_simulators_clock(sim: Simulator, gs: Broke
     assert await _error_code(await gs.new_order(1000)) == 0
 
 
-async def test_spacing_is_per_account_and_optionally_per_isin(sim: Simulator, gs: BrokerClient, shahr: BrokerClient,
-                                                              clock: FakeClock) -> None:
+async def test_spacing_is_per_account_and_optionally_per_isin(
+    sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock
+) -> None:
     await gs.sign_in(GS_USER)
     await shahr.sign_in(SHAHR_USER)
     assert await _error_code(await gs.new_order(1000)) == 0
@@ -244,8 +266,9 @@ async def test_volume_price_and_minimum_value_rules(sim: Simulator, gs: BrokerCl
             assert body["isSuccess"] is False and body["errorMessage"]
 
 
-async def test_an_accepted_order_spends_buying_power_and_the_next_gets_1011(sim: Simulator, gs: BrokerClient,
-                                                                            clock: FakeClock) -> None:
+async def test_an_accepted_order_spends_buying_power_and_the_next_gets_1011(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
     sim.add_account("gs", "small", DEFAULT_PASSWORD, buying_power=6_000_000)
     await gs.sign_in("small")
     assert await _error_code(await gs.new_order(1075)) == 1011  # 5,998,500 + 22,267 fee > 6,000,000
@@ -289,16 +312,23 @@ async def test_success_shapes_and_rejection_status_options(sim: Simulator, gs: B
     assert refused.status == 400 and await _error_code(refused) == 1018
 
 
-async def test_open_orders_history_and_cancel(sim: Simulator, gs: BrokerClient, shahr: BrokerClient,
-                                              clock: FakeClock) -> None:
+async def test_open_orders_history_and_cancel(
+    sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock
+) -> None:
     await gs.sign_in(GS_USER)
     await shahr.sign_in(SHAHR_USER)
     serial = (await (await gs.new_order(1000)).json())["serialNumber"]
     listed = await (await gs.open_orders()).json()
     assert len(listed) == 1
     order = listed[0]
-    assert (order["serialNumber"], order["isin"], order["side"], order["price"], order["volume"], order["state"]) == \
-        (serial, HOT, 1, 5580, 1000, 2)
+    assert (order["serialNumber"], order["isin"], order["side"], order["price"], order["volume"], order["state"]) == (
+        serial,
+        HOT,
+        1,
+        5580,
+        1000,
+        2,
+    )
     assert order["createdAt"] == "2026-11-21T07:30:00.000+03:30"
     assert await (await shahr.open_orders()).json() == []
     assert await _error_code(await shahr.cancel(serial)) == 1020  # not shahr's order
@@ -314,9 +344,26 @@ async def test_open_orders_history_and_cancel(sim: Simulator, gs: BrokerClient, 
 # ---- GetOrders: the day's orders in every state, paged and filtered --------------------------------
 TODAY = "2026/11/21"  # the fake clock's day in Tehran (07:30 there)
 ROW_FIELDS = {
-    "id", "serialNumber", "trackingNumber", "isin", "symbol", "symbolTitle", "orderSide", "price", "volume",
-    "executedVolume", "executedAmount", "netTradedValue", "totalFee", "state", "stateDesc", "isDone", "date",
-    "created", "executionDate", "pamCode",
+    "id",
+    "serialNumber",
+    "trackingNumber",
+    "isin",
+    "symbol",
+    "symbolTitle",
+    "orderSide",
+    "price",
+    "volume",
+    "executedVolume",
+    "executedAmount",
+    "netTradedValue",
+    "totalFee",
+    "state",
+    "stateDesc",
+    "isDone",
+    "date",
+    "created",
+    "executionDate",
+    "pamCode",
 }
 
 
@@ -345,7 +392,12 @@ async def test_get_orders_rows_carry_the_documented_fields(sim: Simulator, gs: B
     assert total == 1 and len(rows) == 1 and set(rows[0]) == ROW_FIELDS
     row = rows[0]
     assert (row["serialNumber"], row["trackingNumber"]) == (answer["serialNumber"], answer["trackingNumber"])
-    assert (row["isin"], row["symbol"], row["symbolTitle"], row["orderSide"]) == (HOT, "فولاد", "فولاد مبارکه اصفهان", 1)
+    assert (row["isin"], row["symbol"], row["symbolTitle"], row["orderSide"]) == (
+        HOT,
+        "فولاد",
+        "فولاد مبارکه اصفهان",
+        1,
+    )
     assert (row["price"], row["volume"], row["state"], row["isDone"]) == (5580, 1000, 2, False)
     assert (row["executedVolume"], row["executedAmount"], row["netTradedValue"], row["totalFee"]) == (0, 0, 0, 0)
     assert row["executionDate"] is None and row["stateDesc"]
@@ -354,8 +406,9 @@ async def test_get_orders_rows_carry_the_documented_fields(sim: Simulator, gs: B
     assert isinstance(row["id"], int) and row["id"] >= 1
 
 
-async def test_get_orders_is_newest_first_in_pages_with_the_total(sim: Simulator, gs: BrokerClient,
-                                                                 clock: FakeClock) -> None:
+async def test_get_orders_is_newest_first_in_pages_with_the_total(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
     await gs.sign_in(GS_USER)
     serials = await _place(gs, clock, *[{"volume": 1000 + n} for n in range(5)])
     pages = [await _rows(gs, page=page, pageSize=2) for page in (1, 2, 3, 4)]
@@ -369,8 +422,13 @@ async def test_get_orders_is_newest_first_in_pages_with_the_total(sim: Simulator
 async def test_get_orders_filters(sim: Simulator, gs: BrokerClient, shahr: BrokerClient, clock: FakeClock) -> None:
     await gs.sign_in(GS_USER)
     await shahr.sign_in(SHAHR_USER)
-    buy, sell, other = await _place(gs, clock, {"volume": 1000}, {"volume": 1000, "side": 2},
-                                    {"volume": 2000, "isin": "IRO1IKCO0001", "price": 3000})
+    buy, sell, other = await _place(
+        gs,
+        clock,
+        {"volume": 1000},
+        {"volume": 1000, "side": 2},
+        {"volume": 2000, "isin": "IRO1IKCO0001", "price": 3000},
+    )
     (theirs,) = await _place(shahr, clock, {"volume": 1000})
     assert await _error_code(await gs.cancel(buy)) == 0
     clock.advance(timedelta(days=1))
@@ -403,11 +461,26 @@ async def test_get_orders_filters(sim: Simulator, gs: BrokerClient, shahr: Broke
     assert serials((await _rows(shahr, None))[0]) == {theirs}
 
 
-@pytest.mark.parametrize("fields", [
-    {"page": 0}, {"page": "1"}, {"page": True}, {"pageSize": 0}, {"pageSize": 501}, {"pageSize": 2.5},
-    {"fromDate": "2026-11-21"}, {"toDate": "2026/13/01"}, {"fromDate": 20261121}, {"side": 3}, {"side": True},
-    {"isin": 5}, {"includeStatus": "3"}, {"includeStatus": [3, "4"]}, {"pamCode": 12},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"page": 0},
+        {"page": "1"},
+        {"page": True},
+        {"pageSize": 0},
+        {"pageSize": 501},
+        {"pageSize": 2.5},
+        {"fromDate": "2026-11-21"},
+        {"toDate": "2026/13/01"},
+        {"fromDate": 20261121},
+        {"side": 3},
+        {"side": True},
+        {"isin": 5},
+        {"includeStatus": "3"},
+        {"includeStatus": [3, "4"]},
+        {"pamCode": 12},
+    ],
+)
 async def test_get_orders_refuses_a_malformed_body_with_400(gs: BrokerClient, fields: dict) -> None:
     await gs.sign_in(GS_USER)
     response = await gs.orders(TODAY, **fields)
@@ -417,18 +490,21 @@ async def test_get_orders_refuses_a_malformed_body_with_400(gs: BrokerClient, fi
 async def test_get_orders_needs_a_token_and_a_json_body(sim: Simulator, gs: BrokerClient) -> None:
     assert (await gs.orders(TODAY)).status == 401
     await gs.sign_in(GS_USER)
-    response = await gs.session.post(f"{gs.trading}/api/v2/orders/GetOrders", data=b"{nope",
-                                     headers={"Authorization": f"Bearer {gs.token}"})
+    response = await gs.session.post(
+        f"{gs.trading}/api/v2/orders/GetOrders", data=b"{nope", headers={"Authorization": f"Bearer {gs.token}"}
+    )
     assert response.status == 400 and await _error_code(response) == 1000
-    assert (await gs.session.get(f"{gs.trading}/api/v2/orders/GetOrders",
-                                 headers={"Authorization": f"Bearer {gs.token}"})).status == 405
+    assert (
+        await gs.session.get(f"{gs.trading}/api/v2/orders/GetOrders", headers={"Authorization": f"Bearer {gs.token}"})
+    ).status == 405
     assert [r.status for r in sim.request_log.records(route="orders")] == [401, 400]  # faults and logs say "orders"
 
 
 async def test_malformed_order_body_is_1000(gs: BrokerClient) -> None:
     await gs.sign_in(GS_USER)
-    response = await gs.session.post(f"{gs.trading}/api/v2/orders/NewOrder", data=b"{not json",
-                                     headers={"Authorization": f"Bearer {gs.token}"})
+    response = await gs.session.post(
+        f"{gs.trading}/api/v2/orders/NewOrder", data=b"{not json", headers={"Authorization": f"Bearer {gs.token}"}
+    )
     assert await _error_code(response) == 1000
 
 
@@ -441,7 +517,16 @@ async def test_instruments_full_fields(gs: BrokerClient) -> None:
     assert set(first) == {"i", "t", "bl"}
     assert first["i"] == {"isin": HOT, "s": "فولاد", "t": "فولاد مبارکه اصفهان", "mineq": 1, "maxeq": 200_000}
     assert first["t"] == {"isin": HOT, "maxap": 5580, "minap": 5260, "cup": 5420, "lp": 5420}
-    assert first["bl"][0] == {"isin": HOT, "r": 1, "bp": 5580, "bv": 288_479_554, "boc": 1776, "sp": 0, "sv": 0, "soc": 0}
+    assert first["bl"][0] == {
+        "isin": HOT,
+        "r": 1,
+        "bp": 5580,
+        "bv": 288_479_554,
+        "boc": 1776,
+        "sp": 0,
+        "sv": 0,
+        "soc": 0,
+    }
     assert rows[1]["i"]["isin"] == "IRO1IKCO0001"
     bad = await gs.session.post(f"{gs.sim.market_data_url}/api/v2/instruments/full", json={"isins": [HOT]})
     assert bad.status == 400

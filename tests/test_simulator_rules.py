@@ -13,14 +13,38 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from daemon.sim import (
-    BUY, SELL, Account, CaptchaBook, FaultPlan, Instrument, LimiterSettings, Market, OrderRequest, OrderRules,
-    b64url_decode, parse_fault, render_captcha, to_ns,
+    BUY,
+    SELL,
+    Account,
+    CaptchaBook,
+    FaultPlan,
+    Instrument,
+    LimiterSettings,
+    Market,
+    OrderRequest,
+    OrderRules,
+    b64url_decode,
+    parse_fault,
+    render_captcha,
+    to_ns,
 )
 from daemon.sim._auth import CallLimiter, TokenSigner
 from daemon.sim.ephoenix import (
-    BELOW_MIN_VALUE, INSUFFICIENT_BALANCE, INSUFFICIENT_HOLDINGS, INVALID_VOLUME, OK, ORDER_NOT_FOUND,
-    PRICE_OUT_OF_RANGE, UNKNOWN_INSTRUMENT, OrdersQuery, calculate_order_param, cancel, check_order, history_row,
-    parse_order_request, parse_orders_query,
+    BELOW_MIN_VALUE,
+    INSUFFICIENT_BALANCE,
+    INSUFFICIENT_HOLDINGS,
+    INVALID_VOLUME,
+    OK,
+    ORDER_NOT_FOUND,
+    PRICE_OUT_OF_RANGE,
+    UNKNOWN_INSTRUMENT,
+    OrdersQuery,
+    calculate_order_param,
+    cancel,
+    check_order,
+    history_row,
+    parse_order_request,
+    parse_orders_query,
 )
 
 BUY_FEE = Decimal("0.003712")
@@ -68,8 +92,12 @@ def test_sell_total_is_gross_minus_fee() -> None:
     assert params.total_net_amount == 2017 * 5000 - params.total_fee
 
 
-@given(amount=st.integers(min_value=0, max_value=10**13), price=st.integers(min_value=1, max_value=500_000),
-       mineq=st.integers(min_value=1, max_value=1000), extra=st.integers(min_value=0, max_value=10**6))
+@given(
+    amount=st.integers(min_value=0, max_value=10**13),
+    price=st.integers(min_value=1, max_value=500_000),
+    mineq=st.integers(min_value=1, max_value=1000),
+    extra=st.integers(min_value=0, max_value=10**6),
+)
 def test_buy_never_exceeds_the_amount_and_one_more_share_would(amount: int, price: int, mineq: int, extra: int) -> None:
     maxeq = mineq + extra
     params = calculate_order_param(BUY, Decimal(amount), Decimal(price), mineq, maxeq, BUY_FEE)
@@ -83,7 +111,9 @@ def test_buy_never_exceeds_the_amount_and_one_more_share_would(amount: int, pric
 # ---- NewOrder rules -----------------------------------------------------------------------------
 def _market(**rules: object) -> tuple[Market, Account]:
     market = Market(OrderRules(**rules), random.Random(1))  # type: ignore[arg-type]
-    market.add_instrument(Instrument("IRO1TEST0001", "تست", "تست", last=5000, maxap=5150, minap=4850, mineq=10, maxeq=1000))
+    market.add_instrument(
+        Instrument("IRO1TEST0001", "تست", "تست", last=5000, maxap=5150, minap=4850, mineq=10, maxeq=1000)
+    )
     account = market.add_account(Account("gs", "u1", "pw", remain=5_000_000, holdings={"IRO1TEST0001": 50}))
     return market, account
 
@@ -150,10 +180,24 @@ def test_spacing_per_account_and_isin() -> None:
 
 
 def test_order_body_parsing() -> None:
-    body = {"isin": "IRO1TEST0001", "side": 1, "price": Decimal("5150.0"), "volume": 10, "validity": 1, "validityDate": None}
+    body = {
+        "isin": "IRO1TEST0001",
+        "side": 1,
+        "price": Decimal("5150.0"),
+        "volume": 10,
+        "validity": 1,
+        "validityDate": None,
+    }
     assert parse_order_request(body) == OrderRequest("IRO1TEST0001", 1, 5150, 10)
-    for broken in ({**body, "side": 3}, {**body, "side": True}, {**body, "price": "5150"}, {**body, "volume": 1.5},
-                   {k: v for k, v in body.items() if k != "isin"}, [], None):
+    for broken in (
+        {**body, "side": 3},
+        {**body, "side": True},
+        {**body, "price": "5150"},
+        {**body, "volume": 1.5},
+        {k: v for k, v in body.items() if k != "isin"},
+        [],
+        None,
+    ):
         assert parse_order_request(broken) is None
 
 
@@ -170,13 +214,33 @@ def test_an_orders_day_is_tehrans() -> None:
 
 
 def test_orders_query_parsing() -> None:
-    body = {"page": 2, "pageSize": 10, "fromDate": "2026/11/21", "toDate": "2026/1/2", "side": 2, "isin": "X",
-            "includeStatus": [3, 4], "pamCode": None}
-    assert parse_orders_query(body) == OrdersQuery(2, 10, date(2026, 11, 21), date(2026, 1, 2), 2, "X", frozenset({3, 4}))
+    body = {
+        "page": 2,
+        "pageSize": 10,
+        "fromDate": "2026/11/21",
+        "toDate": "2026/1/2",
+        "side": 2,
+        "isin": "X",
+        "includeStatus": [3, 4],
+        "pamCode": None,
+    }
+    assert parse_orders_query(body) == OrdersQuery(
+        2, 10, date(2026, 11, 21), date(2026, 1, 2), 2, "X", frozenset({3, 4})
+    )
     assert parse_orders_query({}) == OrdersQuery()  # every field missing: page 1 of 50, no filter
     assert parse_orders_query({"includeStatus": None}) == OrdersQuery()
-    for broken in ({"fromDate": "21/11/2026"}, {"toDate": "2026/02/30"}, {"fromDate": "2026/11/21/1"},
-                   {"pageSize": 501}, {"page": -1}, {"side": 0}, {"includeStatus": [True]}, [], None, "x"):
+    for broken in (
+        {"fromDate": "21/11/2026"},
+        {"toDate": "2026/02/30"},
+        {"fromDate": "2026/11/21/1"},
+        {"pageSize": 501},
+        {"page": -1},
+        {"side": 0},
+        {"includeStatus": [True]},
+        [],
+        None,
+        "x",
+    ):
         assert parse_orders_query(broken) is None, broken
 
 
@@ -216,7 +280,12 @@ def test_limiter_window_cooldown_and_recovery() -> None:
     assert limiter.admit("gs", 400 * s) == pytest.approx(23)
     assert limiter.admit("gs", 423 * s) is None
     limiter2 = CallLimiter(LimiterSettings(window_s=10, max_calls=2))
-    assert [limiter2.admit("gs", t * s) for t in (0, 5, 11, 16)] == [None, None, None, None]  # old calls leave the window
+    assert [limiter2.admit("gs", t * s) for t in (0, 5, 11, 16)] == [
+        None,
+        None,
+        None,
+        None,
+    ]  # old calls leave the window
 
 
 # ---- faults -------------------------------------------------------------------------------------
@@ -231,11 +300,25 @@ def test_fault_syntax() -> None:
     assert parse_fault("new_order:drop,after").after
 
 
-@pytest.mark.parametrize("text", [
-    "new_order", "bogus:drop", "new_order:", "new_order:delay_ms=x", "new_order:rate=2", "new_order:status=200",
-    "new_order:drop,html", "login:no_image", "new_order:rate=0.5", "new_order:loud", "new_order:malformed,status=500",
-    "new_order:delay_ms=-1", "NEW_ORDER:drop", "new_order:drop,status=500",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "new_order",
+        "bogus:drop",
+        "new_order:",
+        "new_order:delay_ms=x",
+        "new_order:rate=2",
+        "new_order:status=200",
+        "new_order:drop,html",
+        "login:no_image",
+        "new_order:rate=0.5",
+        "new_order:loud",
+        "new_order:malformed,status=500",
+        "new_order:delay_ms=-1",
+        "NEW_ORDER:drop",
+        "new_order:drop,status=500",
+    ],
+)
 def test_bad_fault_syntax_is_one_sentence(text: str) -> None:
     with pytest.raises(ValueError) as raised:
         parse_fault(text)

@@ -21,7 +21,8 @@ from tests.sim_support import GS_USER, SHAHR_USER, BrokerClient
 
 @pytest.mark.parametrize(("broker", "username"), [("gs", GS_USER), ("shahr", SHAHR_USER)])  # PNG and JPEG
 async def test_the_solver_reads_each_captcha_the_simulator_served_and_the_login_takes_it(
-        sim: Simulator, broker: str, username: str) -> None:
+    sim: Simulator, broker: str, username: str
+) -> None:
     solver = SimulatorSolver(sim)
     async with aiohttp.ClientSession() as session:
         client = BrokerClient(session, sim, broker)

@@ -110,7 +110,9 @@ async def test_a_wrong_key_spends_no_captcha(broker, monkeypatch) -> None:
     services = make_services(broker)
     config = services.config.model_copy(update={"cache": keyed(monkeypatch)})
     await services.aclose()
-    await Cache(config.cache, SystemClock()).save_token("u1", "b", broker.token, SystemClock().now() + timedelta(hours=1))
+    await Cache(config.cache, SystemClock()).save_token(
+        "u1", "b", broker.token, SystemClock().now() + timedelta(hours=1)
+    )
     monkeypatch.setenv(ENV, OTHER_KEY)
     async with Wiring(config, SystemClock(), solver=services.solver) as wrong:
         with pytest.raises(TokenKeyError):
@@ -147,9 +149,23 @@ def test_show_redacts_and_reveal_decrypts(monkeypatch, capsys) -> None:
 def test_warmup_stops_at_the_start_on_a_wrong_key(monkeypatch, capsys) -> None:
     asyncio.run(save(keyed(monkeypatch), FakeClock()))
     config = Path("config.yaml")
-    config.write_text(yaml.safe_dump({"cache": {"token_key_env": ENV}, "brokers": {"b": {
-        "identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}}, "accounts": [
-        {"name": "a", "broker": "b", "username": "u1", "password_env": "PW", "orders": [{"isin": "IRO1FOLD0001"}]}]}))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "cache": {"token_key_env": ENV},
+                "brokers": {"b": {"identity_url": "http://127.0.0.1:9/i", "trading_url": "http://127.0.0.1:9/t"}},
+                "accounts": [
+                    {
+                        "name": "a",
+                        "broker": "b",
+                        "username": "u1",
+                        "password_env": "PW",
+                        "orders": [{"isin": "IRO1FOLD0001"}],
+                    }
+                ],
+            }
+        )
+    )
     monkeypatch.setenv(ENV, OTHER_KEY)
     assert main(["warmup", "--config", str(config)]) == 2
     assert capsys.readouterr().err == f"error: {WRONG_KEY}\n"

@@ -112,8 +112,10 @@ async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
     others_done = max(r.monotonic_ns for r in log.records(route="tradingbook") if r.broker != "gs")
     gs_done = max(r.monotonic_ns for r in log.records(route="tradingbook") if r.broker == "gs")
     assert others_done < gs_done
-    gs_calls = sorted(log.records(route="captcha", broker="gs") + log.records(route="login", broker="gs"),
-                      key=lambda r: r.monotonic_ns)
+    gs_calls = sorted(
+        log.records(route="captcha", broker="gs") + log.records(route="login", broker="gs"),
+        key=lambda r: r.monotonic_ns,
+    )
     for refused in throttled:  # the next call to gs waits out the Retry-After (1 s), never sooner
         later = [r.monotonic_ns for r in gs_calls if r.monotonic_ns > refused.monotonic_ns and r.status != 429]
         assert not later or later[0] - refused.monotonic_ns >= 0.95e9
@@ -165,7 +167,9 @@ async def test_local_formula_matches_the_simulators_endpoint(sim):
 
 
 @settings(max_examples=300, deadline=None)
-@given(amount=st.integers(0, 10**13), price=st.integers(1, 10**6), mineq=st.integers(1, 1000), extra=st.integers(0, 10**6))
+@given(
+    amount=st.integers(0, 10**13), price=st.integers(1, 10**6), mineq=st.integers(1, 1000), extra=st.integers(0, 10**6)
+)
 def test_local_formula_equals_the_simulators_formula(amount, price, mineq, extra):
     maxeq = mineq + extra
     theirs = calculate_order_param(1, Decimal(amount), Decimal(price), mineq, maxeq, Decimal("0.003712"))
@@ -178,8 +182,18 @@ async def test_warmup_command_prints_a_table_and_json(sim, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "sim-pass"}
     names = [a["name"] for a in sim.config_snippet().data["accounts"][:2]]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "warmup", "--config", str(path), "--accounts", *names, "--json",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "daemon",
+        "warmup",
+        "--config",
+        str(path),
+        "--accounts",
+        *names,
+        "--json",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 0, err.decode()
@@ -190,8 +204,17 @@ async def test_warmup_command_prints_a_table_and_json(sim, tmp_path):
     assert b"sim-pass" not in out + err
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "warmup", "--config", str(path), "--accounts", "nobody",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "daemon",
+        "warmup",
+        "--config",
+        str(path),
+        "--accounts",
+        "nobody",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2 and b"'nobody'" in err and b"Traceback" not in err
@@ -203,8 +226,17 @@ async def test_warmup_exit_code_is_nonzero_when_an_account_fails(sim, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "wrong"}
     name = sim.config_snippet().data["accounts"][0]["name"]
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "daemon", "warmup", "--config", str(path), "--accounts", name,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        sys.executable,
+        "-m",
+        "daemon",
+        "warmup",
+        "--config",
+        str(path),
+        "--accounts",
+        name,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     assert proc.returncode == 1

@@ -62,6 +62,7 @@ class _ParsedRequest:
 
 # ---------------------------------------------------------------- build_request
 
+
 def test_post_request_is_complete_http11_with_path_prefix() -> None:
     body = b'{"isin":"IRO1FOLD0001","side":1}'
     raw = build_request("post", "http://127.0.0.1:8800/gs/trading/api/v2/orders/NewOrder", AUTH, body)
@@ -110,13 +111,16 @@ def test_origin_of_urls() -> None:
 
 # ---------------------------------------------------------------- ResponseReader
 
+
 def _reader() -> tuple[ResponseReader, list[WireResponse]]:
     got: list[WireResponse] = []
     return ResponseReader(got.append), got
 
 
-RESPONSE = (b"HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 05:15:00 GMT\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 27\r\n\r\n{\"isSuccess\": true, \"id\":1}")
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nDate: Sat, 21 Nov 2026 05:15:00 GMT\r\nContent-Type: application/json\r\n"
+    b'Content-Length: 27\r\n\r\n{"isSuccess": true, "id":1}'
+)
 
 
 def test_reader_stamps_first_and_last_byte_when_fed_byte_by_byte() -> None:
@@ -131,8 +135,10 @@ def test_reader_stamps_first_and_last_byte_when_fed_byte_by_byte() -> None:
 
 
 def test_reader_splits_two_responses_in_one_chunk_and_reads_chunked_bodies() -> None:
-    chunked = (b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
-               b"5\r\n{\"err\r\n6\r\norCode\r\n0\r\n\r\n")
+    chunked = (
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n"
+        b'5\r\n{"err\r\n6\r\norCode\r\n0\r\n\r\n'
+    )
     reader, got = _reader()
     reader.feed(RESPONSE + chunked, 7)
     assert [r.status for r in got] == [200, 400]
@@ -172,11 +178,17 @@ def test_reader_rejects_garbage() -> None:
 
 # ---------------------------------------------------------------- WireConnection, plain HTTP
 
+
 def _date_app(peers: list[object]) -> web.Application:
     async def order(request: web.Request) -> web.Response:
         peers.append(request.transport.get_extra_info("peername") if request.transport else None)
-        return web.json_response({"path": request.path, "auth": request.headers.get("authorization") == f"Bearer {TOKEN}",
-                                  "body": await request.json() if request.can_read_body else None})
+        return web.json_response(
+            {
+                "path": request.path,
+                "auth": request.headers.get("authorization") == f"Bearer {TOKEN}",
+                "body": await request.json() if request.can_read_body else None,
+            }
+        )
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", order)
@@ -196,7 +208,11 @@ async def test_send_and_receive_on_one_kept_alive_connection() -> None:
                 assert conn.in_flight == 1
                 resp = await conn.next_response(timeout=5)
                 assert resp.status == 200 and resp.date
-                assert resp.json() == {"path": "/gs/trading/api/v2/orders/NewOrder", "auth": True, "body": {"volume": 10}}
+                assert resp.json() == {
+                    "path": "/gs/trading/api/v2/orders/NewOrder",
+                    "auth": True,
+                    "body": {"volume": 10},
+                }
                 assert sent_ns <= resp.first_byte_ns <= resp.last_byte_ns
                 assert conn.in_flight == 0 and conn.is_alive()
         finally:
@@ -351,6 +367,7 @@ async def test_connection_close_header_marks_the_connection_done(clock: FakeCloc
 
 
 # ---------------------------------------------------------------- TLS
+
 
 @pytest.fixture
 def ca() -> trustme.CA:

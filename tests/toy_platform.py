@@ -41,14 +41,16 @@ KEY_HEADER = "x-toy-key"
 
 # ---- the daemon's side: a session and a codec ------------------------------------------------------------
 
+
 class ToySession:
     def __init__(self, endpoints: Any, http: Any, authority: Any) -> None:
         self.endpoints, self._http, self._auth = endpoints, http, authority
 
     async def _call(self, method: str, url: str, json: Any = None, key: str | None = None) -> Any:
         try:
-            async with self._http.session.request(method, url, json=json,
-                                                  headers={KEY_HEADER: key} if key else None) as response:
+            async with self._http.session.request(
+                method, url, json=json, headers={KEY_HEADER: key} if key else None
+            ) as response:
                 if response.status == 401:
                     raise TokenRefused(url)
                 if response.status == 429:
@@ -67,8 +69,11 @@ class ToySession:
         return Captcha(base64.b64decode(body["png"]), {"id": body["id"]})
 
     async def login(self, username: str, password: str, captcha: Captcha, answer: str) -> LoginAnswer:
-        body = await self._call("POST", self.endpoints.identity_url + "/session",
-                                {"who": username, "secret": password, "puzzle": captcha.state["id"], "answer": answer})
+        body = await self._call(
+            "POST",
+            self.endpoints.identity_url + "/session",
+            {"who": username, "secret": password, "puzzle": captcha.state["id"], "answer": answer},
+        )
         if body.get("key"):
             return LoginAnswer("ok", token=body["key"], expire_in_s=float(body["lifetime"]))
         return LoginAnswer("wrong_captcha" if body.get("why") == "puzzle" else "wrong_credentials")
@@ -80,17 +85,27 @@ class ToySession:
         return await self.buying_power()
 
     async def instrument(self, isin: str) -> Instrument:
-        body = await self._auth.retried("quote", lambda: self._call("GET", f"{self.endpoints.market_data_url}/quote/{isin}"))
-        return Instrument(isin, body["name"], body["name"], Limits(body["qty"][0], body["qty"][1], body["band"][0],
-                                                                  body["band"][1]), body["last"])
+        body = await self._auth.retried(
+            "quote", lambda: self._call("GET", f"{self.endpoints.market_data_url}/quote/{isin}")
+        )
+        return Instrument(
+            isin,
+            body["name"],
+            body["name"],
+            Limits(body["qty"][0], body["qty"][1], body["band"][0], body["band"][1]),
+            body["last"],
+        )
 
     async def holdings(self, isin: str) -> Holding:
         body = await self._keyed("shares", "GET", self.endpoints.backoffice_url + "/shares")
         return Holding(isin, int(body.get(isin, 0)))
 
     async def open_orders(self) -> list[BrokerOrder]:
-        return [toy_order(row) for row in await self._keyed("orders", "GET", self.endpoints.trading_url + "/orders")
-                if row["live"]]
+        return [
+            toy_order(row)
+            for row in await self._keyed("orders", "GET", self.endpoints.trading_url + "/orders")
+            if row["live"]
+        ]
 
     async def today_orders(self, day: date) -> list[BrokerOrder]:
         return [toy_order(row) for row in await self._keyed("orders", "GET", self.endpoints.trading_url + "/orders")]
@@ -104,8 +119,15 @@ class ToySession:
 
 def toy_order(row: Mapping[str, Any]) -> BrokerOrder:
     created = datetime.fromisoformat(row["at"])
-    normalised = {**row, "isin": row["isin"], "side": {"buy": 1, "sell": 2}[row["side"]], "serialNumber": row["id"],
-                  "trackingNumber": None, "created": created, "volume": row["qty"]}
+    normalised = {
+        **row,
+        "isin": row["isin"],
+        "side": {"buy": 1, "sell": 2}[row["side"]],
+        "serialNumber": row["id"],
+        "trackingNumber": None,
+        "created": created,
+        "volume": row["qty"],
+    }
     return BrokerOrder(row["isin"], row["side"], row["id"], None, created, volume=row["qty"], row=normalised)
 
 
@@ -131,12 +153,23 @@ class ToyCodec:
             return OrderAnswer(Verdict.RETRY, 1, "not yet")
         return OrderAnswer(Verdict.TERMINAL, 2, str(answer.get("why", "refused")))
 
-    def find_order(self, orders: list[Any], isin: str, side: str, since: datetime | None, tz: tzinfo,
-                   serial_number: int | None = None) -> Any:
+    def find_order(
+        self,
+        orders: list[Any],
+        isin: str,
+        side: str,
+        since: datetime | None,
+        tz: tzinfo,
+        serial_number: int | None = None,
+    ) -> Any:
         for order in orders:
             if serial_number is not None and order.serial == serial_number:
                 return order
-            if order.isin == isin and order.side == side and (since is None or order.created >= since - timedelta(seconds=2)):
+            if (
+                order.isin == isin
+                and order.side == side
+                and (since is None or order.created >= since - timedelta(seconds=2))
+            ):
                 return order
         return None
 
@@ -149,6 +182,7 @@ def register_toy() -> Platform:
 
 
 # ---- the broker's side: a small aiohttp app on loopback --------------------------------------------------
+
 
 @dataclass
 class ToyBroker:
@@ -205,8 +239,16 @@ def toy_app(broker: ToyBroker) -> web.Application:
         if broker.open_at is None or now < broker.open_at:
             broker.refused_early += 1
             return web.json_response({"again": True})
-        order = {"id": len(broker.orders) + 1, "user": user, "isin": body["isin"], "side": body["side"],
-                 "price": body["price"], "qty": body["qty"], "at": now.isoformat(), "live": True}
+        order = {
+            "id": len(broker.orders) + 1,
+            "user": user,
+            "isin": body["isin"],
+            "side": body["side"],
+            "price": body["price"],
+            "qty": body["qty"],
+            "at": now.isoformat(),
+            "live": True,
+        }
         broker.orders.append(order)
         return web.json_response({"ok": True, "id": order["id"]})
 

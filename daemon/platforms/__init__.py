@@ -26,9 +26,24 @@ from daemon.platforms._models import (
 )
 
 __all__ = [
-    "Authority", "BrokerOrder", "BuyingPower", "Captcha", "Codec", "Holding", "Instrument", "LoginAnswer",
-    "OrderAnswer", "Platform", "Session", "Throttled", "Token", "TokenRefused", "Verdict", "names",
-    "platform_for", "register",
+    "Authority",
+    "BrokerOrder",
+    "BuyingPower",
+    "Captcha",
+    "Codec",
+    "Holding",
+    "Instrument",
+    "LoginAnswer",
+    "OrderAnswer",
+    "Platform",
+    "Session",
+    "Throttled",
+    "Token",
+    "TokenRefused",
+    "Verdict",
+    "names",
+    "platform_for",
+    "register",
 ]
 
 T = TypeVar("T")
@@ -81,8 +96,15 @@ class Codec(Protocol):
 
     def classify(self, status: int, body: bytes) -> OrderAnswer: ...
 
-    def find_order(self, orders: list[Mapping[str, Any]], isin: str, side: str, since: datetime | None, tz: tzinfo,
-                   serial_number: int | None = None) -> Mapping[str, Any] | None: ...
+    def find_order(
+        self,
+        orders: list[Mapping[str, Any]],
+        isin: str,
+        side: str,
+        since: datetime | None,
+        tz: tzinfo,
+        serial_number: int | None = None,
+    ) -> Mapping[str, Any] | None: ...
 
 
 @dataclass(frozen=True, slots=True)

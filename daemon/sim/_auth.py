@@ -107,8 +107,14 @@ class TokenSigner:
     def issue(self, broker: str, username: str, generation: int, now_s: int, ttl_s: int) -> tuple[str, int]:
         """A token and its lifetime in seconds."""
         payload = {
-            "sub": username, "unique_name": username, "broker": broker, "gen": generation,
-            "iat": now_s, "nbf": now_s, "exp": now_s + ttl_s, "jti": secrets.token_hex(8),
+            "sub": username,
+            "unique_name": username,
+            "broker": broker,
+            "gen": generation,
+            "iat": now_s,
+            "nbf": now_s,
+            "exp": now_s + ttl_s,
+            "jti": secrets.token_hex(8),
         }
         signing_input = f"{self._HEADER}.{b64url(orjson.dumps(payload))}"
         return f"{signing_input}.{self._sign(signing_input)}", ttl_s

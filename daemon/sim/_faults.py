@@ -66,8 +66,10 @@ def parse_fault(text: str) -> Fault:
         name, eq, raw = option.strip().partition("=")
         if not eq:
             if name not in _FLAGS:
-                raise ValueError(f"fault {text!r}: {name!r} is not an option; use delay_ms=, jitter_ms=, rate=, "
-                                 f"status=, {', '.join(_FLAGS)}")
+                raise ValueError(
+                    f"fault {text!r}: {name!r} is not an option; use delay_ms=, jitter_ms=, rate=, "
+                    f"status=, {', '.join(_FLAGS)}"
+                )
             if name == "after":
                 values["after"] = True
             else:

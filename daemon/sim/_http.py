@@ -81,12 +81,21 @@ async def record_request(request: web.Request, handler: Handler) -> web.StreamRe
         raise
     finally:
         st.arrivals.reset(request.protocol)
-        st.log.add(RequestRecord(
-            time_ns=wall_ns, monotonic_ns=mono_ns, handled_monotonic_ns=st.clock.monotonic_ns(),
-            method=request.method, path=request.path_qs, route=route_of(request)[1],
-            broker=request.match_info.get("broker"), username=request.get(USERNAME), status=status,
-            error_code=request.get(ERROR_CODE), fault=request.get(FAULT),
-        ))
+        st.log.add(
+            RequestRecord(
+                time_ns=wall_ns,
+                monotonic_ns=mono_ns,
+                handled_monotonic_ns=st.clock.monotonic_ns(),
+                method=request.method,
+                path=request.path_qs,
+                route=route_of(request)[1],
+                broker=request.match_info.get("broker"),
+                username=request.get(USERNAME),
+                status=status,
+                error_code=request.get(ERROR_CODE),
+                fault=request.get(FAULT),
+            )
+        )
 
 
 @web.middleware
@@ -137,7 +146,9 @@ def _failed(request: web.Request, failure: Fault, answer: web.StreamResponse | N
     if failure.kind == "html":
         status = failure.status or 502
         reason = web.Response(status=status).reason
-        return web.Response(status=status, text=_HTML_PAGE.format(status=status, reason=reason), content_type="text/html")
+        return web.Response(
+            status=status, text=_HTML_PAGE.format(status=status, reason=reason), content_type="text/html"
+        )
     if failure.kind == "status":
         status = failure.status or 500
         reason = web.Response(status=status).reason

@@ -54,12 +54,20 @@ class RequestLog:
             self._pending.append(record.to_json() + b"\n")
             self._wake.set()
 
-    def records(self, route: str | None = None, broker: str | None = None, username: str | None = None,
-                status: int | None = None) -> list[RequestRecord]:
+    def records(
+        self,
+        route: str | None = None,
+        broker: str | None = None,
+        username: str | None = None,
+        status: int | None = None,
+    ) -> list[RequestRecord]:
         return [
-            r for r in self._records
-            if (route is None or r.route == route) and (broker is None or r.broker == broker)
-            and (username is None or r.username == username) and (status is None or r.status == status)
+            r
+            for r in self._records
+            if (route is None or r.route == route)
+            and (broker is None or r.broker == broker)
+            and (username is None or r.username == username)
+            and (status is None or r.status == status)
         ]
 
     def __len__(self) -> int:

@@ -227,11 +227,21 @@ class Market:
         self._booked += 1
         instrument = self.instruments[order.isin]
         booked = Order(
-            broker=account.broker, username=account.username, serial_number=serial,
-            tracking_number=str(self._rng.randrange(10**11, 10**12)), isin=order.isin,
-            symbol=instrument.symbol, side=order.side, price=order.price, volume=order.volume,
-            charged=charged, created_ns=created_ns, validity=order.validity, validity_date=order.validity_date,
-            row_id=self._booked, symbol_title=instrument.title,
+            broker=account.broker,
+            username=account.username,
+            serial_number=serial,
+            tracking_number=str(self._rng.randrange(10**11, 10**12)),
+            isin=order.isin,
+            symbol=instrument.symbol,
+            side=order.side,
+            price=order.price,
+            volume=order.volume,
+            charged=charged,
+            created_ns=created_ns,
+            validity=order.validity,
+            validity_date=order.validity_date,
+            row_id=self._booked,
+            symbol_title=instrument.title,
         )
         self.orders[(account.broker, serial)] = booked
         return booked
@@ -250,6 +260,7 @@ class Market:
 
     def orders_of(self, account: Account, open_only: bool = False) -> list[Order]:
         return [
-            o for o in self.orders.values()
+            o
+            for o in self.orders.values()
             if o.broker == account.broker and o.username == account.username and (o.is_open or not open_only)
         ]

@@ -70,10 +70,17 @@ class Simulator:
         self._passwords: dict[tuple[str, str], str] = {}
 
     @classmethod
-    def default(cls, accounts: int = 3, brokers: Sequence[str | tuple[str, str]] = DEFAULT_BROKERS, *,
-                settings: SimSettings | None = None, clock: SimClock | None = None,
-                password: str = DEFAULT_PASSWORD, buying_power: int = DEFAULT_BUYING_POWER,
-                platform: str = DEFAULT_PLATFORM) -> Simulator:
+    def default(
+        cls,
+        accounts: int = 3,
+        brokers: Sequence[str | tuple[str, str]] = DEFAULT_BROKERS,
+        *,
+        settings: SimSettings | None = None,
+        clock: SimClock | None = None,
+        password: str = DEFAULT_PASSWORD,
+        buying_power: int = DEFAULT_BUYING_POWER,
+        platform: str = DEFAULT_PLATFORM,
+    ) -> Simulator:
         """A ready market: the default instruments, and `accounts` accounts spread over `brokers`.
 
         A broker is a code on `platform`, or a (code, platform) pair for a market of several platforms.
@@ -86,11 +93,24 @@ class Simulator:
             sim.add_broker(code, platform=on)
         codes = [code for code, _ in pairs]
         for n, (isin, symbol, title, last, maxap, minap, maxeq) in enumerate(DEFAULT_INSTRUMENTS):
-            sim.add_instrument(isin, symbol, title, last=last, maxap=maxap, minap=minap, maxeq=maxeq,
-                               book=_default_book(last, maxap, minap, queued=n == 0))
+            sim.add_instrument(
+                isin,
+                symbol,
+                title,
+                last=last,
+                maxap=maxap,
+                minap=minap,
+                maxeq=maxeq,
+                book=_default_book(last, maxap, minap, queued=n == 0),
+            )
         for i in range(accounts):
-            sim.add_account(codes[i % len(codes)], f"{12_345_600 + i:010d}", password, buying_power=buying_power,
-                            holdings={row[0]: DEFAULT_HOLDING for row in DEFAULT_INSTRUMENTS})
+            sim.add_account(
+                codes[i % len(codes)],
+                f"{12_345_600 + i:010d}",
+                password,
+                buying_power=buying_power,
+                holdings={row[0]: DEFAULT_HOLDING for row in DEFAULT_INSTRUMENTS},
+            )
         return sim
 
     # ---- running ---------------------------------------------------------------------------------
@@ -109,7 +129,9 @@ class Simulator:
             await self.state.log.close()
             raise
         self._runner = runner
-        url_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host) or (f"[{host}]" if ":" in host else host)
+        url_host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(host) or (
+            f"[{host}]" if ":" in host else host
+        )
         self.base_url = f"http://{url_host}:{site.bound_port}"
         log.info("simulator listening", url=self.base_url, bound_to=host, brokers=sorted(self.state.brokers))
         return self.base_url
@@ -128,22 +150,37 @@ class Simulator:
         await self.stop()
 
     # ---- the market ------------------------------------------------------------------------------
-    def add_broker(self, code: str, captcha_format: Literal["png", "jpeg"] | None = None, *,
-                   platform: str = DEFAULT_PLATFORM) -> SimBroker:
+    def add_broker(
+        self, code: str, captcha_format: Literal["png", "jpeg"] | None = None, *, platform: str = DEFAULT_PLATFORM
+    ) -> SimBroker:
         """A broker code to serve on `platform`; captchas alternate PNG / JPEG by order of adding unless
         `captcha_format` says. A ValueError names an unknown platform or a code already on another one."""
         return self.state.add_broker(code, captcha_format, platform)
 
-    def add_account(self, broker: str, username: str, password: str, *, buying_power: int = DEFAULT_BUYING_POWER,
-                    credit: int = 0, holdings: dict[str, int] | None = None) -> Account:
+    def add_account(
+        self,
+        broker: str,
+        username: str,
+        password: str,
+        *,
+        buying_power: int = DEFAULT_BUYING_POWER,
+        credit: int = 0,
+        holdings: dict[str, int] | None = None,
+    ) -> Account:
         """An account at `broker` (added if new) whose buying power is `buying_power` rial, `credit` of it credit."""
         if broker not in self.state.brokers:
             self.add_broker(broker)
         self._passwords[(broker, username)] = password
-        return self.state.market.add_account(Account(
-            broker=broker, username=username, password=password, remain=buying_power - credit, credit=credit,
-            holdings=dict(holdings or {}),
-        ))
+        return self.state.market.add_account(
+            Account(
+                broker=broker,
+                username=username,
+                password=password,
+                remain=buying_power - credit,
+                credit=credit,
+                holdings=dict(holdings or {}),
+            )
+        )
 
     def account(self, broker: str, username: str) -> Account:
         found = self.state.market.account(broker, username)
@@ -155,20 +192,43 @@ class Simulator:
     def accounts(self) -> list[Account]:
         return list(self.state.market.accounts.values())
 
-    def add_instrument(self, isin: str, symbol: str, title: str = "", *, last: int, maxap: int, minap: int,
-                       mineq: int = 1, maxeq: int = 100_000, book: list[BookLevel] | None = None) -> Instrument:
-        return self.state.market.add_instrument(Instrument(
-            isin=isin, symbol=symbol, title=title or symbol, last=last, maxap=maxap, minap=minap, mineq=mineq,
-            maxeq=maxeq, book=list(book or []),
-        ))
+    def add_instrument(
+        self,
+        isin: str,
+        symbol: str,
+        title: str = "",
+        *,
+        last: int,
+        maxap: int,
+        minap: int,
+        mineq: int = 1,
+        maxeq: int = 100_000,
+        book: list[BookLevel] | None = None,
+    ) -> Instrument:
+        return self.state.market.add_instrument(
+            Instrument(
+                isin=isin,
+                symbol=symbol,
+                title=title or symbol,
+                last=last,
+                maxap=maxap,
+                minap=minap,
+                mineq=mineq,
+                maxeq=maxeq,
+                book=list(book or []),
+            )
+        )
 
     @property
     def instruments(self) -> dict[str, Instrument]:
         return self.state.market.instruments
 
     def orders(self, broker: str | None = None, username: str | None = None) -> list[Order]:
-        return [o for o in self.state.market.orders.values()
-                if (broker is None or o.broker == broker) and (username is None or o.username == username)]
+        return [
+            o
+            for o in self.state.market.orders.values()
+            if (broker is None or o.broker == broker) and (username is None or o.username == username)
+        ]
 
     # ---- time ------------------------------------------------------------------------------------
     def now(self) -> datetime:
@@ -195,8 +255,11 @@ class Simulator:
 
     def revoke_tokens(self, broker: str | None = None, username: str | None = None) -> int:
         """Make every token issued so far to the matching accounts get 401; returns how many accounts."""
-        matched = [a for a in self.state.market.accounts.values()
-                   if (broker is None or a.broker == broker) and (username is None or a.username == username)]
+        matched = [
+            a
+            for a in self.state.market.accounts.values()
+            if (broker is None or a.broker == broker) and (username is None or a.username == username)
+        ]
         for account in matched:
             account.token_generation += 1
         return len(matched)
@@ -239,10 +302,15 @@ class Simulator:
         for n, account in enumerate(self.state.market.accounts.values(), start=1):
             variable = password_env if len(distinct) <= 1 else f"{password_env}_{n}"
             env[variable] = account.password
-            accounts.append({
-                "name": f"sim{n:03d}-{account.broker}", "broker": account.broker, "username": account.username,
-                "password_env": variable, "orders": [{"isin": target, "side": "buy", "price": "max", "volume": "auto"}],
-            })
+            accounts.append(
+                {
+                    "name": f"sim{n:03d}-{account.broker}",
+                    "broker": account.broker,
+                    "username": account.username,
+                    "password_env": variable,
+                    "orders": [{"isin": target, "side": "buy", "price": "max", "volume": "auto"}],
+                }
+            )
         data = {
             "market_data_url": self.market_data_url,
             "brokers": {code: self.broker_urls(code) for code in self.state.brokers},
@@ -261,7 +329,11 @@ def _default_book(last: int, maxap: int, minap: int, queued: bool) -> list[BookL
     """A buy queue at the upper limit for the hot symbol; a two-sided book around the last price otherwise."""
     tick = 10 if last >= 5_000 else 1
     if queued:
-        return [BookLevel(maxap, 288_479_554, 1_776), BookLevel(maxap - tick, 33_952, 3), BookLevel(maxap - 2 * tick, 13_166, 3)]
+        return [
+            BookLevel(maxap, 288_479_554, 1_776),
+            BookLevel(maxap - tick, 33_952, 3),
+            BookLevel(maxap - 2 * tick, 13_166, 3),
+        ]
     return [
         BookLevel(last - tick * (row + 1), 50_000 * (row + 1), 12 + row, last + tick * row, 40_000 * (row + 1), 9 + row)
         for row in range(3)

@@ -91,12 +91,15 @@ class SimState:
         open_at = self.settings.open_at
         return open_at is None or now_ns >= to_ns(open_at)
 
-    def add_broker(self, code: str, captcha_format: Literal["png", "jpeg"] | None = None,
-                   platform_name: str = DEFAULT_PLATFORM) -> SimBroker:
+    def add_broker(
+        self, code: str, captcha_format: Literal["png", "jpeg"] | None = None, platform_name: str = DEFAULT_PLATFORM
+    ) -> SimBroker:
         """A broker code served by `platform_name`'s routes; adding it again may change its captcha format only."""
         reserved = sorted(reserved_names())
         if not code.isalnum() or not code.islower() or code in reserved:
-            raise ValueError(f"broker code {code!r} must be lowercase letters and digits, and not {', '.join(reserved)}")
+            raise ValueError(
+                f"broker code {code!r} must be lowercase letters and digits, and not {', '.join(reserved)}"
+            )
         platform(platform_name)  # refuses an unknown platform
         known = self.brokers.get(code)
         if known is not None and known.platform != platform_name:

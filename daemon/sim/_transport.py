@@ -98,7 +98,10 @@ class StampingTCPSite(web.BaseSite):
         book = self._book
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: _StampingProtocol(server(), book), self._host, self._port, backlog=self._backlog,
+            lambda: _StampingProtocol(server(), book),
+            self._host,
+            self._port,
+            backlog=self._backlog,
         )
         if self._server.sockets:
             self.bound_port = self._server.sockets[0].getsockname()[1]

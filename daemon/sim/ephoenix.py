@@ -75,8 +75,12 @@ INSUFFICIENT_HOLDINGS = 1012  # simulator's own: a sell for more shares than the
 ORDER_NOT_FOUND = 1020  # simulator's own: CancelOrder of an order that is not this account's open order
 
 REFUSAL_CODES: dict[Refusal, int] = {
-    Refusal.UNKNOWN_INSTRUMENT: UNKNOWN_INSTRUMENT, Refusal.VOLUME: INVALID_VOLUME, Refusal.PRICE: PRICE_OUT_OF_RANGE,
-    Refusal.BALANCE: INSUFFICIENT_BALANCE, Refusal.HOLDINGS: INSUFFICIENT_HOLDINGS, Refusal.MIN_VALUE: BELOW_MIN_VALUE,
+    Refusal.UNKNOWN_INSTRUMENT: UNKNOWN_INSTRUMENT,
+    Refusal.VOLUME: INVALID_VOLUME,
+    Refusal.PRICE: PRICE_OUT_OF_RANGE,
+    Refusal.BALANCE: INSUFFICIENT_BALANCE,
+    Refusal.HOLDINGS: INSUFFICIENT_HOLDINGS,
+    Refusal.MIN_VALUE: BELOW_MIN_VALUE,
 }
 
 MESSAGES: dict[int, str] = {
@@ -113,9 +117,14 @@ def state_code(order: Order) -> int:
 
 def book_level_json(level: BookLevel, isin: str, row: int) -> dict[str, Any]:
     return {
-        "isin": isin, "r": row,
-        "bp": level.buy_price, "bv": level.buy_volume, "boc": level.buy_count,
-        "sp": level.sell_price, "sv": level.sell_volume, "soc": level.sell_count,
+        "isin": isin,
+        "r": row,
+        "bp": level.buy_price,
+        "bv": level.buy_volume,
+        "boc": level.buy_count,
+        "sp": level.sell_price,
+        "sv": level.sell_volume,
+        "soc": level.sell_count,
     }
 
 
@@ -133,10 +142,18 @@ def order_json(order: Order, created_iso: str) -> dict[str, Any]:
     """A GetOpenOrders entry."""
     o = order
     return {
-        "serialNumber": o.serial_number, "trackingNumber": o.tracking_number,
-        "isin": o.isin, "symbol": o.symbol, "side": o.side, "price": o.price,
-        "volume": o.volume, "executedVolume": 0, "state": state_code(o),
-        "validity": o.validity, "validityDate": o.validity_date, "createdAt": created_iso,
+        "serialNumber": o.serial_number,
+        "trackingNumber": o.tracking_number,
+        "isin": o.isin,
+        "symbol": o.symbol,
+        "side": o.side,
+        "price": o.price,
+        "volume": o.volume,
+        "executedVolume": 0,
+        "state": state_code(o),
+        "validity": o.validity,
+        "validityDate": o.validity_date,
+        "createdAt": created_iso,
     }
 
 
@@ -147,13 +164,26 @@ def history_row(order: Order) -> dict[str, Any]:
     created = created_at(o.created_ns)
     state = state_code(o)
     return {
-        "id": o.row_id, "serialNumber": o.serial_number, "trackingNumber": o.tracking_number,
-        "isin": o.isin, "symbol": o.symbol, "symbolTitle": o.symbol_title, "orderSide": o.side,
-        "price": o.price, "volume": o.volume, "executedVolume": 0, "executedAmount": 0,
-        "netTradedValue": 0, "totalFee": 0, "state": state,
-        "stateDesc": STATE_DESCRIPTIONS.get(state, ""), "isDone": not o.is_open,
-        "date": f"{created:%Y/%m/%d}", "created": created.replace(tzinfo=None).isoformat(timespec="milliseconds"),
-        "executionDate": None, "pamCode": pam_code(o.broker, o.username),
+        "id": o.row_id,
+        "serialNumber": o.serial_number,
+        "trackingNumber": o.tracking_number,
+        "isin": o.isin,
+        "symbol": o.symbol,
+        "symbolTitle": o.symbol_title,
+        "orderSide": o.side,
+        "price": o.price,
+        "volume": o.volume,
+        "executedVolume": 0,
+        "executedAmount": 0,
+        "netTradedValue": 0,
+        "totalFee": 0,
+        "state": state,
+        "stateDesc": STATE_DESCRIPTIONS.get(state, ""),
+        "isDone": not o.is_open,
+        "date": f"{created:%Y/%m/%d}",
+        "created": created.replace(tzinfo=None).isoformat(timespec="milliseconds"),
+        "executionDate": None,
+        "pamCode": pam_code(o.broker, o.username),
     }
 
 
@@ -177,16 +207,20 @@ class OrdersQuery:
 
     def selects(self, order: Order) -> bool:
         day = order.day
-        return ((self.from_date is None or day >= self.from_date) and (self.to_date is None or day <= self.to_date)
-                and (self.side is None or order.side == self.side) and (self.isin is None or order.isin == self.isin)
-                and (not self.include_status or state_code(order) in self.include_status)
-                and (self.pam_code is None or pam_code(order.broker, order.username) == self.pam_code))
+        return (
+            (self.from_date is None or day >= self.from_date)
+            and (self.to_date is None or day <= self.to_date)
+            and (self.side is None or order.side == self.side)
+            and (self.isin is None or order.isin == self.isin)
+            and (not self.include_status or state_code(order) in self.include_status)
+            and (self.pam_code is None or pam_code(order.broker, order.username) == self.pam_code)
+        )
 
     def page_of(self, orders: list[Order]) -> tuple[list[Order], int]:
         """This query's page of `orders` and how many pass the filters in all (`totalRecords`)."""
         chosen = sorted((o for o in orders if self.selects(o)), key=lambda o: (o.created_ns, o.row_id), reverse=True)
         start = (self.page - 1) * self.page_size
-        return chosen[start:start + self.page_size], len(chosen)
+        return chosen[start : start + self.page_size], len(chosen)
 
 
 @dataclass(frozen=True)
@@ -199,8 +233,9 @@ class OrderParams:
         return {"volume": self.volume, "totalNetAmount": self.total_net_amount, "totalFee": self.total_fee}
 
 
-def calculate_order_param(side: int, total_net_amount: Decimal, price: Decimal, mineq: int, maxeq: int,
-                          fee_rate: Decimal) -> OrderParams:
+def calculate_order_param(
+    side: int, total_net_amount: Decimal, price: Decimal, mineq: int, maxeq: int, fee_rate: Decimal
+) -> OrderParams:
     """CalculateOrderParam: the volume `total_net_amount` pays for (buy) or brings in (sell), fee included.
 
     Buy: v = floor(amount / (price * (1 + fee))); sell: v = floor(amount / (price * (1 - fee))); then
@@ -220,18 +255,28 @@ def calculate_order_param(side: int, total_net_amount: Decimal, price: Decimal, 
     return OrderParams(volume, int(total), fee)
 
 
-
-
 def parse_order_request(body: Any) -> OrderRequest | None:
     """The NewOrder body's fields, or None when one is missing or of the wrong type."""
     if not isinstance(body, dict):
         return None
     isin, side = body.get("isin"), body.get("side")
     price, volume = _whole(body.get("price")), _whole(body.get("volume"))
-    if not isinstance(isin, str) or side not in (BUY, SELL) or isinstance(side, bool) or price is None or volume is None:
+    if (
+        not isinstance(isin, str)
+        or side not in (BUY, SELL)
+        or isinstance(side, bool)
+        or price is None
+        or volume is None
+    ):
         return None
-    return OrderRequest(isin=isin, side=side, price=price, volume=volume,
-                        validity=body.get("validity", 1), validity_date=body.get("validityDate"))
+    return OrderRequest(
+        isin=isin,
+        side=side,
+        price=price,
+        volume=volume,
+        validity=body.get("validity", 1),
+        validity_date=body.get("validityDate"),
+    )
 
 
 def parse_orders_query(body: Any) -> OrdersQuery | None:
@@ -243,16 +288,28 @@ def parse_orders_query(body: Any) -> OrdersQuery | None:
     side, isin, pam, states = body.get("side"), body.get("isin"), body.get("pamCode"), body.get("includeStatus") or []
     if not (_plain_int(page) and page >= 1 and _plain_int(size) and 1 <= size <= MAX_PAGE_SIZE):
         return None
-    if side not in (None, BUY, SELL) or isinstance(side, bool) or not isinstance(isin, (str, type(None))) \
-            or not isinstance(pam, (str, type(None))):
+    if (
+        side not in (None, BUY, SELL)
+        or isinstance(side, bool)
+        or not isinstance(isin, (str, type(None)))
+        or not isinstance(pam, (str, type(None)))
+    ):
         return None
     if not isinstance(states, list) or not all(_plain_int(s) for s in states):
         return None
     bounds = [_slashed_date(body.get(key)) for key in ("fromDate", "toDate")]
     if any(bound is False for bound in bounds):
         return None
-    return OrdersQuery(page=page, page_size=size, from_date=bounds[0] or None, to_date=bounds[1] or None,
-                       side=side, isin=isin, include_status=frozenset(states), pam_code=pam)
+    return OrdersQuery(
+        page=page,
+        page_size=size,
+        from_date=bounds[0] or None,
+        to_date=bounds[1] or None,
+        side=side,
+        isin=isin,
+        include_status=frozenset(states),
+        pam_code=pam,
+    )
 
 
 def _plain_int(value: Any) -> bool:
@@ -346,13 +403,20 @@ async def login(request: web.Request) -> web.StreamResponse:
     return _login_answer(request, OK, token, expire_in)
 
 
-def _login_answer(request: web.Request, code: int, token: str | None = None, expire_in: int | None = None) -> web.Response:
+def _login_answer(
+    request: web.Request, code: int, token: str | None = None, expire_in: int | None = None
+) -> web.Response:
     """Login answers HTTP 200 whatever happened; the body says."""
     request[ERROR_CODE] = code
-    return json_response({
-        "token": token, "expireIn": expire_in, "errorCode": code, "isSuccess": code == OK,
-        "errorMessage": MESSAGES.get(code),
-    })
+    return json_response(
+        {
+            "token": token,
+            "expireIn": expire_in,
+            "errorCode": code,
+            "isSuccess": code == OK,
+            "errorMessage": MESSAGES.get(code),
+        }
+    )
 
 
 # ---- trading and back office (token required) -----------------------------------------------------
@@ -366,18 +430,26 @@ def authorized(request: web.Request) -> Account:
         account = st.market.account(claims.broker, claims.username)
     if account is not None:
         request[USERNAME] = account.username
-    if account is None or claims is None or claims.generation != account.token_generation \
-            or claims.expires_s <= st.now_ns() // 10**9:
+    if (
+        account is None
+        or claims is None
+        or claims.generation != account.token_generation
+        or claims.expires_s <= st.now_ns() // 10**9
+    ):
         raise web.HTTPUnauthorized(headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     return account
 
 
 async def trading_book(request: web.Request) -> web.StreamResponse:
     account = authorized(request)
-    return json_response({
-        "buyingPower": account.buying_power, "remain": account.remain, "credit": account.credit,
-        "timestamp": _state(request).now_ns() // 10**9,
-    })
+    return json_response(
+        {
+            "buyingPower": account.buying_power,
+            "remain": account.remain,
+            "credit": account.credit,
+            "timestamp": _state(request).now_ns() // 10**9,
+        }
+    )
 
 
 async def calculate_order_param_route(request: web.Request) -> web.StreamResponse:
@@ -392,7 +464,9 @@ async def calculate_order_param_route(request: web.Request) -> web.StreamRespons
     instrument = st.market.instruments.get(body.get("isin"))  # type: ignore[arg-type]
     if instrument is None:
         return rejection(request, UNKNOWN_INSTRUMENT)
-    params = calculate_order_param(side, amount, price, instrument.mineq, instrument.maxeq, st.market.rules.fee_rate(side))
+    params = calculate_order_param(
+        side, amount, price, instrument.mineq, instrument.maxeq, st.market.rules.fee_rate(side)
+    )
     return json_response(params.to_json())
 
 
@@ -423,8 +497,10 @@ async def new_order(request: web.Request) -> web.StreamResponse:
 
 
 def _orders_json(orders: list[Order]) -> list[dict[str, Any]]:
-    return [order_json(o, datetime.fromtimestamp(o.created_ns / 1e9, TEHRAN).isoformat(timespec="milliseconds"))
-            for o in orders]
+    return [
+        order_json(o, datetime.fromtimestamp(o.created_ns / 1e9, TEHRAN).isoformat(timespec="milliseconds"))
+        for o in orders
+    ]
 
 
 async def open_orders(request: web.Request) -> web.StreamResponse:
@@ -461,7 +537,8 @@ async def holdings(request: web.Request) -> web.StreamResponse:
     instruments = _state(request).market.instruments
     result = [
         {"isin": isin, "symbol": instruments[isin].symbol if isin in instruments else "", "remainVolume": float(volume)}
-        for isin, volume in account.holdings.items() if volume > 0
+        for isin, volume in account.holdings.items()
+        if volume > 0
     ]
     return json_response({"isError": False, "message": None, "result": result})
 
@@ -484,7 +561,15 @@ class EphoenixSim:
     name: str = NAME
     title: str = "Ephoenix"
     routes: tuple[str, ...] = (
-        "captcha", "login", "tradingbook", "instruments", "calc", "new_order", "open_orders", "orders", "cancel",
+        "captcha",
+        "login",
+        "tradingbook",
+        "instruments",
+        "calc",
+        "new_order",
+        "open_orders",
+        "orders",
+        "cancel",
         "holdings",
     )
     reserved: frozenset[str] = frozenset({"marketdata"})
@@ -507,8 +592,11 @@ class EphoenixSim:
 
     def broker_config(self, base_url: str, code: str) -> dict[str, str]:
         """Ephoenix is the daemon's default platform, so the entry needs no `platform` key."""
-        return {"identity_url": f"{base_url}/{code}/identity", "trading_url": f"{base_url}/{code}/trading",
-                "backoffice_url": f"{base_url}/{code}/backoffice"}
+        return {
+            "identity_url": f"{base_url}/{code}/identity",
+            "trading_url": f"{base_url}/{code}/trading",
+            "backoffice_url": f"{base_url}/{code}/backoffice",
+        }
 
 
 PLATFORM = register_platform(EphoenixSim())

@@ -30,9 +30,15 @@ def sim_settings(**fields: Any) -> SimSettings:
 
 
 @asynccontextmanager
-async def running_simulator(accounts: int = 2, brokers: Sequence[str] = ("gs", "shahr"), *,
-                            settings: SimSettings | None = None, clock: Clock | None = None,
-                            export_password: bool = True, **kwargs: Any) -> AsyncIterator[Simulator]:
+async def running_simulator(
+    accounts: int = 2,
+    brokers: Sequence[str] = ("gs", "shahr"),
+    *,
+    settings: SimSettings | None = None,
+    clock: Clock | None = None,
+    export_password: bool = True,
+    **kwargs: Any,
+) -> AsyncIterator[Simulator]:
     """`Simulator.default(accounts, brokers)` listening on 127.0.0.1, seeded with SIM_SEED unless `settings`
     carries a seed of its own; with `export_password` its accounts' password is in PASSWORD_ENV (where
     `sim_config` tells the daemon to read it) until the simulator stops, then the variable is as it was."""
@@ -58,8 +64,11 @@ def sim_config_data(sim: Simulator, **overrides: Any) -> dict[str, Any]:
     """A config dict for a running simulator (`daemon.sim_config`'s builder): its brokers and accounts, a fast
     captcha spacing; each override replaces a top-level key, or is merged into it when both are dicts."""
     captcha = {"solver": "ocr", "spacing_s": 0.05, "cooldown_s": 1.0, "throttle_waits": 5}
-    overrides["captcha"] = {**captcha, **overrides.get("captcha", {})} if isinstance(
-        overrides.get("captcha", {}), dict) else overrides["captcha"]
+    overrides["captcha"] = (
+        {**captcha, **overrides.get("captcha", {})}
+        if isinstance(overrides.get("captcha", {}), dict)
+        else overrides["captcha"]
+    )
     return build_config_data(sim.config_snippet().data, **overrides)
 
 
@@ -75,8 +84,16 @@ def write_sim_config(sim: Simulator, path: Path, **overrides: Any) -> Path:
     return path
 
 
-def squeezed_day_data(sim: Simulator, *, warmup_in_s: float, open_in_s: float, arm_before_s: float,
-                      window_s: float, refresh_s: float, **overrides: Any) -> dict[str, Any]:
+def squeezed_day_data(
+    sim: Simulator,
+    *,
+    warmup_in_s: float,
+    open_in_s: float,
+    arm_before_s: float,
+    window_s: float,
+    refresh_s: float,
+    **overrides: Any,
+) -> dict[str, Any]:
     """A config dict whose trading day runs in seconds from now: warmup and open `warmup_in_s` and `open_in_s`
     ahead, every weekday a trading day, in a zone where it is about noon (the day never crosses midnight).
     The simulator opens at that instant too."""
@@ -86,9 +103,15 @@ def squeezed_day_data(sim: Simulator, *, warmup_in_s: float, open_in_s: float, a
     local = now.astimezone(ZoneInfo(zone))
     open_at = local + timedelta(seconds=open_in_s)
     sim.set_open_at(open_at)
-    schedule = {"warmup": f"{local + timedelta(seconds=warmup_in_s):%H:%M:%S.%f}", "open": f"{open_at:%H:%M:%S.%f}",
-                "arm_before_s": arm_before_s, "window_s": window_s, "refresh_s": refresh_s,
-                "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "official_holidays": False}
+    schedule = {
+        "warmup": f"{local + timedelta(seconds=warmup_in_s):%H:%M:%S.%f}",
+        "open": f"{open_at:%H:%M:%S.%f}",
+        "arm_before_s": arm_before_s,
+        "window_s": window_s,
+        "refresh_s": refresh_s,
+        "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+        "official_holidays": False,
+    }
     return sim_config_data(sim, timezone=zone, schedule=schedule, **overrides)
 
 

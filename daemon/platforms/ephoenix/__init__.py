@@ -18,9 +18,23 @@ from daemon.platforms.ephoenix._parse import broker_time, normalise_order, parse
 from daemon.platforms.ephoenix._session import EphoenixSession
 
 __all__ = [
-    "BOOK_PATH", "NEW_ORDER_PATH", "PLATFORM", "SIDE_CODES", "BrokerOrder", "EphoenixCodec", "EphoenixSession",
-    "bearer", "broker_time", "classify", "find_order", "interpret", "new_order_request", "normalise_order",
-    "parse_holdings", "parse_instrument", "probe_request",
+    "BOOK_PATH",
+    "NEW_ORDER_PATH",
+    "PLATFORM",
+    "SIDE_CODES",
+    "BrokerOrder",
+    "EphoenixCodec",
+    "EphoenixSession",
+    "bearer",
+    "broker_time",
+    "classify",
+    "find_order",
+    "interpret",
+    "new_order_request",
+    "normalise_order",
+    "parse_holdings",
+    "parse_instrument",
+    "probe_request",
 ]
 
 

@@ -40,8 +40,16 @@ def bearer(token: str) -> dict[str, str]:
 
 def new_order_body(isin: str, side: str, price: int, volume: int) -> dict[str, Any]:
     """The NewOrder JSON, as the broker's web client sends it."""
-    return {"isin": isin, "side": SIDE_CODES[side], "validity": 1, "validityDate": None, "accountType": 1,
-            "price": price, "volume": volume, "serialNumber": 0}
+    return {
+        "isin": isin,
+        "side": SIDE_CODES[side],
+        "validity": 1,
+        "validityDate": None,
+        "accountType": 1,
+        "price": price,
+        "volume": volume,
+        "serialNumber": 0,
+    }
 
 
 def new_order_request(trading_url: str, token: str, isin: str, side: str, price: int, volume: int) -> bytes:
@@ -90,8 +98,14 @@ def classify(status: int, body: bytes) -> OrderAnswer:
     return interpret(status, decoded)
 
 
-def find_order(orders: list[Mapping[str, Any]], isin: str, side: str, since: datetime | None, tz: tzinfo,
-               serial_number: int | None = None) -> Mapping[str, Any] | None:
+def find_order(
+    orders: list[Mapping[str, Any]],
+    isin: str,
+    side: str,
+    since: datetime | None,
+    tz: tzinfo,
+    serial_number: int | None = None,
+) -> Mapping[str, Any] | None:
     """The first order in `orders` that is ours, or None: one of the account's orders for the same ISIN and side
     created at or after `since` (less MATCH_SLACK_S); with a serial number from the journal, that decides."""
     wanted = SIDE_CODES[side]
@@ -157,6 +171,13 @@ class EphoenixCodec:
     def interpret(self, status: int, body: Any) -> OrderAnswer:
         return interpret(status, body)
 
-    def find_order(self, orders: list[Mapping[str, Any]], isin: str, side: str, since: datetime | None, tz: tzinfo,
-                   serial_number: int | None = None) -> Mapping[str, Any] | None:
+    def find_order(
+        self,
+        orders: list[Mapping[str, Any]],
+        isin: str,
+        side: str,
+        since: datetime | None,
+        tz: tzinfo,
+        serial_number: int | None = None,
+    ) -> Mapping[str, Any] | None:
         return find_order(orders, isin, side, since, tz, serial_number)

@@ -43,7 +43,13 @@ def parse_buying_power(body: Any, broker: str) -> BuyingPower:
 
 
 def parse_instrument(body: Any, isin: str) -> Instrument:
-    items = body if isinstance(body, list) else (body.get("result") or body.get("data") or body.get("instruments") or [body]) if isinstance(body, dict) else []
+    items = (
+        body
+        if isinstance(body, list)
+        else (body.get("result") or body.get("data") or body.get("instruments") or [body])
+        if isinstance(body, dict)
+        else []
+    )
     for item in items if isinstance(items, list) else [items]:
         if not isinstance(item, dict):
             continue
@@ -61,7 +67,9 @@ def parse_instrument(body: Any, isin: str) -> Instrument:
 
 def parse_holdings(body: Any, isin: str, broker: str) -> int:
     if isinstance(body, dict) and body.get("isError"):
-        raise BrokerError(f"broker {broker}: holdings refused: {body.get('message') or body.get('errorMessage') or 'no reason given'}")
+        raise BrokerError(
+            f"broker {broker}: holdings refused: {body.get('message') or body.get('errorMessage') or 'no reason given'}"
+        )
     rows = body
     if isinstance(body, dict):
         rows = body.get("result") or body.get("data") or body.get("positions") or []
@@ -82,7 +90,9 @@ def list_of_orders(body: Any, broker: str, path: str) -> list[dict[str, Any]]:
     """The rows of an open-orders answer: a list, or one under result/data/orders/rows; anything else raises."""
     rows = body if isinstance(body, list) else None
     if isinstance(body, dict):
-        rows = next((body[key] for key in ("result", "data", "orders", "rows") if isinstance(body.get(key), list)), None)
+        rows = next(
+            (body[key] for key in ("result", "data", "orders", "rows") if isinstance(body.get(key), list)), None
+        )
     if rows is None or not all(isinstance(row, dict) for row in rows):
         raise BrokerUnavailable(f"broker {broker}: {path} answered something that is not a list of orders.")
     return rows
@@ -128,9 +138,16 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
     """A raw order row as the project's model (a mapping over `normalise_order`'s row)."""
     norm = normalise_order(row)
     return BrokerOrder(
-        isin=norm["isin"], side=SIDE_NAMES.get(norm["side"]), serial=norm["serialNumber"],
-        tracking=norm["trackingNumber"], created=norm["created"], volume=norm["volume"],
-        executed=norm["executedVolume"], price=norm["price"], state=norm["state"], row=norm,
+        isin=norm["isin"],
+        side=SIDE_NAMES.get(norm["side"]),
+        serial=norm["serialNumber"],
+        tracking=norm["trackingNumber"],
+        created=norm["created"],
+        volume=norm["volume"],
+        executed=norm["executedVolume"],
+        price=norm["price"],
+        state=norm["state"],
+        row=norm,
     )
 
 

@@ -112,6 +112,7 @@ class EphoenixSession:
     async def _authed(self, method: str, base: str, path: str, json: Any = None, retry: bool = True) -> Any:
         """One call with the client's token; with `retry` an unavailable broker is retried by its policy (reads
         and pure calculations); an order is sent once, because a lost answer may hide an accepted order."""
+
         async def send(token: str) -> Any:
             return await self._send_authed(method, base + path, path, json, token)
 
@@ -159,8 +160,13 @@ class EphoenixSession:
         return body
 
     async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAnswer:
-        body = await self._authed("POST", self.endpoints.trading_url, paths.NEW_ORDER_PATH,
-                                  json=new_order_body(isin, side, price, volume), retry=False)
+        body = await self._authed(
+            "POST",
+            self.endpoints.trading_url,
+            paths.NEW_ORDER_PATH,
+            json=new_order_body(isin, side, price, volume),
+            retry=False,
+        )
         return interpret(200, body)  # an error status with a JSON error code reaches here as that code
 
     async def open_orders(self) -> list[BrokerOrder]:
@@ -183,8 +189,16 @@ class EphoenixSession:
         stamp = f"{day:%Y/%m/%d}"
         found: dict[tuple[Any, ...], BrokerOrder] = {}
         for page in range(1, ORDERS_MAX_PAGES + 1):
-            payload = {"page": page, "pageSize": ORDERS_PAGE_SIZE, "fromDate": stamp, "toDate": stamp, "side": None,
-                       "isin": None, "includeStatus": [], "pamCode": None}
+            payload = {
+                "page": page,
+                "pageSize": ORDERS_PAGE_SIZE,
+                "fromDate": stamp,
+                "toDate": stamp,
+                "side": None,
+                "isin": None,
+                "includeStatus": [],
+                "pamCode": None,
+            }
             body = await self._authed("POST", self.endpoints.trading_url, path, json=payload)
             raise_for_error_code(body)
             rows, total = orders_page(body, self.broker, path)
@@ -193,8 +207,14 @@ class EphoenixSession:
                 order = broker_order(row)
                 found.setdefault(order_key(order, page, n), order)
             if rows and len(found) == before:
-                raise BrokerUnavailable(f"broker {self.broker}: {path} answered page {page} with the rows already read.")
-            if not rows or (total is not None and len(found) >= total) or (total is None and len(rows) < ORDERS_PAGE_SIZE):
+                raise BrokerUnavailable(
+                    f"broker {self.broker}: {path} answered page {page} with the rows already read."
+                )
+            if (
+                not rows
+                or (total is not None and len(found) >= total)
+                or (total is None and len(rows) < ORDERS_PAGE_SIZE)
+            ):
                 if total is not None and len(found) < total:
                     self.log.warning("orders.fewer_than_total", day=stamp, rows=len(found), total=total)
                 return list(found.values())
@@ -221,6 +241,3 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, aiohttp.ClientConnectorError):
         return f"cannot connect: {exc.os_error.strerror or exc.os_error}" if exc.os_error else "cannot connect"
     return type(exc).__name__
-
-
-
