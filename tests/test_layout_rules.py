@@ -1,0 +1,130 @@
+"""The layout's rules (README "Layout rules", shared/design.md "Parts and their rules"), read from the imports
+themselves so a change that breaks one fails here. Imports under `if TYPE_CHECKING:` do not count: they are
+names for type hints, never a dependency at run time."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from tests.processes import REPO_ROOT
+
+DAEMON = REPO_ROOT / "daemon"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def runtime_imports(path: Path) -> set[str]:
+    """Every module `path` imports when it runs (`from a.b import c` counts `a.b` and `a.b.c`)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                visit(node.orelse)
+                continue
+            if isinstance(node, ast.Import):
+                found.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module)
+                found.update(f"{node.module}.{alias.name}" for alias in node.names)
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    visit([child])
+                elif hasattr(child, "body") and isinstance(child.body, list):
+                    visit(child.body)
+
+    visit(tree.body)
+    return found
+
+
+MODULES = {module_name(p): runtime_imports(p) for p in DAEMON.rglob("*.py")}
+
+
+def offenders(part: tuple[str, ...], forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    """The modules of `part` (and below) that import a `forbidden` module (or one below it), with what."""
+
+    def within(name: str, roots: tuple[str, ...]) -> bool:
+        return name in roots or name.startswith(tuple(root + "." for root in roots))
+
+    found = {
+        name: sorted(i for i in imports if within(i, forbidden))
+        for name, imports in MODULES.items()
+        if within(name, part)
+    }
+    return {name: hits for name, hits in found.items() if hits}
+
+
+def test_the_rules_see_the_whole_package():
+    assert {"daemon.executor", "daemon.cache", "daemon.sim.ephoenix", "daemon.platforms.ephoenix._codec"} <= set(
+        MODULES
+    )
+    assert "daemon.client" in MODULES["daemon.executor"]
+
+
+def test_nobody_imports_the_cli():
+    def is_cli(name: str) -> bool:
+        return name == "daemon.cli" or name.startswith(("daemon.cli.", "daemon.cmd_"))
+
+    importers = {
+        name: sorted(i for i in imports if is_cli(i))
+        for name, imports in MODULES.items()
+        if not is_cli(name) and name != "daemon.__main__"
+    }
+    assert {name: hits for name, hits in importers.items() if hits} == {}
+
+
+@pytest.mark.parametrize(
+    ("part", "forbidden"),
+    [
+        # the cache knows no HTTP, brokers or platforms
+        (
+            ("daemon.cache", "daemon.cache_store", "daemon.cache_redis", "daemon.token_seal"),
+            ("aiohttp", "daemon.client", "daemon.platforms", "daemon.executor", "daemon.wire", "daemon.warmup"),
+        ),
+        # the metrics hooks sit below the parts (as logs does): they import none of them
+        (
+            ("daemon.metrics",),
+            ("daemon.cache", "daemon.client", "daemon.executor", "daemon.warmup", "daemon.runner", "daemon.group"),
+        ),
+        # a platform knows nothing of firing plans, scheduling or the cache's storage
+        (
+            ("daemon.platforms",),
+            (
+                "daemon.executor",
+                "daemon.fire_plan",
+                "daemon.scheduler",
+                "daemon.runner",
+                "daemon.cache",
+                "daemon.journal",
+            ),
+        ),
+        # data flows one way: the client never reaches forward into the open or its journal
+        (
+            ("daemon.client",),
+            ("daemon.executor", "daemon.fire_plan", "daemon.journal", "daemon.report", "daemon.runner"),
+        ),
+        # the executor takes what it uses: no wiring container, no schedule, no config files
+        (("daemon.executor",), ("daemon.wiring", "daemon.scheduler", "daemon.runner", "daemon.service", "yaml")),
+        # the scheduler decides when, never how
+        (("daemon.scheduler",), ("daemon.client", "daemon.executor", "daemon.cache", "daemon.warmup", "aiohttp")),
+    ],
+    ids=["cache", "metrics", "platforms", "client", "executor", "scheduler"],
+)
+def test_a_part_imports_nothing_it_must_not_know(part, forbidden):
+    assert offenders(part, forbidden) == {}
+
+
+def test_the_simulator_imports_nothing_of_the_daemon():
+    outside = {
+        name: sorted(i for i in imports if i.startswith("daemon") and not i.startswith("daemon.sim"))
+        for name, imports in MODULES.items()
+        if name.startswith("daemon.sim.") or name == "daemon.sim"
+    }
+    assert {name: hits for name, hits in outside.items() if hits} == {}
