@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import yaml
 
-from daemon.cmd_simulate import SNIPPET_END, SNIPPET_START
+from daemon.cli.simulate import SNIPPET_END, SNIPPET_START
 from daemon.sim_config import sim_config_data
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV
 

@@ -31,7 +31,7 @@ import orjson  # noqa: E402
 
 from bench._race import WARMUP_BATCH, Race, RaceOptions  # noqa: E402
 from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, write_config  # noqa: E402
-from daemon.output import print_json, print_table  # noqa: E402
+from daemon.cli.output import print_json, print_table  # noqa: E402
 
 TARGET_MB = 150
 

@@ -33,9 +33,9 @@ if __package__ in (None, ""):  # run as a script: import this checkout, not an i
 
 from bench._race import CONTENDERS, Race, RaceOptions, locust_binary, ratios  # noqa: E402
 from bench._sim import REPO_ROOT  # noqa: E402
+from daemon.cli.output import print_json, print_table  # noqa: E402
 from daemon.clock import SystemClock  # noqa: E402
 from daemon.logs import configure_logging  # noqa: E402
-from daemon.output import print_json, print_table  # noqa: E402
 
 COLUMNS = [
     ("arrived", "arrived"),

@@ -25,8 +25,8 @@ if __package__ in (None, ""):  # run as a script: import this checkout, not an i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._raw import RecordingServer, loop_overhead_ns, measure  # noqa: E402
+from daemon.cli.output import print_json, print_table  # noqa: E402
 from daemon.logs import configure_logging  # noqa: E402
-from daemon.output import print_json, print_table  # noqa: E402
 
 COLUMNS = [
     ("dispatch_ms_p50", "dispatch p50 ms"),

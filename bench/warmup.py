@@ -26,10 +26,10 @@ if __package__ in (None, ""):  # run as a script: import this checkout, not an i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._sim import SimProcess, bench_config, use_sim_password  # noqa: E402
+from daemon.cli.output import print_json, print_table  # noqa: E402
 from daemon.clock import SystemClock  # noqa: E402
 from daemon.config import validate_config  # noqa: E402
 from daemon.logs import configure_logging  # noqa: E402
-from daemon.output import print_json, print_table  # noqa: E402
 from daemon.warmup import warmup  # noqa: E402
 from daemon.wiring import Wiring  # noqa: E402
 

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.cmd_fire import open_instant
+from daemon.cli.fire import open_instant
 from daemon.config import validate_config
 from daemon.errors import UserError
 

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon import cmd_schedule
 from daemon.calendar import TradingCalendar
 from daemon.cli import build_parser
+from daemon.cli import schedule as cmd_schedule
 from daemon.clock import FakeClock
 from daemon.config import load_config
 from tests.processes import run_daemon

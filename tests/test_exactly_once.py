@@ -151,7 +151,7 @@ async def test_intents_are_on_disk_before_the_first_send(sim, tmp_path, monkeypa
 async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_summary(sim, tmp_path, capsys):
     """The journal file turns into a directory after the arm (every write now fails): the orders still go,
     every record is kept in memory, and the summary and exit code say the journal is incomplete."""
-    from daemon.cmd_fire import print_summary
+    from daemon.cli.fire import print_summary
 
     def break_journal() -> None:
         [path] = (tmp_path / "state" / "journal").glob("*.jsonl")

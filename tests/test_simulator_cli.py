@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from daemon.cmd_simulate import (
+from daemon.cli.simulate import (
     SNIPPET_END,
     SNIPPET_START,
     build_simulator,

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 
 from daemon.cli import add_common
+from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.demo import run_demo
 from daemon.errors import UserError
-from daemon.output import print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,12 +7,12 @@ from collections import Counter
 from datetime import datetime, time, timedelta
 
 from daemon.cli import add_common
+from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import Config, load_config
 from daemon.errors import UserError
 from daemon.executor import Executor
 from daemon.journal import Journal
-from daemon.output import print_json, print_table
 from daemon.preflight import preflight
 from daemon.report import summarize
 from daemon.wiring import Wiring

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 from daemon.cache_redis import StoreUnavailable, connect, redact_url
 from daemon.cli import add_common
+from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.group import Group
-from daemon.output import print_json, print_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,11 +7,11 @@ from collections import Counter
 from datetime import date
 
 from daemon.cli import add_common
+from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.journal import journal_path, read_journal
-from daemon.output import print_json, print_table
 from daemon.report import summarize, window_info
 
 HEADERS = [

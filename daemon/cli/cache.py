@@ -17,11 +17,11 @@ import orjson
 
 from daemon.cache import ALIASES, TYPES, Cache, resolve_type
 from daemon.cli import add_common
+from daemon.cli.output import format_table, print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.logs import redact, scrub
-from daemon.output import format_table, print_json, print_table
 from daemon.preflight import require_cache_dir
 from daemon.token_seal import generate_key, write_new_key
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from daemon.cli import add_common
+from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
-from daemon.output import print_json, print_table
 from daemon.preflight import preflight
 from daemon.warmup import warmup
 from daemon.wiring import Wiring

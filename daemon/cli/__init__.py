@@ -1,6 +1,6 @@
 """`python -m daemon ...`: argparse subcommands that wire the modules together; no business rules here.
 
-Each subcommand lives in its own `daemon/cmd_*.py` module with `register(subparsers)`, which sets
+Each subcommand lives in its own module of this package (`daemon/cli/fire.py`, ...) with `register(subparsers)`, which sets
 `func(args) -> int` (sync) or `afunc(args) -> int` (async) on its parser.
 """
 
@@ -17,15 +17,15 @@ from daemon.errors import UserError
 from daemon.logs import configure_logging, scrub
 
 COMMAND_MODULES = (
-    "daemon.cmd_cache",
-    "daemon.cmd_schedule",
-    "daemon.cmd_warmup",
-    "daemon.cmd_fire",
-    "daemon.cmd_report",
-    "daemon.cmd_demo",
-    "daemon.cmd_simulate",
-    "daemon.cmd_run",
-    "daemon.cmd_group",
+    "daemon.cli.cache",
+    "daemon.cli.schedule",
+    "daemon.cli.warmup",
+    "daemon.cli.fire",
+    "daemon.cli.report",
+    "daemon.cli.demo",
+    "daemon.cli.simulate",
+    "daemon.cli.run",
+    "daemon.cli.group",
 )
 
 
