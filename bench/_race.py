@@ -28,13 +28,12 @@ from bench._prepared import prepared_orders
 from bench._raw import _raise_fd_limit, pct, raw_fire
 from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, use_sim_password, write_config
 from daemon.clock import Clock, SystemClock
-from daemon.clocksync import ClockReference, wait_until_monotonic
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
+from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
 from daemon.platforms.ephoenix import probe_request
 from daemon.warmup import warmup
-from daemon.wire import ResponseReader, WireResponse
 from daemon.wiring import Wiring
 
 NS = 1_000_000_000

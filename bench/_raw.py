@@ -25,8 +25,7 @@ import httptools
 import orjson
 
 from daemon.clock import Clock, SystemClock
-from daemon.clocksync import wait_until_monotonic
-from daemon.wire import WireConnection, build_request
+from daemon.net import WireConnection, build_request, wait_until_monotonic
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 ARRIVALS_PATH = "/__arrivals"
@@ -301,7 +300,7 @@ async def measure(
     Each mode has its own `accounts` connections, all opened first; alternating the rounds spreads
     the machine's drifts (other processes, the server's state) over the modes alike.
     """
-    from daemon.wire import fire_all
+    from daemon.net import fire_all
 
     clock = clock or SystemClock()
     _raise_fd_limit(accounts * 2 * len(modes) + 256)
@@ -356,7 +355,7 @@ def loop_overhead_ns(accounts: int, clock: Clock | None = None) -> dict[str, flo
     """Python-side cost per account of the raw loop and of `fire_all`, with writes that do nothing (best of 7)."""
     import timeit
 
-    from daemon.wire import fire_all
+    from daemon.net import fire_all
 
     clock = clock or SystemClock()
     data = order_requests("http://127.0.0.1:1", 1)[0]

@@ -42,7 +42,7 @@ from daemon.ratelimit import HostRateLimiter
 from daemon.retry import RetryPolicy
 from daemon.sizing import buy_volume, order_fee, resolve_price, sell_volume, split_amounts
 from daemon.tokens import token_valid_until
-from daemon.wire import tls_context
+from daemon.net import tls_context
 
 T = TypeVar("T")
 __all__ = [

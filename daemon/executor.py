@@ -27,28 +27,34 @@ from typing import Any, Literal
 from daemon import metrics
 from daemon.client import BrokerClient
 from daemon.clock import Clock
-from daemon.clocksync import (
-    ClockReference,
-    ClockSyncError,
-    OffsetEstimate,
-    estimate_from_date,
-    estimate_from_timestamps,
-    measure_ntp_offset,
-    monotonic_deadline_ns,
-    sample_date_ticks,
-    sample_readings,
-    wait_until_monotonic,
-    wire_probe,
-)
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
 from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, firing_order
 from daemon.journal import Journal
 from daemon.logs import get_logger, scrub
+from daemon.net import (
+    ClockReference,
+    ClockSyncError,
+    OffsetEstimate,
+    Origin,
+    WireConnection,
+    WireError,
+    WireResponse,
+    WireTimeout,
+    estimate_from_date,
+    estimate_from_timestamps,
+    fire_all,
+    measure_ntp_offset,
+    monotonic_deadline_ns,
+    sample_date_ticks,
+    sample_readings,
+    tls_context,
+    wait_until_monotonic,
+    wire_probe,
+)
 from daemon.order_lookup import Lookup, Presence, look_up
 from daemon.report import ReportRow, resume_action, summarize
 from daemon.retry import no_retries
-from daemon.wire import Origin, WireConnection, WireError, WireResponse, WireTimeout, fire_all, tls_context
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]

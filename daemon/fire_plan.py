@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from daemon.net import WireConnection, WireResponse
 from daemon.platforms import Codec, OrderAnswer, Verdict
 from daemon.platforms.ephoenix import NEW_ORDER_PATH, SIDE_CODES, new_order_request
 from daemon.platforms.ephoenix import classify as _classify
-from daemon.wire import WireConnection, WireResponse
 
 Answer = OrderAnswer
 __all__ = [

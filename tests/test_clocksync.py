@@ -15,13 +15,15 @@ import pytest
 from aiohttp import web
 
 from daemon.clock import FakeClock, SystemClock
-from daemon.clocksync import (
+from daemon.net import (
     NS,
     ClockReference,
     ClockSyncError,
     OffsetEstimate,
     Reading,
     Sample,
+    WireConnection,
+    build_request,
     estimate_from_date,
     estimate_from_readings,
     estimate_from_ticks,
@@ -37,7 +39,6 @@ from daemon.clocksync import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.wire import WireConnection, build_request
 from tests.loopback import serve_app
 
 T0 = 1_795_000_000 * NS  # a local wall time in 2026, on a whole second

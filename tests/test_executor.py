@@ -15,11 +15,11 @@ import yaml
 from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.journal import Journal, read_journal
+from daemon.net import WireConnection
 from daemon.report import summarize
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
-from daemon.wire import WireConnection
 from daemon.wiring import Wiring
 from tests.processes import REPO_ROOT
 from tests.simhelp import needs_ocr, sim_config, sim_config_data, sim_settings, write_sim_config

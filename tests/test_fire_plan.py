@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from daemon.fire_plan import FirePlan, assign_slots, classify, firing_order, new_order_request
+from daemon.net import WireResponse
 from daemon.order_answer import Verdict, interpret
-from daemon.wire import WireResponse
 
 
 def response(status: int, body) -> WireResponse:

@@ -86,7 +86,7 @@ def test_nobody_imports_the_cli():
         # the cache knows no HTTP, brokers or platforms
         (
             ("daemon.cache", "daemon.cache_store", "daemon.cache_redis", "daemon.token_seal"),
-            ("aiohttp", "daemon.client", "daemon.platforms", "daemon.executor", "daemon.wire", "daemon.warmup"),
+            ("aiohttp", "daemon.client", "daemon.platforms", "daemon.executor", "daemon.net", "daemon.warmup"),
         ),
         # the metrics hooks sit below the parts (as logs does): they import none of them
         (

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from daemon.clock import FakeClock, SystemClock
 from daemon.errors import UserError
-from daemon.wire import (
+from daemon.net import (
     Origin,
     ResponseReader,
     WireClosedError,

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from daemon.clock import Clock
 from daemon.errors import BrokerUnavailable
+from daemon.net import build_request
 from daemon.platforms import (
     BrokerOrder,
     BuyingPower,
@@ -34,7 +35,6 @@ from daemon.platforms import (
     register,
 )
 from daemon.sizing import Limits
-from daemon.wire import build_request
 
 KEY_HEADER = "x-toy-key"
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from daemon.net import build_request
 from daemon.platforms._models import OrderAnswer, Verdict
 from daemon.platforms.ephoenix._endpoints import BOOK_PATH, NEW_ORDER_PATH
 from daemon.platforms.ephoenix._parse import error_code, error_message, failed, int_or_none
-from daemon.wire import build_request
 
 if TYPE_CHECKING:
     from daemon.config import BrokerEndpoints

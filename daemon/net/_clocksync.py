@@ -27,7 +27,7 @@ import ntplib
 
 from daemon.clock import Clock
 from daemon.logs import get_logger
-from daemon.wire import WireConnection, WireResponse
+from daemon.net._wire import WireConnection, WireResponse
 
 log = get_logger("clocksync")
 
