@@ -29,6 +29,22 @@ def booked(sim: Simulator) -> dict[str, int]:
     return counts
 
 
+async def restart_inside_the_window(sim: Simulator, config, accounts, day: date) -> None:
+    """A second process on the same state directory, armed after the open (a restart inside the window)."""
+    config2 = sim_config(
+        sim,
+        state_dir=config.state_dir.as_posix(),
+        schedule={"window_s": 6},
+        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
+    )
+    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        ex2 = Executor.from_wiring(services, Journal(config2.state_dir, day), day=day)
+        try:
+            await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
+        finally:
+            await ex2.aclose()
+
+
 async def test_a_lost_answer_and_unreadable_order_lists_never_resend_and_end_unknown(sim, tmp_path):
     """The probe's case: `new_order:drop,after` with the order lists at 503. Before, every account was booked 4
     times and the report said "0 of 5 accepted"; now one booking each, reported unknown."""
@@ -88,18 +104,7 @@ async def test_a_restart_finds_what_the_first_process_left_unknown_and_sends_not
     sim.clear_faults()
     sends_before = len(sim.request_log.records(route="new_order"))
     # the same day, inside the window: a second process takes it up
-    config2 = sim_config(
-        sim,
-        state_dir=config.state_dir.as_posix(),
-        schedule={"window_s": 6},
-        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
-    )
-    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
-        try:
-            await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
-        finally:
-            await ex2.aclose()
+    await restart_inside_the_window(sim, config, accounts, ex.day)
     assert len(sim.request_log.records(route="new_order")) == sends_before
     rows = summarize(read_journal(config.state_dir, ex.day))
     assert all(r.accepted and r.result == "accepted (found at the broker after a restart)" for r in rows)
@@ -114,18 +119,7 @@ async def test_a_restart_sends_what_the_broker_positively_lacks_exactly_once(sim
     ex, config, accounts = await fire_once(sim, tmp_path, accounts=2, lookup_attempts=1)
     assert not sim.orders()
     sim.clear_faults()
-    config2 = sim_config(
-        sim,
-        state_dir=config.state_dir.as_posix(),
-        schedule={"window_s": 6},
-        executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
-    )
-    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        ex2 = Executor.from_wiring(services, Journal(config2.state_dir, ex.day), day=ex.day)
-        try:
-            await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
-        finally:
-            await ex2.aclose()
+    await restart_inside_the_window(sim, config, accounts, ex.day)
     assert booked(sim) == {a.username: 1 for a in accounts}
     rows = summarize(read_journal(config.state_dir, ex.day))
     assert all(r.accepted and r.restarts == 1 and r.attempts == 2 for r in rows)
