@@ -594,16 +594,14 @@ class Executor:
     def _record_intents(self) -> None:
         """What is about to be sent and when, on both clocks: what a restart reads to know what may be out."""
         for plan in self.plans:
-            clock = self.clocks.get(plan.broker)
-            wall_ns = self.reference.wall_of(plan.send_at_ns)
-            broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
+            wall_ns, broker_time = self._on_both_clocks(plan, plan.send_at_ns)
             self.journal.record(
                 "intent",
                 **plan.journal_fields(),
                 price=plan.price,
                 volume=plan.volume,
                 planned_wall_ns=wall_ns,
-                planned_broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
+                planned_broker_time=broker_time.isoformat(),
                 open_monotonic_ns=plan.open_monotonic_ns,
                 unsure=plan.unsure_since is not None,
             )
@@ -749,9 +747,14 @@ class Executor:
 
     def _sent_since(self, plan: FirePlan) -> datetime:
         """The earliest broker time this order could have been booked at (its planned first send)."""
+        return self._on_both_clocks(plan, plan.send_at_ns)[1]
+
+    def _on_both_clocks(self, plan: FirePlan, monotonic_ns: int) -> tuple[int, datetime]:
+        """A local monotonic instant as our wall clock (ns) and as the plan's broker reads it (offset applied)."""
         clock = self.clocks.get(plan.broker)
-        broker_ns = self.reference.wall_of(plan.send_at_ns) + (int(clock.estimate.offset_s * NS) if clock else 0)
-        return datetime.fromtimestamp(broker_ns / NS, tz=self.tz)
+        wall_ns = self.reference.wall_of(monotonic_ns)
+        broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
+        return wall_ns, datetime.fromtimestamp(broker_ns / NS, tz=self.tz)
 
     async def _read_answer(self, plan: FirePlan, attempt: int, window_end_ns: int) -> tuple[Answer | None, bool]:
         """The answer, or None when there is none to go by; the flag says the request may still be answered late
@@ -814,9 +817,7 @@ class Executor:
                 reason=str(sent),
             )
             return
-        clock = self.clocks.get(plan.broker)
-        wall_ns = self.reference.wall_of(sent)
-        broker_ns = wall_ns + (int(clock.estimate.offset_s * NS) if clock else 0)
+        wall_ns, broker_time = self._on_both_clocks(plan, sent)
         self.journal.record(
             "send",
             **plan.journal_fields(),
@@ -825,7 +826,7 @@ class Executor:
             wall_ns=wall_ns,
             planned_ns=plan.send_at_ns,
             vs_open_ms=round((sent - plan.open_monotonic_ns) / 1e6, 3),
-            broker_time=datetime.fromtimestamp(broker_ns / NS, tz=self.open_at.tzinfo).isoformat(),  # type: ignore[union-attr]
+            broker_time=broker_time.isoformat(),
         )
 
     def _outcome(
