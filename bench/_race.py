@@ -30,7 +30,7 @@ from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, use_sim_p
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal
 from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
 from daemon.platforms.ephoenix import probe_request
 from daemon.warmup import warmup

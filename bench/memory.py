@@ -56,7 +56,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor
-    from daemon.journal import Journal
+    from daemon.firing import Journal
     from daemon.logs import configure_logging
     from daemon.sim import render_captcha
     from daemon.warmup import warmup

@@ -18,8 +18,7 @@ from typing import Any
 from daemon.clock import Clock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import ReportRow, summarize
+from daemon.firing import Journal, ReportRow, read_journal, summarize
 from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import AccountWarmup, warmup

@@ -25,12 +25,25 @@ from datetime import date, datetime, tzinfo
 from typing import Any, Literal
 
 from daemon import metrics
+from daemon.account import no_retries
 from daemon.client import BrokerClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, firing_order
-from daemon.journal import Journal
+from daemon.firing import (
+    Answer,
+    FirePlan,
+    Journal,
+    Lookup,
+    Presence,
+    ReportRow,
+    Verdict,
+    assign_slots,
+    firing_order,
+    look_up,
+    resume_action,
+    summarize,
+)
 from daemon.logs import get_logger, scrub
 from daemon.net import (
     ClockReference,
@@ -52,9 +65,6 @@ from daemon.net import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.order_lookup import Lookup, Presence, look_up
-from daemon.report import ReportRow, resume_action, summarize
-from daemon.retry import no_retries
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
@@ -528,7 +538,7 @@ class Executor:
         """Send at the planned instants, then follow every order until it ends or the window closes.
 
         Every plan's intent is fsynced before the first send; the sends are queued for the disk right after
-        each first-send loop, and every final answer right when it comes (see `daemon.journal`)."""
+        each first-send loop, and every final answer right when it comes (see `daemon.firing._journal`)."""
         if not self.plans:
             log.warning("executor.nothing_to_fire")
             await self.journal.close()

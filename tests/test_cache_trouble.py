@@ -40,8 +40,8 @@ def read_only(directory: Path, monkeypatch) -> None:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr("daemon.cache_store.tempfile.mkstemp", refuse)
-    monkeypatch.setattr("daemon.cache_store.os.open", _refusing_writes(directory, os.open))
+    monkeypatch.setattr("daemon.store._files.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("daemon.store._files.os.open", _refusing_writes(directory, os.open))
 
 
 def _refusing_writes(directory: Path, real_open):
@@ -57,7 +57,7 @@ def disk_full(directory: Path, monkeypatch) -> None:
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("daemon.cache_store.os.fsync", no_space)
+    monkeypatch.setattr("daemon.store._files.os.fsync", no_space)
 
 
 def chmod_0500(directory: Path, monkeypatch) -> None:

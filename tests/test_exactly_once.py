@@ -11,8 +11,7 @@ import pytest
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import summarize
+from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.wiring import Wiring
@@ -165,7 +164,7 @@ async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_su
 async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_first_holds_it(sim, tmp_path):
     """Two firing processes on one state directory could each send what the other sent: the second is refused
     in one sentence naming the holder, and may arm once the first has closed (or died: the kernel drops its lock)."""
-    from daemon.journal import JournalBusy
+    from daemon.firing import JournalBusy
 
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={"clock_source": "none"})
     day = sim.now().astimezone(config.tz).date()

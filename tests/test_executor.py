@@ -14,9 +14,8 @@ import yaml
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.net import WireConnection
-from daemon.report import summarize
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup

@@ -8,8 +8,7 @@ import pytest
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import summarize
+from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup

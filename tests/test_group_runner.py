@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from daemon.clock import SystemClock
-from daemon.runner import make_runner
+from daemon.service import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.simhelp import plan_in, sim_config, sim_settings
 

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon import metrics
 from daemon.clock import SystemClock
 from daemon.errors import UserError
-from daemon.runner import make_runner
+from daemon.service import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.processes import daemon_env
 from tests.simhelp import plan_in, sim_config, sim_config_data, sim_settings

@@ -12,9 +12,8 @@ from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import ConfigError
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.platforms import names, platform_for
-from daemon.report import summarize
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.toy_platform import TOY, ToyBroker, register_toy, toy_app

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.account import RetryPolicy, no_retries
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import RetrySettings
 from daemon.errors import AuthError, BrokerUnavailable, OrderRejected, RateLimited
-from daemon.retry import RetryPolicy, no_retries
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup

@@ -7,9 +7,8 @@ from collections import Counter
 import pytest
 
 from daemon.clock import SystemClock
-from daemon.journal import read_journal
-from daemon.report import summarize
-from daemon.runner import make_runner
+from daemon.firing import read_journal, summarize
+from daemon.service import make_runner
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.simhelp import plan_in, sim_config, sim_settings

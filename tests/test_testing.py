@@ -9,7 +9,7 @@ import random
 import aiohttp
 import pytest
 
-from daemon.captcha import CaptchaUnsolved, UnknownImageFormat
+from daemon.account import CaptchaUnsolved, UnknownImageFormat
 from daemon.clock import FakeClock, SystemClock
 from daemon.sim import CaptchaBook, HostClock, render_captcha
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator

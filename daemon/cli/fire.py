@@ -12,9 +12,8 @@ from daemon.clock import SystemClock
 from daemon.config import Config, load_config
 from daemon.errors import UserError
 from daemon.executor import Executor
-from daemon.journal import Journal
+from daemon.firing import Journal, summarize
 from daemon.preflight import preflight
-from daemon.report import summarize
 from daemon.wiring import Wiring
 
 

@@ -4,7 +4,7 @@ The scheduler decides when; this decides how, by wiring warmup, the client and t
 arm, refreshing stops: the executor's final check does the last reads itself, and after it nothing but
 NewOrder may reach the broker until the window closes.
 
-In a group (`group.enabled`, several processes on one Redis, see `daemon.group`) this process works only
+In a group (`group.enabled`, several processes on one Redis, see `daemon.service._group`) this process works only
 the accounts it holds the lease of, and follows the leases as they move: an account gained after the
 warmup is warmed at once, one gained after the arm (its owner died) is warmed and armed on its own
 executor, up to `LATE_ARM_CUTOFF_S` before the final check; an account lost is dropped at the final check.
@@ -19,13 +19,12 @@ from daemon import metrics
 from daemon.client import EphoenixClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
-from daemon.day_plan import DayPlan
+from daemon.days import DayPlan
 from daemon.errors import BrokerError, ConfigError
 from daemon.executor import Executor
-from daemon.group import Change, Group, group_from_services
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.logs import get_logger, scrub
-from daemon.report import summarize
+from daemon.service._group import Change, Group, group_from_services
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
