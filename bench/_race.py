@@ -142,7 +142,9 @@ class Race:
             results = []
             async with Wiring(config, self.clock) as services:
                 for start in range(0, self.n, WARMUP_BATCH):  # bounded concurrency: the simulator is one process
-                    results += await warmup(services, config.accounts[start : start + WARMUP_BATCH])
+                    results += await warmup(
+                        services.clients(config.accounts[start : start + WARMUP_BATCH]), services.clock
+                    )
             self.warmup_s = (self.clock.monotonic_ns() - started) / NS
         failed = [r for r in results if not r.ok]
         if failed:

@@ -46,6 +46,9 @@ class Wiring:
             )
         return self._clients[account.name]
 
+    def clients(self, accounts: list[AccountSettings]) -> list[BrokerClient]:
+        return [self.client(account) for account in accounts]
+
     async def aclose(self) -> None:
         await self.http.close()
         closer = getattr(self.solver, "aclose", None)

@@ -38,10 +38,7 @@ async def restart_inside_the_window(sim: Simulator, config, accounts, day: date)
     )
     async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_wiring(services, Journal(config2.state_dir, day), day=day)
-        try:
-            await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
-        finally:
-            await ex2.aclose()
+        await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
 
 
 async def test_a_lost_answer_and_unreadable_order_lists_never_resend_and_end_unknown(sim, tmp_path):
@@ -154,7 +151,7 @@ async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_su
     ex, config, accounts = await fire_once(sim, tmp_path, accounts=2, between=break_journal)
     assert len(sim.orders()) == 2
     assert ex.journal.write_failures >= 2 and ex.journal.unwritten > 0
-    code = print_summary(ex.journal, {a.name for a in accounts}, as_json=False)
+    code = print_summary(ex.outcome(), ex.journal, as_json=False)
     out = capsys.readouterr().out
     assert code == 1
     assert "2 accepted of 2 orders." in out  # what this process recorded is all there

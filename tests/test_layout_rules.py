@@ -119,13 +119,15 @@ def test_nobody_imports_the_cli():
         (("daemon.client", "daemon.account"), ("daemon.executor", "daemon.firing", "daemon.service")),
         # the executor takes what it uses: no wiring container, no schedule, no config files
         (("daemon.executor",), ("daemon.wiring", "daemon.scheduler", "daemon.days", "daemon.service", "yaml")),
+        # warmup takes the clients and the clock it uses, not the wiring
+        (("daemon.warmup",), ("daemon.wiring", "daemon.executor", "daemon.service")),
         # the scheduler decides when, never how; the trading days are pure
         (
             ("daemon.scheduler", "daemon.days"),
             ("daemon.client", "daemon.executor", "daemon.cache", "daemon.store", "daemon.warmup", "aiohttp"),
         ),
     ],
-    ids=["cache", "metrics", "platforms", "client", "executor", "scheduler"],
+    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler"],
 )
 def test_a_part_imports_nothing_it_must_not_know(part, forbidden):
     assert offenders(part, forbidden) == {}

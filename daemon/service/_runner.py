@@ -16,6 +16,7 @@ import asyncio
 from datetime import timedelta
 
 from daemon import metrics
+from daemon.account import CaptchaSolver
 from daemon.client import EphoenixClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
@@ -35,10 +36,10 @@ connections, the broker's clock) must be done before the last reads."""
 
 
 class DaemonRunner:
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.services = Wiring(config, clock)
+        self.services = Wiring(config, clock, solver=solver)
         metrics.watch_cache(self.services.cache)
         self.group: Group | None = None
         if config.group.enabled:
@@ -73,7 +74,7 @@ class DaemonRunner:
         await self._warm(self.accounts, plan)
 
     async def _warm(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
-        results = await warmup(self.services, accounts)
+        results = await warmup(self.services.clients(accounts), self.services.clock)
         failed = [r for r in results if not r.ok]
         for result in failed:
             log.warning(
@@ -195,5 +196,6 @@ class DaemonRunner:
         await self.services.aclose()
 
 
-def make_runner(config: Config, clock: Clock) -> DaemonRunner:
-    return DaemonRunner(config, clock)
+def make_runner(config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> DaemonRunner:
+    """The service's runner; `solver` replaces the configured captcha solver (a test's in-process one)."""
+    return DaemonRunner(config, clock, solver)
