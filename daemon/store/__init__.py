@@ -4,6 +4,8 @@ connection helpers the group and the login lock share. The cache (`daemon.cache`
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from daemon.store._files import (
     CacheBackend,
     FileBackend,
@@ -22,15 +24,6 @@ from daemon.store._names import (
     key_from_name,
     resolve_type,
 )
-from daemon.store._redis import (
-    COMMAND_TIMEOUT_S,
-    NAMESPACE,
-    RedisBackend,
-    StoreUnavailable,
-    connect,
-    guarded,
-    redact_url,
-)
 from daemon.store._seal import (
     NO_KEY,
     WRONG_KEY,
@@ -40,6 +33,31 @@ from daemon.store._seal import (
     is_sealed,
     write_new_key,
 )
+
+if TYPE_CHECKING:
+    from daemon.store._redis import (
+        COMMAND_TIMEOUT_S,
+        NAMESPACE,
+        RedisBackend,
+        StoreUnavailable,
+        connect,
+        guarded,
+        redact_url,
+    )
+
+_REDIS_NAMES = frozenset(
+    {"COMMAND_TIMEOUT_S", "NAMESPACE", "RedisBackend", "StoreUnavailable", "connect", "guarded", "redact_url"}
+)
+
+
+def __getattr__(name: str) -> Any:
+    """The Redis side is imported when first asked for: redis-py is an extra, and most commands never touch it."""
+    if name in _REDIS_NAMES:
+        from daemon.store import _redis
+
+        return getattr(_redis, name)
+    raise AttributeError(f"module 'daemon.store' has no attribute {name!r}")
+
 
 __all__ = [
     "ALIASES",
