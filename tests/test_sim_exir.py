@@ -414,7 +414,7 @@ async def test_orderbook_report_rows_by_jalali_dates_with_fills_and_the_status_t
     [filled] = body["result"]
     assert (filled["tradedQuantity"], filled["remainingQuantity"], filled["averageTradedPrice"]) == (1000, 0, 5580)
     assert filled["mmtpOrderStatusName"] == STATUS_DONE and filled["totalValue"] == 5_580_000
-    assert filled["pureValue"] == 5_580_000 + round(5_580_000 * 0.003712)
+    assert filled["pureValue"] == 5_580_000 + 20_713  # the fee, 20,712.96, half up
     assert [r["mmtpOrderId"] for r in (await kh.get(target.replace("size=1000", "size=1")))[1]["result"]] == [
         sell["mmtpOrderId"]
     ]

@@ -29,6 +29,7 @@ import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 from typing import Any, Literal
 from weakref import WeakKeyDictionary
 
@@ -41,7 +42,7 @@ from daemon.sim._auth import b64url, b64url_decode
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
 from daemon.sim._http import state_of as _state
-from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at
+from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at, fee_of
 from daemon.sim._platform import register_platform
 from daemon.sim._state import SimState
 
@@ -367,7 +368,7 @@ def _captcha_matches(ex: ExirState, request: web.Request, number: Any, now_s: in
         return False
     if int(claims.get("exp", 0)) < now_s or token in ex.spent_captchas:
         return False
-    ex.spent_captchas[token] = int(claims["exp"])  # type: ignore[index]  # one login attempt per captcha
+    ex.spent_captchas[str(token)] = int(claims["exp"])  # one login attempt per captcha
     if isinstance(number, bool) or not isinstance(number, int):  # a JSON number [confirmed live]
         return False
     digits = _state(request).captchas.answer(str(claims.get("salt")))
@@ -617,12 +618,12 @@ def status_of(order: Order, traded: int, today: date) -> tuple[int, str]:
     return (STATUS_FILLED if traded >= order.volume else STATUS_ACTIVE), name
 
 
-def report_row(ex: ExirState, order: Order, today: date, fee_rate: Any) -> dict[str, Any]:
+def report_row(ex: ExirState, order: Order, today: date, fee_rate: Decimal) -> dict[str, Any]:
     fill = ex.fills.get((order.broker, order.serial_number))
     traded, average = (fill.quantity, fill.price) if fill is not None else (0, 0)
     status_id, status_name = status_of(order, traded, today)
     total = traded * average
-    fee = round(total * float(fee_rate))
+    fee = fee_of(average, traded, fee_rate)  # half up, as the market charges it
     bourse = bourse_account(order.username)
     return {
         "mmtpOrderId": order_id(order),
