@@ -450,3 +450,31 @@ async def test_the_config_snippet_gives_exir_brokers_their_url_rlc_url_and_platf
     brokers = sim.config_snippet().data["brokers"]
     assert brokers[KH] == {"platform": "exir", "url": f"{sim.base_url}/{KH}", "rlc_url": f"{sim.base_url}/rlc"}
     assert "identity_url" in brokers["gs"]
+
+
+async def test_a_throttled_captcha_comes_without_a_picture_and_a_lost_answer_still_books(
+    sim: Simulator, kh: Tenant
+) -> None:
+    await kh.sign_in()
+    sim.add_fault("captcha@khobregan:no_image")
+    image, response = await kh.captcha()
+    assert (response.status, image) == (200, b"") and response.headers["client_login_id"]
+    sim.add_fault("new_order:drop,after")
+    with pytest.raises(aiohttp.ClientError):
+        await kh.order()
+    assert len(sim.orders(KH, USER)) == 1 and sim.request_log.records(route="new_order")[-1].status is None
+
+
+async def test_a_second_login_ends_the_first_session_only_when_the_setting_says(sim: Simulator) -> None:
+    first, second = Tenant(sim), Tenant(sim)
+    try:
+        await first.sign_in()
+        await second.sign_in()
+        assert (await first.get("/api/v1/user/stockInfo"))[0] == 200
+        exir_state(sim).settings.single_session = True
+        await second.sign_in()
+        assert (await first.get("/api/v1/user/stockInfo"))[1]["errorCode"] == NO_SESSION
+        assert (await second.get("/api/v1/user/stockInfo"))[0] == 200
+    finally:
+        await first.close()
+        await second.close()
