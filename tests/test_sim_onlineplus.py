@@ -408,6 +408,30 @@ async def test_a_missing_auth_or_f5_cookie_is_401_and_either_duplicate_serves(si
     assert sim.orders(HAFEZ) == []
 
 
+async def test_f5_rotating_its_cookie_mid_session_needs_the_live_jar_when_the_setting_says(
+    sim: Simulator, hz: Tenant, clock: FakeClock
+) -> None:
+    onlineplus_state(sim).settings.f5_rotate_after_s = 60
+    await hz.sign_in()
+    before = sorted(c.value for c in hz.http.cookie_jar if c.key == F5_COOKIE)
+    clock.advance(59.9)
+    async with hz.http.get(hz.url(REMAIN), headers=hz.headers) as response:
+        assert response.status == 200 and set_cookies(response.headers) == []
+    clock.advance(0.1)
+    async with hz.http.get(hz.url(REMAIN), headers=hz.headers) as response:
+        assert response.status == 200
+        rotated = [c for c in set_cookies(response.headers) if c.startswith(f"{F5_COOKIE}=")]
+    assert {c.split("; ")[1] for c in rotated} == {f"Path=/{HAFEZ}/api", f"Path=/{HAFEZ}/api/Web"}
+    after = sorted(c.value for c in hz.http.cookie_jar if c.key == F5_COOKIE)
+    assert len(after) == 2 and not set(after) & set(before)  # the jar took the new values
+    assert (await hz.order())[1]["IsSuccessfull"] is True  # the live jar serves the order
+    auth = next(c.value for c in hz.http.cookie_jar if c.key == AUTH_COOKIE)
+    stale = {**hz.headers, "User-Agent": UA, "Cookie": f"{AUTH_COOKIE}={auth}; {F5_COOKIE}={before[0]}"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as snapshot:
+        async with snapshot.post(hz.url(ORDER), json=order_body(), headers=stale) as response:
+            assert response.status == 401  # a snapshot of the jar from before the rotation
+
+
 async def test_a_session_lives_600_s_from_the_login_serves_its_tenant_and_a_revoke_ends_it(
     sim: Simulator, hz: Tenant, clock: FakeClock
 ) -> None:

@@ -124,6 +124,7 @@ HOLDINGS_QUERY = {
 _INTEGER = re.compile(r"^[0-9]+$")
 _GREGORIAN = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 MAX_PAGE_SIZE = 1000
+ROTATED = web.RequestKey("onlineplus_rotated_cookies", list)
 
 
 @dataclass
@@ -147,6 +148,8 @@ class OnlinePlusSettings:
     - `purchasing_power`: False leaves `Data.PurchasingPower` out of Remain (the client then reads AccountBalance).
     - `all_orders_state`: the GetOrderList `OrderState` that lists every order of the range, not only executed
       ones (q4; None: no such value, any other than "1" lists nothing).
+    - `f5_rotate_after_s`: F5 rotating its session cookie mid-session (q6; 0: never): the first authenticated call
+      that long after the cookie was set answers with new values of both, and the old ones are refused from then on.
     """
 
     session_ttl_s: float = 600.0
@@ -164,6 +167,7 @@ class OnlinePlusSettings:
     page_api_base_url: str | None = None
     purchasing_power: bool = True
     all_orders_state: str | None = "0"
+    f5_rotate_after_s: float = 0.0
 
 
 @dataclass
@@ -192,6 +196,7 @@ class OnlinePlusSession:
     broker: str
     username: str
     f5_values: frozenset[str]
+    f5_set_ns: int
     expires_ns: int
     generation: int
 
@@ -432,13 +437,28 @@ def _new_session(op: OnlinePlusState, account: Account, now_ns: int) -> list[str
     sid, root_f5, web_f5 = op.token(48), op.token(24), op.token(24)
     expires = now_ns + int(op.settings.session_ttl_s * 1e9)
     op.sessions[sid] = OnlinePlusSession(
-        sid, broker, username, frozenset({root_f5, web_f5}), expires, account.token_generation
+        sid, broker, username, frozenset({root_f5, web_f5}), now_ns, expires, account.token_generation
     )
+    return [tenant_cookie(AUTH_COOKIE, sid, broker, API), *_f5_cookies(broker, root_f5, web_f5)]
+
+
+def _f5_cookies(broker: str, root_value: str, web_value: str) -> list[str]:
     return [
-        tenant_cookie(AUTH_COOKIE, sid, broker, API),
-        tenant_cookie(F5_COOKIE, root_f5, broker, API),
-        tenant_cookie(F5_COOKIE, web_f5, broker, f"{API}/Web"),
+        tenant_cookie(F5_COOKIE, root_value, broker, API),
+        tenant_cookie(F5_COOKIE, web_value, broker, f"{API}/Web"),
     ]
+
+
+def _rotate_f5(request: web.Request, op: OnlinePlusState, session: OnlinePlusSession, now_ns: int) -> None:
+    """New values for the session's F5 cookies, sent with this answer (`add_rotated_cookies`); the old ones die."""
+    root_value, web_value = op.token(24), op.token(24)
+    session.f5_values, session.f5_set_ns = frozenset({root_value, web_value}), now_ns
+    request[ROTATED] = _f5_cookies(session.broker, root_value, web_value)
+
+
+async def add_rotated_cookies(request: web.BaseRequest, response: web.StreamResponse) -> None:
+    for cookie in request.get(ROTATED, []) if isinstance(request, web.Request) else []:
+        response.headers.add("Set-Cookie", cookie)
 
 
 def bourse_code(username: str) -> str:
@@ -463,6 +483,9 @@ def authenticated(request: web.Request) -> Account | web.Response:
         or not session.f5_values.intersection(sent_cookies(request, F5_COOKIE))
     ):
         return web.Response(status=401)  # the cookie session is dead or missing: a bare 401
+    rotate_ns = int(op.settings.f5_rotate_after_s * 1e9)
+    if rotate_ns > 0 and now_ns - session.f5_set_ns >= rotate_ns:
+        _rotate_f5(request, op, session, now_ns)
     if op.settings.session_sliding:
         session.expires_ns = now_ns + int(op.settings.session_ttl_s * 1e9)
     request[USERNAME] = account.username
@@ -649,6 +672,7 @@ class OnlinePlusSim:
             ("POST", f"{api}/V1/Order/GetOrderList/Customer/GetOrderList", order_list, "orders"),
         ):
             add_route(app, self.name, method, path, handler, route)
+        app.on_response_prepare.append(add_rotated_cookies)
         rlc.add_routes(app, self.name)
 
     def broker_config(self, base_url: str, code: str) -> dict[str, str]:
