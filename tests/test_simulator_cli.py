@@ -194,9 +194,9 @@ def test_bad_brokers_exits_2() -> None:
 
 def test_an_unknown_platform_in_brokers_exits_2() -> None:
     _one_sentence_error(
-        run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:onlineplus"),
+        run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:nowhere"),
         "--brokers",
-        "'onlineplus'",
+        "'nowhere'",
         "use one of ephoenix",
     )
 

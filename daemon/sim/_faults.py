@@ -10,10 +10,10 @@ A fault is written `ROUTE[@BROKER]:OPTION[,OPTION...]`, for example
 
 ROUTE is a route of a registered platform (`_platform.route_names()`; Ephoenix's are captcha, login,
 tradingbook, instruments, calc, new_order, open_orders, orders, cancel, holdings; Exir adds bootstrap, stockinfo,
-buyingpower, wages, rlc_prices, rlc_all) or `*`. Options: `delay_ms=N`, `jitter_ms=N` (a random 0..N added), `rate=P`
-(0..1, how often the failure happens; default 1), one failure kind (`status=N`, `html`, `malformed`,
-`truncated`, `drop`, `no_image`; `html` may take a `status=N` too), and `after` (the request is processed
-first and its answer replaced, as when a reply is lost on the way back).
+buyingpower, wages, rlc_prices, rlc_all; Online+ adds login_page, remain) or `*`. Options: `delay_ms=N`,
+`jitter_ms=N` (a random 0..N added), `rate=P` (0..1, how often the failure happens; default 1), one failure
+kind (`status=N`, `html`, `malformed`, `truncated`, `drop`, `no_image`; `html` may take a `status=N` too), and
+`after` (the request is processed first and its answer replaced, as when a reply is lost on the way back).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from daemon.sim._state import SimState
 
 STATE = web.AppKey("sim_state", SimState)
 USERNAME = web.RequestKey("sim_username", str)
-ERROR_CODE = web.RequestKey("sim_error_code", int)
+ERROR_CODE = web.RequestKey[int | str]("sim_error_code")  # a platform's code: a number, or a string (Online+)
 FAULT = web.RequestKey("sim_fault", str)
 NO_IMAGE = web.RequestKey("sim_no_image", bool)
 DROPPED = web.RequestKey("sim_dropped", bool)

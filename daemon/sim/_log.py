@@ -28,7 +28,7 @@ class RequestRecord:
     broker: str | None
     username: str | None
     status: int | None  # None when the connection was dropped without an answer
-    error_code: int | None
+    error_code: int | str | None  # the platform's code: Ephoenix and Exir numbers, Online+ strings
     fault: str | None
 
     def to_json(self) -> bytes:

@@ -1,8 +1,8 @@
 """Tadbir's RLC market data on the simulator (rlc-market-data.md), serving the shared market's instruments.
 
 A module of its own rather than part of exir.py because RLC is not one broker's: Exir, OnlinePlus and Mofid all
-price from it, and it has no tenant and no login. The platform that needs it adds its routes (`add_routes`);
-today that is Exir. Its URL shape is copied from the official client, as the real service accepts it:
+price from it, and it has no tenant and no login. The platforms that need it add its routes (`add_routes`, which
+adds them once); today those are Exir and Online+. Its URL shape is copied from the official client, as the real service accepts it:
 
     /rlc//StockInformationHandler?%7B%27Type%27%3A%27getstockprice2%27%2C...%7D&jsoncallback=   rlc_prices
     /rlc//StocksHandler.ashx?%7B%27Type%27%3A%27ALL21%27%7D&jsoncallback=                     rlc_all
@@ -147,7 +147,16 @@ def _handler(expected_type: str) -> Any:
     return handle
 
 
+_ADDED = web.AppKey("rlc_added", bool)
+
+
 def add_routes(app: web.Application, platform: str) -> None:
-    """RLC's handlers under PREFIX with the doubled slash, matching the single-slash form too (refused while strict)."""
+    """RLC's handlers under PREFIX with the doubled slash, matching the single-slash form too (refused while strict).
+
+    Every platform that prices from RLC calls this; the first one adds the routes (named after it), the others
+    find them there, so the paths are added once."""
+    if app.get(_ADDED):
+        return
+    app[_ADDED] = True
     for path_handler, (route, expected_type) in HANDLERS.items():
         add_route(app, platform, "GET", f"{PREFIX}/{{slash:/?}}{path_handler}", _handler(expected_type), route)
