@@ -440,10 +440,13 @@ def _return_url_ok(request: web.Request, return_url: str) -> bool:
 def _new_captcha(request: web.Request, browser_id: str) -> str:
     """A new BotDetect instance for this browser; its id (the `t` of the image URL and BDC_VCID)."""
     st, et = _state(request), _et(request)
+    now_ns = st.now_ns()
+    for stale in [k for k, v in et.captchas.items() if v.expires_ns <= now_ns]:
+        del et.captchas[stale]
     instance = f"{et.rng.getrandbits(128):032x}"
     s = et.settings
     answer = "".join(et.rng.choice(s.captcha_chars) for _ in range(s.captcha_length))
-    found = CaptchaInstance(request.match_info["broker"], browser_id, answer, st.now_ns() + int(s.captcha_ttl_s * 1e9))
+    found = CaptchaInstance(request.match_info["broker"], browser_id, answer, now_ns + int(s.captcha_ttl_s * 1e9))
     et.captchas[instance] = found
     return instance
 
@@ -508,7 +511,8 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     page = request.match_info["page"]
     hop = LOGIN_PAGES.index(page)
     if hop > 0:  # a hop in front of the real page, relative as well
-        target = f"{_prefix(request, IDENTITY)}/{LOGIN_PAGES[hop - 1]}?{request.rel_url.raw_query_string}"
+        back = quote(request.query.get("ReturnUrl", ""), safe="")
+        target = f"{_prefix(request, IDENTITY)}/{LOGIN_PAGES[hop - 1]}?ReturnUrl={back}"
         return _redirect(target, 301)
     if not _return_url_ok(request, request.query.get("ReturnUrl", "")):
         return _rejected_page()
