@@ -30,7 +30,7 @@ from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, use_sim_p
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal
 from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
 from daemon.platforms.ephoenix import probe_request
 from daemon.warmup import warmup
@@ -142,7 +142,9 @@ class Race:
             results = []
             async with Wiring(config, self.clock) as services:
                 for start in range(0, self.n, WARMUP_BATCH):  # bounded concurrency: the simulator is one process
-                    results += await warmup(services, config.accounts[start : start + WARMUP_BATCH])
+                    results += await warmup(
+                        services.clients(config.accounts[start : start + WARMUP_BATCH]), services.clock
+                    )
             self.warmup_s = (self.clock.monotonic_ns() - started) / NS
         failed = [r for r in results if not r.ok]
         if failed:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from daemon.captcha import CaptchaUnsolved, make_solver  # noqa: E402
+from daemon.account import CaptchaUnsolved, make_solver  # noqa: E402
 from daemon.clock import SystemClock  # noqa: E402
 from daemon.config import CaptchaSettings  # noqa: E402
 

@@ -56,7 +56,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor
-    from daemon.journal import Journal
+    from daemon.firing import Journal
     from daemon.logs import configure_logging
     from daemon.sim import render_captcha
     from daemon.warmup import warmup
@@ -71,7 +71,7 @@ async def armed_daemon(config_path: Path, load_model: bool) -> dict[str, Any]:
             await services.solver.solve(render_captcha("12345", "png", random.Random(1)))
         warmed = []
         for start in range(0, len(config.accounts), WARMUP_BATCH):
-            warmed += await warmup(services, config.accounts[start : start + WARMUP_BATCH])
+            warmed += await warmup(services.clients(config.accounts[start : start + WARMUP_BATCH]), services.clock)
         after_warmup = status_mb()["VmRSS"]
         open_at = (clock.now() + timedelta(minutes=5)).astimezone(config.tz)
         executor = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())

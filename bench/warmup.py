@@ -51,7 +51,7 @@ async def one_run(accounts: int, brokers: tuple[str, ...], spacing_s: float, wor
         config = validate_config(data, source="bench config")
         async with Wiring(config, clock) as services:
             started = clock.monotonic_ns()
-            results = await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
             wall_s = (clock.monotonic_ns() - started) / 1e9
     captchas = sim.records("captcha")
     logins = sim.records("login")

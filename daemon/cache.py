@@ -1,6 +1,6 @@
 """Data prepared before the open (tokens, price limits, buying power, order parameters, holdings), kept fresh.
 
-Entries live in a backend (`daemon.cache_store`; files in `.cache/` by default, in the earlier tool's
+Entries live in a backend (`daemon.store._files`; files in `.cache/` by default, in the earlier tool's
 file names so its files are read) behind an in-memory layer, so a hit during the fire window costs no
 disk I/O. Nothing here raises on a bad file or a failing disk: a bad entry is a miss that is logged and
 moved aside, a failed write keeps the value in memory. Time comes from the injected clock only.
@@ -12,94 +12,65 @@ import builtins
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
-from urllib.parse import quote, unquote
 
 import orjson
 
 from daemon import metrics
-from daemon.cache_store import CacheBackend, FileBackend, UnreadableEntry
 from daemon.clock import Clock, SystemClock
 from daemon.config import CacheSettings, Config
-from daemon.errors import UserError
 from daemon.logs import get_logger, register_secret, token_slot
-from daemon.token_seal import NO_KEY, TokenCipher, TokenKeyError, is_sealed
+from daemon.store import (
+    ALIASES,
+    IDENTITY_FIELDS,
+    NO_KEY,
+    SUFFIX,
+    TYPES,
+    CacheBackend,
+    CacheKeyError,
+    CacheType,
+    FileBackend,
+    TokenCipher,
+    TokenKeyError,
+    UnknownCacheType,
+    UnreadableEntry,
+    file_name,
+    identity_key,
+    is_sealed,
+    key_from_name,
+    resolve_type,
+)
+
+__all__ = [
+    "ALIASES",
+    "Cache",
+    "CacheKeyError",
+    "CacheType",
+    "CorruptEntry",
+    "Entry",
+    "EntryInfo",
+    "TYPES",
+    "UnknownCacheType",
+    "decode_entry",
+    "encode_entry",
+    "file_name",
+    "identity_key",
+    "make_backend",
+    "parse_time",
+    "resolve_type",
+]
 
 log = get_logger("cache")
 
-SUFFIX = ".json"
-IDENTITY_FIELDS = ("username", "broker_code", "isin")
-_MAX_NAME_BYTES = 255
 MAX_DEPTH = 32
 """Entries nest two or three levels; deeper ones are not ours (and could not be written back or printed)."""
-
-
-@dataclass(frozen=True)
-class CacheType:
-    name: str
-    prefix: str
-    identity: tuple[str, ...]
-    required: tuple[str, ...] = ()
-    """Fields the entry's data must hold as non-empty text; without them the entry is wrongly shaped."""
-
-
-TYPES: dict[str, CacheType] = {
-    t.name: t
-    for t in (
-        CacheType("tokens", "token_", ("username", "broker_code"), required=("token",)),
-        CacheType("market", "market_data_", ("isin",)),
-        CacheType("buying_power", "buying_power_", ("username", "broker_code")),
-        CacheType("order_params", "order_params_", ("username", "broker_code", "isin")),
-        CacheType("holdings", "holdings_", ("username", "broker_code", "isin")),
-    )
-}
-ALIASES = {"buying": "buying_power", "bp": "buying_power", "orders": "order_params", "params": "order_params"}
-
 
 _FROM_SETTINGS = object()
 _EARLIEST = datetime.min.replace(tzinfo=UTC) + timedelta(days=2)
 _LATEST = datetime.max.replace(tzinfo=UTC) - timedelta(days=2)
 
 
-class UnknownCacheType(UserError):
-    pass
-
-
-class CacheKeyError(UserError):
-    pass
-
-
 class CorruptEntry(Exception):
     """An entry's bytes are not an entry (not JSON, wrong shape, bad time); the message says which."""
-
-
-def resolve_type(name: str) -> CacheType:
-    """A cache type by its name or one of its aliases."""
-    found = TYPES.get(ALIASES.get(name, name))
-    if found is None:
-        names = ", ".join([*TYPES, *ALIASES])
-        raise UnknownCacheType(f"{name!r} is not a cache type; use one of {names}.")
-    return found
-
-
-def file_name(ctype: CacheType, key: str) -> str:
-    """The entry's file name: the earlier tool's for plain keys; anything else percent-encoded, so no key leaves the directory."""
-    if not key:
-        raise CacheKeyError(f"a {ctype.name} cache key cannot be empty.")
-    # surrogateescape: a key from argv with bytes that are not UTF-8 maps back to those bytes, not a crash
-    name = f"{ctype.prefix}{quote(key, safe='', errors='surrogateescape')}{SUFFIX}"
-    if len(name.encode()) > _MAX_NAME_BYTES:
-        raise CacheKeyError(f"the {ctype.name} cache key {key[:40]!r}... is too long for a file name; shorten it.")
-    return name
-
-
-def key_from_name(ctype: CacheType, name: str) -> str:
-    return unquote(name[len(ctype.prefix) : -len(SUFFIX)], errors="surrogateescape")
-
-
-def identity_key(ctype: CacheType, *values: str) -> tuple[str, dict[str, str]]:
-    """The key (`{username}_{broker}`, ...) and the identity stored beside the data to tell colliding keys apart."""
-    identity = {name: str(value) for name, value in zip(ctype.identity, values, strict=True)}
-    return "_".join(identity.values()), identity
 
 
 @dataclass(frozen=True)
@@ -233,7 +204,7 @@ def same_identity(stored: dict[str, str], wanted: dict[str, str] | None) -> bool
 def make_backend(settings: CacheSettings) -> CacheBackend:
     """The configured store: files in `cache.dir`, or Redis at `cache.redis_url` (the `redis` extra)."""
     if settings.backend == "redis":
-        from daemon.cache_redis import RedisBackend  # redis-py is optional: imported only when configured
+        from daemon.store import RedisBackend  # redis-py is optional: imported only when configured
 
         return RedisBackend(str(settings.redis_url))
     return FileBackend(settings.dir)

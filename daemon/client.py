@@ -19,7 +19,7 @@ import orjson
 
 from daemon import metrics
 from daemon.cache import Cache
-from daemon.captcha import CaptchaSolver, CaptchaUnsolved
+from daemon.account import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
 from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
 from daemon.errors import AuthError, BrokerError, CaptchaError, OrderRejected, RateLimited
@@ -37,11 +37,10 @@ from daemon.platforms import (
     Verdict,
     platform_for,
 )
-from daemon.platforms.ephoenix._parse import broker_time, normalise_order, parse_holdings, parse_instrument
-from daemon.ratelimit import HostRateLimiter
-from daemon.retry import RetryPolicy
+from daemon.account import HostRateLimiter
+from daemon.account import RetryPolicy
 from daemon.sizing import buy_volume, order_fee, resolve_price, sell_volume, split_amounts
-from daemon.tokens import token_valid_until
+from daemon.account import token_valid_until
 from daemon.net import tls_context
 
 T = TypeVar("T")
@@ -54,10 +53,6 @@ __all__ = [
     "NoLoginLock",
     "OrderAccepted",
     "OrderParams",
-    "broker_time",
-    "normalise_order",
-    "parse_holdings",
-    "parse_instrument",
 ]
 
 

@@ -30,7 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from daemon.dates import parse_day
+from daemon.days import WEEKDAYS, parse_day
 from daemon.errors import ConfigError
 from daemon.logs import register_secret
 
@@ -41,7 +41,6 @@ MAX_CONFIG_BYTES = 1_000_000
 """A config is a few kilobytes even with hundreds of accounts; anything past 1 MB is refused before it is parsed."""
 
 KNOWN_BROKERS = ("gs", "shahr", "bbi", "karamad", "tejarat", "ebb", "hbc", "rabin", "ayandeh", "farabi", "ideal", "ib")
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _ISIN = re.compile(r"^IR[A-Z0-9]{10}$")
 

@@ -18,8 +18,7 @@ from typing import Any
 from daemon.clock import Clock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import ReportRow, summarize
+from daemon.firing import Journal, ReportRow
 from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import AccountWarmup, warmup
@@ -100,16 +99,12 @@ async def run_demo(
         async with sim:
             config = demo_config(sim, root, spacing_s)
             async with Wiring(config, clock) as services:
-                warmed = await warmup(services, config.accounts)
+                warmed = await warmup(services.clients(config.accounts), services.clock)
                 open_at = (sim.now() + timedelta(seconds=lead_s)).astimezone(config.tz)
                 sim.set_open_at(open_at)
                 day = open_at.date()
                 executor = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
-                try:
-                    await executor.run_open([a for a in config.accounts], open_at)
-                finally:
-                    await executor.aclose()
-            rows = summarize(read_journal(config.state_dir, day))
+                rows = await executor.run_open(list(config.accounts), open_at)
             clocks = list(executor.clocks.values())
             offset = round(statistics.median(c.estimate.offset_s for c in clocks) * 1000, 3) if clocks else None
             host_open_ns = int(open_at.timestamp() * 1e9) - int(skew_ms * 1e6)

@@ -25,12 +25,25 @@ from datetime import date, datetime, tzinfo
 from typing import Any, Literal
 
 from daemon import metrics
+from daemon.account import no_retries
 from daemon.client import BrokerClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, ExecutorSettings
 from daemon.errors import BrokerError, ConfigError
-from daemon.fire_plan import Answer, FirePlan, Verdict, assign_slots, firing_order
-from daemon.journal import Journal
+from daemon.firing import (
+    Answer,
+    FirePlan,
+    Journal,
+    Lookup,
+    Presence,
+    ReportRow,
+    Verdict,
+    assign_slots,
+    firing_order,
+    look_up,
+    resume_action,
+    summarize,
+)
 from daemon.logs import get_logger, scrub
 from daemon.net import (
     ClockReference,
@@ -52,9 +65,7 @@ from daemon.net import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.order_lookup import Lookup, Presence, look_up
-from daemon.report import ReportRow, resume_action, summarize
-from daemon.retry import no_retries
+from daemon.platforms import SignedRequest
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
@@ -275,7 +286,7 @@ class Executor:
                     codec=codec,
                 )
                 plan.unsure_since = unsure_since
-                plan.request = codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
+                plan.prepare(codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
                 plans.append(plan)
                 settled.add((order.isin, order.side))
         except (BrokerError, ConfigError) as exc:
@@ -497,7 +508,7 @@ class Executor:
                             "executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume
                         )
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
-                plan.request = client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
+                plan.prepare(client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
             ping = client.codec.probe_request(token)
         except (BrokerError, ConfigError) as exc:
             log.warning(
@@ -510,12 +521,14 @@ class Executor:
         for plan in plans:
             await self._check_connection(plan, ping)
 
-    async def _check_connection(self, plan: FirePlan, ping: bytes | None) -> None:
+    async def _check_connection(self, plan: FirePlan, ping: bytes | SignedRequest | None) -> None:
         """A connection the broker closed while idle is reopened; a live one is pinged to stay warm."""
         if plan.conn is None:
             return
         try:
             if ping is not None:
+                if not isinstance(ping, bytes):
+                    ping = ping.at(self._utc_second(plan, self.clock.monotonic_ns()))
                 await plan.conn.ping(ping, timeout=self.settings.answer_timeout_s)
             elif not plan.conn.is_alive() or plan.conn.in_flight:
                 await plan.conn.reconnect()
@@ -528,7 +541,7 @@ class Executor:
         """Send at the planned instants, then follow every order until it ends or the window closes.
 
         Every plan's intent is fsynced before the first send; the sends are queued for the disk right after
-        each first-send loop, and every final answer right when it comes (see `daemon.journal`)."""
+        each first-send loop, and every final answer right when it comes (see `daemon.firing._journal`)."""
         if not self.plans:
             log.warning("executor.nothing_to_fire")
             await self.journal.close()
@@ -560,7 +573,14 @@ class Executor:
             followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
         with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
             for group in _groups([p for p in self.plans if p.unsure_since is None]):
+                signed = [p for p in group if p.signed is not None]
+                for plan in signed:  # built before the wait: the first send stays one write
+                    plan.sign_for(self._utc_second(plan, plan.send_at_ns))
                 await wait_until_monotonic(group[0].send_at_ns, self.clock)
+                if signed:  # woken late across a second's edge: that second's bytes
+                    now_ns = self.clock.monotonic_ns()
+                    for plan in signed:
+                        plan.sign_for(self._utc_second(plan, now_ns))
                 if self._free_at:  # a later slot: an account whose last send left late waits for its turn
                     group = self._defer_busy(group, followers, window_end_ns)
                 sent = fire_all([(p.conn, p.request) for p in group])  # type: ignore[misc]
@@ -577,7 +597,7 @@ class Executor:
             await asyncio.gather(*followers)
         complete = await self.journal.close()
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
-        metrics.fire_done(lambda: [r for r in summarize(self.journal.records()) if r.account in self._accounts])
+        metrics.fire_done(self.outcome)
 
     def _defer_busy(
         self, group: list[FirePlan], followers: list[asyncio.Task[None]], window_end_ns: int
@@ -749,6 +769,12 @@ class Executor:
         """The earliest broker time this order could have been booked at (its planned first send)."""
         return self._on_both_clocks(plan, plan.send_at_ns)[1]
 
+    def _utc_second(self, plan: FirePlan, monotonic_ns: int) -> int:
+        """The whole UTC second the plan's broker reads at a local monotonic instant (what a signature signs)."""
+        clock = self.clocks.get(plan.broker)
+        broker_ns = self.reference.wall_of(monotonic_ns) + (int(clock.estimate.offset_s * NS) if clock else 0)
+        return broker_ns // NS
+
     def _on_both_clocks(self, plan: FirePlan, monotonic_ns: int) -> tuple[int, datetime]:
         """A local monotonic instant as our wall clock (ns) and as the plan's broker reads it (offset applied)."""
         clock = self.clocks.get(plan.broker)
@@ -802,6 +828,8 @@ class Executor:
                 raise WireError("no connection")
             if not conn.is_alive() or conn.in_flight:
                 await conn.reconnect()
+            if plan.signed is not None:
+                plan.sign_for(self._utc_second(plan, self.clock.monotonic_ns()))
             return conn.send_nowait(plan.request)
         except WireError as exc:
             return exc
@@ -886,10 +914,19 @@ class Executor:
 
     # ---- the whole open ----------------------------------------------------------------------------
 
-    async def run_open(self, accounts: list[AccountSettings], open_at: datetime) -> None:
-        """Arm, final check shortly before the open, fire: what `fire` and the service do."""
-        await self.arm(accounts, open_at)
-        await self.run_after_arm()
+    async def run_open(self, accounts: list[AccountSettings], open_at: datetime) -> list[ReportRow]:
+        """The whole open, written once: arm, the final check shortly before the open, fire, close; then what
+        each order became. `fire` and the demo run it; the service runs its steps at their scheduled times."""
+        try:
+            await self.arm(accounts, open_at)
+            await self.run_after_arm()
+        finally:
+            await self.aclose()
+        return self.outcome()
+
+    def outcome(self) -> list[ReportRow]:
+        """This executor's orders as its journal tells them: one row per account, ISIN and side."""
+        return [r for r in summarize(self.journal.records()) if r.account in self._accounts]
 
     async def run_after_arm(self) -> None:
         """The final check, cut short if it would run into the first send, then the fire."""

@@ -108,7 +108,7 @@ class Metrics:
             self.cache_entries.labels(name).set(count)
 
     def fire_done(self, rows: Iterable[Any]) -> None:
-        """The report rows of the window just closed (`daemon.report.ReportRow`)."""
+        """The report rows of the window just closed (`daemon.firing._report.ReportRow`)."""
         for row in rows:
             if row.first_send_ms is not None:
                 self.first_send.labels(row.account, row.isin).set(row.first_send_ms / 1000)

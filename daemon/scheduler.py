@@ -7,7 +7,7 @@ Why the deciding is apart from the waking. APScheduler 3.11 reads the wall clock
 (the wall time in `BaseScheduler._process_jobs` and `_real_add_job`, and again in the executors'
 misfire check) and has no hook for another clock, so a trading week cannot run through it in
 fake time without patching its module globals. So every decision is made here, from the pure day
-arithmetic of `daemon.day_plan` and `clock.now()`, in one coroutine per day (`DayScheduler.run`), and
+arithmetic of `daemon.days._day_plan` and `clock.now()`, in one coroutine per day (`DayScheduler.run`), and
 the only thing it asks of the outside is an `Alarm`: "return at this wall time". In production that is
 `APSchedulerAlarm`, one APScheduler date job per wait on an `AsyncIOScheduler` in the config's zone
 with the in-memory job store (so nothing outlives the process: the jobs are rebuilt from the config at
@@ -38,11 +38,9 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from daemon.calendar import TradingCalendar
 from daemon.clock import Clock
 from daemon.config import Config
-from daemon.dates import time_of_day
-from daemon.day_plan import DayPlan, Phase, calendar_for, next_events, phase_at
+from daemon.days import DayPlan, Phase, TradingCalendar, calendar_for, next_events, phase_at, time_of_day
 from daemon.logs import get_logger
 
 Step = Literal["warmup", "refresh", "arm", "fire", "report"]

@@ -1,14 +1,13 @@
 """The wiring: the long-lived shared pieces (cache, HTTP pool, captcha solver, per-host limiter) and one client
-per account, built once from the config and closed together (the systemd loop is `daemon.service.ServiceLoop`)."""
+per account, built once from the config and closed together (the systemd loop is `daemon.service._loop.ServiceLoop`)."""
 
 from __future__ import annotations
 
+from daemon.account import CaptchaSolver, HostRateLimiter, make_solver
 from daemon.cache import Cache
-from daemon.captcha import CaptchaSolver, make_solver
 from daemon.client import BrokerClient, HttpPool, LoginLock, NoLoginLock
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
-from daemon.ratelimit import HostRateLimiter
 
 
 class Wiring:
@@ -46,6 +45,9 @@ class Wiring:
                 shared_lock=self.login_lock,
             )
         return self._clients[account.name]
+
+    def clients(self, accounts: list[AccountSettings]) -> list[BrokerClient]:
+        return [self.client(account) for account in accounts]
 
     async def aclose(self) -> None:
         await self.http.close()

@@ -10,10 +10,9 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from daemon.cache import Cache
-from daemon.cache_redis import RedisBackend
-from daemon.cache_store import CacheBackend, FileBackend
 from daemon.clock import Clock
 from daemon.config import CacheSettings
+from daemon.store import CacheBackend, FileBackend, RedisBackend
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 

@@ -12,7 +12,7 @@ from datetime import date, datetime, timedelta
 
 from daemon.clock import Clock
 from daemon.config import Config
-from daemon.day_plan import DayPlan
+from daemon.days import DayPlan
 from daemon.logs import get_logger
 
 

@@ -16,9 +16,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.cache import Cache
-from daemon.cache_store import FileBackend
 from daemon.clock import FakeClock
 from daemon.config import CacheSettings, load_config
+from daemon.store import FileBackend
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 ISIN = "IRO1FOLD0001"

@@ -15,9 +15,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from daemon.cache import CacheKeyError, UnknownCacheType
-from daemon.cache_store import CacheBackend
 from daemon.clock import FakeClock
 from daemon.logs import configure_logging, scrub
+from daemon.store import CacheBackend
 from tests.cache_stores import TEHRAN, FileStore, RedisStore
 
 ISIN = "IRO1FOLD0001"
@@ -395,7 +395,7 @@ async def test_a_token_never_reaches_the_logs(store, clock: FakeClock, tmp_path:
 
 
 async def test_tokens_are_sealed_in_the_store_when_a_key_is_configured(store, clock: FakeClock, monkeypatch) -> None:
-    from daemon.token_seal import generate_key
+    from daemon.store import generate_key
 
     monkeypatch.setenv("CONTRACT_TOKEN_KEY", generate_key())
     await store.make_cache(clock, token_key_env="CONTRACT_TOKEN_KEY").save_token(

@@ -12,14 +12,14 @@ import pytest
 import redis
 import yaml
 
-from daemon import cache_redis
 from daemon.cache import Cache
-from daemon.cache_redis import RedisBackend, redact_url
 from daemon.cli import main
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import CacheSettings, load_config
 from daemon.errors import ConfigError, UserError
 from daemon.logs import scrub
+from daemon.store import RedisBackend, redact_url
+from daemon.store import _redis as cache_redis
 
 ISIN = "IRO1FOLD0001"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.redis-secret-token"

@@ -40,8 +40,8 @@ def read_only(directory: Path, monkeypatch) -> None:
             raise OSError(errno.EROFS, os.strerror(errno.EROFS))
         return real_mkstemp(*args, **kwargs)
 
-    monkeypatch.setattr("daemon.cache_store.tempfile.mkstemp", refuse)
-    monkeypatch.setattr("daemon.cache_store.os.open", _refusing_writes(directory, os.open))
+    monkeypatch.setattr("daemon.store._files.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("daemon.store._files.os.open", _refusing_writes(directory, os.open))
 
 
 def _refusing_writes(directory: Path, real_open):
@@ -57,7 +57,7 @@ def disk_full(directory: Path, monkeypatch) -> None:
     def no_space(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("daemon.cache_store.os.fsync", no_space)
+    monkeypatch.setattr("daemon.store._files.os.fsync", no_space)
 
 
 def chmod_0500(directory: Path, monkeypatch) -> None:
@@ -89,12 +89,12 @@ async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated
     config = sim_config(sim)
     directory = isolated / ".cache"
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        assert all(r.ok for r in await warmup(services, config.accounts))
+        assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         before = logins(sim)
         break_it(directory, monkeypatch)
         with capture_logs() as logs:
-            results = await warmup(services, config.accounts)
-            await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
+            await warmup(services.clients(config.accounts), services.clock)
             await services.cache.get_market_data("IRO1XXXX0001")  # a miss that goes to the broken store
             await services.cache.stats()
             await services.cache.flush()
@@ -111,11 +111,11 @@ async def test_the_directory_deleted_is_made_again(sim, isolated: Path) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        assert all(r.ok for r in await warmup(services, config.accounts))
+        assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         before = logins(sim)
         shutil.rmtree(directory)
         with capture_logs() as logs:
-            assert all(r.ok for r in await warmup(services, config.accounts))
+            assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         assert logins(sim) == before
     assert errors(logs) == [] and [e for e in logs if e["event"] == "cache_dir_recreated"]
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -126,12 +126,12 @@ async def test_writes_land_again_once_the_directory_is_back(sim, isolated: Path,
     config = sim_config(sim)
     directory = isolated / ".cache"
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        assert all(r.ok for r in await warmup(services, config.accounts))
+        assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         replace_by_a_file(directory, monkeypatch)
-        await warmup(services, config.accounts)
+        await warmup(services.clients(config.accounts), services.clock)
         directory.unlink()
         with capture_logs() as logs:
-            assert all(r.ok for r in await warmup(services, config.accounts))
+            assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
     assert "cache_write_recovered" in [e["event"] for e in logs]
     assert len(list(directory.glob("buying_power_*.json"))) == 3
     assert len(list(directory.glob("token_*.json"))) == 3  # written back from memory, not by new logins

@@ -8,9 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.calendar import NoTradingDayError, TradingCalendar
 from daemon.config import ScheduleSettings, load_config, validate_config
-from daemon.dates import jalali, parse_day
+from daemon.days import NoTradingDayError, TradingCalendar, jalali, parse_day
 from daemon.errors import ConfigError
 
 TEHRAN = ZoneInfo("Asia/Tehran")

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from daemon.captcha import (
+from daemon.account import (
     OCR_EXTRA_MISSING,
     CaptchaUnsolved,
     Terminal,

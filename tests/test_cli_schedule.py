@@ -9,11 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from daemon.calendar import TradingCalendar
 from daemon.cli import build_parser
 from daemon.cli import schedule as cmd_schedule
 from daemon.clock import FakeClock
 from daemon.config import load_config
+from daemon.days import TradingCalendar
 from tests.processes import run_daemon
 
 TEHRAN = ZoneInfo("Asia/Tehran")

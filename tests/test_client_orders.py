@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from daemon.client import broker_time, normalise_order
 from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import BrokerError, BrokerUnavailable, OrderRejected
+from daemon.platforms.ephoenix import broker_time, normalise_order
 from daemon.sim import BUY, SELL, TEHRAN, OrderRequest, created_at, to_ns
 from daemon.sim.ephoenix import STATE_CANCELED
 from daemon.testing import SimulatorSolver

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.config import Config, validate_config
-from daemon.day_plan import AgendaDay, Event, agenda, calendar_for, day_plan, next_events, phase_at
+from daemon.days import AgendaDay, Event, agenda, calendar_for, day_plan, next_events, phase_at
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 SATURDAY = date(2026, 11, 21)  # a week with no official holiday

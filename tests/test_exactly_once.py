@@ -11,8 +11,7 @@ import pytest
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import summarize
+from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.wiring import Wiring
@@ -39,10 +38,7 @@ async def restart_inside_the_window(sim: Simulator, config, accounts, day: date)
     )
     async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_wiring(services, Journal(config2.state_dir, day), day=day)
-        try:
-            await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
-        finally:
-            await ex2.aclose()
+        await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
 
 
 async def test_a_lost_answer_and_unreadable_order_lists_never_resend_and_end_unknown(sim, tmp_path):
@@ -155,7 +151,7 @@ async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_su
     ex, config, accounts = await fire_once(sim, tmp_path, accounts=2, between=break_journal)
     assert len(sim.orders()) == 2
     assert ex.journal.write_failures >= 2 and ex.journal.unwritten > 0
-    code = print_summary(ex.journal, {a.name for a in accounts}, as_json=False)
+    code = print_summary(ex.outcome(), ex.journal, as_json=False)
     out = capsys.readouterr().out
     assert code == 1
     assert "2 accepted of 2 orders." in out  # what this process recorded is all there
@@ -165,7 +161,7 @@ async def test_a_journal_that_fails_in_the_window_is_retried_and_named_in_the_su
 async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_first_holds_it(sim, tmp_path):
     """Two firing processes on one state directory could each send what the other sent: the second is refused
     in one sentence naming the holder, and may arm once the first has closed (or died: the kernel drops its lock)."""
-    from daemon.journal import JournalBusy
+    from daemon.firing import JournalBusy
 
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={"clock_source": "none"})
     day = sim.now().astimezone(config.tz).date()

@@ -14,9 +14,8 @@ import yaml
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.net import WireConnection
-from daemon.report import summarize
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
@@ -33,7 +32,7 @@ async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor}, schedule={"window_s": 5})
     services = Wiring(config, SystemClock(), solver=SimulatorSolver(sim))
     chosen = config.accounts[:accounts] if accounts else config.accounts
-    results = await warmup(services, chosen)
+    results = await warmup(services.clients(chosen), services.clock)
     assert all(r.ok for r in results)
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=open_in_s)
     sim.set_open_at(open_at)

@@ -8,8 +8,7 @@ import pytest
 
 from daemon.clock import SystemClock
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
-from daemon.report import summarize
+from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
@@ -42,7 +41,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
     clock = clock or SystemClock()
     async with Wiring(config, clock, solver=SimulatorSolver(sim)) as services:
         chosen = config.accounts[:accounts]
-        assert all(r.ok for r in await warmup(services, chosen))
+        assert all(r.ok for r in await warmup(services.clients(chosen), services.clock))
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=2)
         sim.set_open_at(open_at)
         ex = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())

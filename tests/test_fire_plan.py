@@ -8,9 +8,10 @@ import httptools
 import orjson
 import pytest
 
-from daemon.fire_plan import FirePlan, assign_slots, classify, firing_order, new_order_request
+from daemon.firing import FirePlan, assign_slots, classify, firing_order, new_order_request
 from daemon.net import WireResponse
-from daemon.order_answer import Verdict, interpret
+from daemon.platforms import Verdict
+from daemon.platforms.ephoenix import interpret
 
 
 def response(status: int, body) -> WireResponse:

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from structlog.testing import capture_logs
 
-from daemon.cache_redis import connect
 from daemon.clock import SystemClock
 from daemon.config import AccountSettings, GroupSettings
-from daemon.group import Group, preferred
+from daemon.service import Group, preferred
+from daemon.store import connect
 
 ISIN = "IRO1FOLD0001"
 

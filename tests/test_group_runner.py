@@ -8,9 +8,9 @@ from collections import Counter
 import pytest
 
 from daemon.clock import SystemClock
-from daemon.runner import make_runner
+from daemon.service import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.simhelp import plan_in, sim_config, sim_settings
+from tests.simhelp import SimulatorSolver, plan_in, sim_config, sim_settings
 
 pytest.importorskip("ddddocr")
 
@@ -32,7 +32,7 @@ async def test_accounts_of_a_member_dead_after_the_arm_are_armed_late_and_fired_
                 group={"enabled": True, "lease_ttl_s": 1.0, "heartbeat_s": 0.2, "member_name": name},
                 executor={"clock_source": "none", "final_check_s": 0.3},
             )
-            return make_runner(config, SystemClock())
+            return make_runner(config, SystemClock(), solver=SimulatorSolver(sim))
 
         alive, doomed = runner("alive"), runner("doomed")
         try:

@@ -83,39 +83,51 @@ def test_nobody_imports_the_cli():
 @pytest.mark.parametrize(
     ("part", "forbidden"),
     [
-        # the cache knows no HTTP, brokers or platforms
+        # the cache (its face and its storage) knows no HTTP, brokers or platforms
         (
-            ("daemon.cache", "daemon.cache_store", "daemon.cache_redis", "daemon.token_seal"),
-            ("aiohttp", "daemon.client", "daemon.platforms", "daemon.executor", "daemon.net", "daemon.warmup"),
+            ("daemon.cache", "daemon.store"),
+            ("aiohttp", "daemon.client", "daemon.account", "daemon.platforms", "daemon.executor", "daemon.net"),
         ),
         # the metrics hooks sit below the parts (as logs does): they import none of them
         (
             ("daemon.metrics",),
-            ("daemon.cache", "daemon.client", "daemon.executor", "daemon.warmup", "daemon.runner", "daemon.group"),
+            (
+                "daemon.cache",
+                "daemon.store",
+                "daemon.client",
+                "daemon.account",
+                "daemon.executor",
+                "daemon.firing",
+                "daemon.warmup",
+                "daemon.service",
+            ),
         ),
         # a platform knows nothing of firing plans, scheduling or the cache's storage
         (
             ("daemon.platforms",),
             (
                 "daemon.executor",
-                "daemon.fire_plan",
+                "daemon.firing",
                 "daemon.scheduler",
-                "daemon.runner",
+                "daemon.days",
+                "daemon.service",
                 "daemon.cache",
-                "daemon.journal",
+                "daemon.store",
             ),
         ),
         # data flows one way: the client never reaches forward into the open or its journal
-        (
-            ("daemon.client",),
-            ("daemon.executor", "daemon.fire_plan", "daemon.journal", "daemon.report", "daemon.runner"),
-        ),
+        (("daemon.client", "daemon.account"), ("daemon.executor", "daemon.firing", "daemon.service")),
         # the executor takes what it uses: no wiring container, no schedule, no config files
-        (("daemon.executor",), ("daemon.wiring", "daemon.scheduler", "daemon.runner", "daemon.service", "yaml")),
-        # the scheduler decides when, never how
-        (("daemon.scheduler",), ("daemon.client", "daemon.executor", "daemon.cache", "daemon.warmup", "aiohttp")),
+        (("daemon.executor",), ("daemon.wiring", "daemon.scheduler", "daemon.days", "daemon.service", "yaml")),
+        # warmup takes the clients and the clock it uses, not the wiring
+        (("daemon.warmup",), ("daemon.wiring", "daemon.executor", "daemon.service")),
+        # the scheduler decides when, never how; the trading days are pure
+        (
+            ("daemon.scheduler", "daemon.days"),
+            ("daemon.client", "daemon.executor", "daemon.cache", "daemon.store", "daemon.warmup", "aiohttp"),
+        ),
     ],
-    ids=["cache", "metrics", "platforms", "client", "executor", "scheduler"],
+    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler"],
 )
 def test_a_part_imports_nothing_it_must_not_know(part, forbidden):
     assert offenders(part, forbidden) == {}
@@ -128,3 +140,24 @@ def test_the_simulator_imports_nothing_of_the_daemon():
         if name.startswith("daemon.sim.") or name == "daemon.sim"
     }
     assert {name: hits for name, hits in outside.items() if hits} == {}
+
+
+def test_a_package_is_entered_through_its_face():
+    """Inside the daemon, a package's private modules (`daemon.P._x`) are imported only by P itself."""
+
+    def private_of(name: str) -> str | None:
+        parts = name.split(".")
+        for i, part in enumerate(parts[2:], start=2):
+            if part.startswith("_") and not part.startswith("__"):
+                return ".".join(parts[:i])
+        return None
+
+    trespass = {
+        name: sorted(i for i in imports if (owner := private_of(i)) and not within_package(name, owner))
+        for name, imports in MODULES.items()
+    }
+    assert {name: hits for name, hits in trespass.items() if hits} == {}
+
+
+def within_package(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")

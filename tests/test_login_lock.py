@@ -9,11 +9,11 @@ import sys
 import pytest
 import yaml
 
-from daemon.cache_redis import RedisBackend
 from daemon.client import NoLoginLock
 from daemon.config import CacheSettings
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
+from daemon.store import RedisBackend
 from daemon.wiring import Wiring
 from tests.processes import daemon_env
 from tests.simhelp import sim_config, sim_config_data, sim_settings

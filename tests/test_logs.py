@@ -12,7 +12,7 @@ from daemon.clock import FakeClock
 from daemon.config import CacheSettings
 from daemon.errors import UserError
 from daemon.logs import REDACTED, configure_logging, get_logger, register_secret, scrub, token_slot
-from daemon.token_seal import TokenCipher
+from daemon.store import TokenCipher
 
 
 @pytest.fixture

@@ -16,10 +16,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from daemon import metrics
 from daemon.clock import SystemClock
 from daemon.errors import UserError
-from daemon.runner import make_runner
+from daemon.service import make_runner
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.processes import daemon_env
-from tests.simhelp import plan_in, sim_config, sim_config_data, sim_settings
+from tests.simhelp import SimulatorSolver, plan_in, sim_config, sim_config_data, sim_settings
 
 
 async def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -55,7 +55,7 @@ async def test_the_endpoint_shows_cache_tokens_clock_fire_orders_and_warmup(monk
             schedule={"window_s": 3},
             executor={"clock_source": "date", "final_check_s": 0.3},
         )
-        runner = make_runner(config, clock)
+        runner = make_runner(config, clock, solver=SimulatorSolver(sim))
         plan = plan_in(sim, config, open_in_s=3, window_s=3)
         try:
             await runner.warmup(plan)

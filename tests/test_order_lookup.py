@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from daemon.errors import BrokerUnavailable
-from daemon.order_lookup import MATCH_SLACK_S, Presence, find_order, look_up
+from daemon.firing import MATCH_SLACK_S, Presence, find_order, look_up
 
 TEHRAN = ZoneInfo("Asia/Tehran")
 OPEN = datetime(2026, 12, 1, 8, 45, tzinfo=TEHRAN)

@@ -12,9 +12,8 @@ from daemon.clock import SystemClock
 from daemon.config import validate_config
 from daemon.errors import ConfigError
 from daemon.executor import Executor
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.platforms import names, platform_for
-from daemon.report import summarize
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.toy_platform import TOY, ToyBroker, register_toy, toy_app
@@ -83,7 +82,7 @@ async def test_a_second_platform_warms_up_and_fires_through_the_real_executor(tm
     try:
         config = toy_config(str(server.make_url("")).rstrip("/"), tmp_path)
         async with Wiring(config, clock, solver=PuzzleSolver()) as services:
-            results = await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
             assert [(r.account, r.ok, r.buying_power) for r in results] == [
                 ("toy-u1", True, 10_000_000.0),
                 ("toy-u2", True, 10_000_000.0),

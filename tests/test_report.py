@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.report import resume_action, summarize
+from daemon.firing import resume_action, summarize
 
 ALI = {"account": "ali", "broker": "gs", "isin": "IRO1FOLD0001", "side": "buy"}
 NOW = 1_000_000_000_000

@@ -10,10 +10,10 @@ import pytest
 from aiohttp import web
 from structlog.testing import capture_logs
 
+from daemon.account import RetryPolicy, no_retries
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import RetrySettings
 from daemon.errors import AuthError, BrokerUnavailable, OrderRejected, RateLimited
-from daemon.retry import RetryPolicy, no_retries
 from daemon.simulator import Simulator
 from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
@@ -248,7 +248,7 @@ async def test_warmup_rides_out_intermittent_faults(sim, fault, route) -> None:
     config = fault_config(sim, attempts=16)
     with capture_logs() as logs:
         async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-            results = await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results), one_line_reasons(results)
     faulted = [r for r in sim.request_log.records(route=route) if r.fault]
     assert faulted and len(retries(logs)) >= len(faulted)
@@ -260,7 +260,7 @@ async def test_a_slow_route_times_out_and_is_retried(sim) -> None:
     config = fault_config(sim, attempts=16, timeout_s=0.15)
     with capture_logs() as logs:
         async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-            results = await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results), one_line_reasons(results)
     assert any("timed out" in line["reason"] for line in retries(logs))
 
@@ -269,7 +269,7 @@ async def test_instruments_always_html_fails_every_order_in_one_line(sim) -> Non
     sim.add_fault("instruments:html")
     config = fault_config(sim, attempts=3)
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        results = await warmup(services, config.accounts[:3])
+        results = await warmup(services.clients(config.accounts[:3]), services.clock)
     for result in results:
         assert result.error is None and result.buying_power  # login and buying power were fine
         (order,) = result.orders
@@ -281,7 +281,7 @@ async def test_a_fault_on_one_broker_leaves_the_others_alone(sim) -> None:
     sim.add_fault("tradingbook@shahr:delay_ms=700")
     config = fault_config(sim, attempts=3, timeout_s=0.3)
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        results = await warmup(services, config.accounts)
+        results = await warmup(services.clients(config.accounts), services.clock)
     by_broker = {b: [r for r in results if r.broker == b] for b in ("gs", "shahr", "bbi")}
     assert all(r.ok for r in by_broker["bbi"])
     assert {r.error for r in by_broker["gs"]} == {

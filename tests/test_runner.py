@@ -7,12 +7,11 @@ from collections import Counter
 import pytest
 
 from daemon.clock import SystemClock
-from daemon.journal import read_journal
-from daemon.report import summarize
-from daemon.runner import make_runner
+from daemon.firing import read_journal, summarize
+from daemon.service import make_runner
 from daemon.sim.ephoenix import OK
 from daemon.simulator import PASSWORD_ENV, Simulator
-from tests.simhelp import plan_in, sim_config, sim_settings
+from tests.simhelp import SimulatorSolver, plan_in, sim_config, sim_settings
 
 pytest.importorskip("ddddocr")
 
@@ -27,7 +26,7 @@ async def test_a_day_warm_refresh_arm_fire_report(monkeypatch, tmp_path):
             executor={"clock_source": "none", "final_check_s": 0.3},
             cache={"ttl": {"buying_power": 0.001}},
         )
-        runner = make_runner(config, SystemClock())
+        runner = make_runner(config, SystemClock(), solver=SimulatorSolver(sim))
         plan = plan_in(sim, config, open_in_s=3, window_s=5)
         try:
             await runner.warmup(plan)
@@ -60,7 +59,7 @@ async def test_armed_after_the_open_with_no_warmup_fires_each_account_once(monke
             schedule={"window_s": 20},
             executor={"clock_source": "none", "final_check_s": 0.3},
         )
-        runner = make_runner(config, SystemClock())
+        runner = make_runner(config, SystemClock(), solver=SimulatorSolver(sim))
         plan = plan_in(sim, config, open_in_s=-0.5, window_s=20)  # the open was half a second ago
         try:
             await runner.arm(plan)

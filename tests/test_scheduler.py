@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import Config, validate_config
-from daemon.day_plan import calendar_for, day_plan
+from daemon.days import calendar_for, day_plan
 from daemon.scheduler import APSchedulerAlarm, ClockAlarm, DayScheduler, describe_next, next_refresh, plan_to_work
 from tests.doubles import RecordingRunner
 

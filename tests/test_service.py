@@ -17,11 +17,10 @@ from structlog.testing import capture_logs
 
 from daemon.clock import Clock, FakeClock
 from daemon.config import Config
-from daemon.day_plan import day_plan
+from daemon.days import day_plan
 from daemon.errors import ConfigError
 from daemon.scheduler import ClockAlarm
-from daemon.sdnotify import Notifier
-from daemon.service import ServiceLoop
+from daemon.service import Notifier, ServiceLoop
 from tests.doubles import RecordingRunner
 
 TEHRAN = ZoneInfo("Asia/Tehran")

@@ -9,7 +9,7 @@ import random
 import aiohttp
 import pytest
 
-from daemon.captcha import CaptchaUnsolved, UnknownImageFormat
+from daemon.account import CaptchaUnsolved, UnknownImageFormat
 from daemon.clock import FakeClock, SystemClock
 from daemon.sim import CaptchaBook, HostClock, render_captcha
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
@@ -63,7 +63,7 @@ async def test_a_warmup_with_the_solver_never_builds_the_ocr_model(sim: Simulato
     config = sim_config(sim)
     solver = SimulatorSolver(sim)
     async with Wiring(config, SystemClock(), solver=solver) as services:
-        results = await warmup(services, config.accounts)
+        results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results), [r.error for r in results]
     logins = sim.request_log.records(route="login")
     assert [r.error_code for r in logins] == [0, 0] and solver.solved == 2

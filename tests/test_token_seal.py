@@ -18,7 +18,7 @@ from daemon.cli import main
 from daemon.clock import FakeClock, SystemClock
 from daemon.config import CacheSettings, validate_config
 from daemon.errors import ConfigError
-from daemon.token_seal import NO_KEY, WRONG_KEY, TokenKeyError
+from daemon.store import NO_KEY, WRONG_KEY, TokenKeyError
 from daemon.wiring import Wiring
 from tests.test_client_errors import broker, make_services  # noqa: F401 (fixture)
 

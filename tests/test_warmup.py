@@ -31,7 +31,7 @@ async def test_twelve_accounts_over_three_brokers_warm_up(sim):
     """The real OCR solver reads every captcha (the other warmup tests take the simulator's answers)."""
     config = sim_config(sim)
     async with Wiring(config, SystemClock()) as services:
-        results = await warmup(services, config.accounts)
+        results = await warmup(services.clients(config.accounts), services.clock)
         assert all(r.ok for r in results), [r.error or [o.status for o in r.orders] for r in results]
         for result in results:
             (order,) = result.orders
@@ -46,9 +46,9 @@ async def test_twelve_accounts_over_three_brokers_warm_up(sim):
 async def test_second_warmup_reuses_cached_tokens(sim):
     config = sim_config(sim)
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        await warmup(services, config.accounts[:3])
+        await warmup(services.clients(config.accounts[:3]), services.clock)
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        results = await warmup(services, config.accounts[:3])
+        results = await warmup(services.clients(config.accounts[:3]), services.clock)
     assert all(r.ok for r in results)
     assert len(sim.request_log.records(route="login")) == 3
 
@@ -74,7 +74,7 @@ async def test_a_wrong_captcha_is_retried(sim):
     config = sim_config(sim)
     solver = FirstAnswerWrong(SimulatorSolver(sim))
     async with Wiring(config, SystemClock(), solver=solver) as services:
-        (result,) = await warmup(services, config.accounts[:1])
+        (result,) = await warmup(services.clients(config.accounts[:1]), services.clock)
     assert result.ok
     codes = [r.error_code for r in sim.request_log.records(route="login")]
     assert codes[0] == -1000 and codes[-1] == 0
@@ -86,7 +86,7 @@ async def test_one_bad_password_fails_only_its_account(sim, monkeypatch):
     bad = config.accounts[1].model_copy(update={"password_env": "WRONG_PW"})
     accounts = [config.accounts[0], bad, config.accounts[2]]
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        results = await warmup(services, accounts)
+        results = await warmup(services.clients(accounts), services.clock)
     assert [r.ok for r in results] == [True, False, True]
     assert "username or password" in results[1].error
     assert "not-the-password" not in results[1].error
@@ -104,7 +104,7 @@ async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
     async with simulator as sim:
         config = sim_config(sim, captcha={"cooldown_s": 30.0})  # Retry-After (1 s) must win over this
         async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-            results = await warmup(services, config.accounts)
+            results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results)
     log = sim.request_log
     throttled = [r for r in log.records(route="captcha") + log.records(route="login") if r.status == 429]
@@ -124,7 +124,7 @@ async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
 async def test_captcha_fetches_per_host_respect_the_spacing(sim):
     config = sim_config(sim, captcha={"spacing_s": 0.2})
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        await warmup(services, config.accounts[:8])
+        await warmup(services.clients(config.accounts[:8]), services.clock)
     for broker in ("gs", "shahr", "bbi"):
         times = sorted(r.time_ns for r in sim.request_log.records(route="captcha", broker=broker))
         gaps = [(b - a) / 1e9 for a, b in zip(times, times[1:])]
@@ -136,7 +136,9 @@ async def test_brokers_sharing_one_host_are_spaced_apart_not_together(sim):
     identity service still gets its own spacing slot, so brokers log in side by side."""
     config = sim_config(sim, captcha={"spacing_s": 30.0})
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
-        results = await warmup(services, config.accounts[:3])  # one account per broker: no broker waits 30 s
+        results = await warmup(
+            services.clients(config.accounts[:3]), services.clock
+        )  # one account per broker: no broker waits 30 s
         slots = {code: services.limiter.free_at_ns(config.broker(code).identity_url) for code in ("gs", "shahr", "bbi")}
     assert all(r.ok for r in results)
     assert all(slots.values()), slots

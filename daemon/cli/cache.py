@@ -23,7 +23,7 @@ from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.logs import redact, scrub
 from daemon.preflight import require_cache_dir
-from daemon.token_seal import generate_key, write_new_key
+from daemon.store import generate_key, write_new_key
 
 TYPE_HELP = f"one of {', '.join(TYPES)} (or {', '.join(ALIASES)})"
 

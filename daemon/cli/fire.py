@@ -12,9 +12,8 @@ from daemon.clock import SystemClock
 from daemon.config import Config, load_config
 from daemon.errors import UserError
 from daemon.executor import Executor
-from daemon.journal import Journal
+from daemon.firing import Journal, ReportRow
 from daemon.preflight import preflight
-from daemon.report import summarize
 from daemon.wiring import Wiring
 
 
@@ -64,25 +63,23 @@ async def run(args: argparse.Namespace) -> int:
     async with Wiring(config, clock) as services:
         journal = Journal(config.state_dir, day)
         executor = Executor.from_wiring(services, journal, day=day)
-        try:
+        if not (args.dry_run or args.now):
+            return print_summary(await executor.run_open(accounts, open_at), journal, args.json)
+        try:  # the two variants of the open: armed only, or fired at once instead of at the open
             await executor.arm(accounts, open_at)
             if args.dry_run:
                 return _print_dry_run(executor, args.json)
-            if args.now:
-                await executor.final_check()
-                executor.retarget(executor.broker_now() + timedelta(milliseconds=200))
-                await executor.fire()
-            else:
-                await executor.run_after_arm()
+            await executor.final_check()
+            executor.retarget(executor.broker_now() + timedelta(milliseconds=200))
+            await executor.fire()
         finally:
             await executor.aclose()
-    return print_summary(journal, {a.name for a in accounts}, args.json)
+    return print_summary(executor.outcome(), journal, args.json)
 
 
-def print_summary(journal: Journal, accounts: set[str], as_json: bool) -> int:
-    """The window's rows for these accounts (with anything the disk did not take); 0 only when every order
-    was accepted and the journal is whole."""
-    rows = [r for r in summarize(journal.records()) if r.account in accounts]
+def print_summary(rows: list[ReportRow], journal: Journal, as_json: bool) -> int:
+    """The window's rows (with anything the disk did not take); 0 only when every order was accepted and the
+    journal is whole."""
     problem = None
     if journal.write_failures:
         problem = (

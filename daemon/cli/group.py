@@ -6,13 +6,13 @@ import argparse
 from dataclasses import asdict
 from datetime import timedelta
 
-from daemon.cache_redis import StoreUnavailable, connect, redact_url
 from daemon.cli import add_common
 from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
-from daemon.group import Group
+from daemon.service import Group
+from daemon.store import StoreUnavailable, connect, redact_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:

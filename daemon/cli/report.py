@@ -11,8 +11,7 @@ from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
-from daemon.journal import journal_path, read_journal
-from daemon.report import summarize, window_info
+from daemon.firing import journal_path, read_journal, summarize, window_info
 
 HEADERS = [
     "account",

@@ -1,7 +1,7 @@
-"""`python -m daemon run`: the service, every trading day, until SIGTERM (see `daemon.service`).
+"""`python -m daemon run`: the service, every trading day, until SIGTERM (see `daemon.service._loop`).
 
 Logs go to stdout as JSON lines, where journald records them. The day's work is done by a `DayRunner`
-made by `daemon.runner:make_runner(config, clock)`, imported only here and only when the service starts;
+made by `daemon.service:make_runner(config, clock)`, imported only here and only when the service starts;
 `$OPENING_BELL_RUNNER` (`module:function`) names another factory, which is how the tests run the real
 service with a recording runner.
 """
@@ -21,7 +21,7 @@ from daemon.scheduler import one_line
 from daemon.service import RunnerFactory, ServiceLoop
 
 RUNNER_ENV = "OPENING_BELL_RUNNER"
-DEFAULT_RUNNER = "daemon.runner:make_runner"
+DEFAULT_RUNNER = "daemon.service:make_runner"
 
 
 def register(subparsers: Any) -> None:

@@ -14,8 +14,7 @@ from daemon.cli import add_common
 from daemon.cli.output import print_json, print_table
 from daemon.clock import Clock, SystemClock
 from daemon.config import load_config
-from daemon.dates import jalali, time_of_day
-from daemon.day_plan import AgendaDay, agenda
+from daemon.days import AgendaDay, agenda, jalali, time_of_day
 
 MAX_DAYS = 366
 """`--days` at most: a year of trading days and more, and a bound on how long listing them can take."""

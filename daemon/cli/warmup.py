@@ -25,7 +25,7 @@ async def run(args: argparse.Namespace) -> int:
     await preflight(config)
     accounts = config.select_accounts(args.accounts)
     async with Wiring(config, SystemClock()) as services:
-        results = await warmup(services, accounts)
+        results = await warmup(services.clients(accounts), services.clock)
         stats = await services.cache.stats()
     if args.json:
         print_json({"accounts": [r.to_dict() for r in results], "cache": stats})

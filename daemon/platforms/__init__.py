@@ -37,6 +37,7 @@ __all__ = [
     "OrderAnswer",
     "Platform",
     "Session",
+    "SignedRequest",
     "Throttled",
     "Token",
     "TokenRefused",
@@ -84,15 +85,23 @@ class Session(Protocol):
     async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAnswer: ...
 
 
+class SignedRequest(Protocol):
+    """A request whose bytes depend on the UTC second it leaves in (Exir's `X-App-N`): the complete bytes for
+    any second, everything but the signature built before. The executor keeps the bytes for the planned
+    second ready, so the first send is still one write; a later second costs one `at`."""
+
+    def at(self, utc_second: int) -> bytes: ...
+
+
 class Codec(Protocol):
     """One broker's hot path, pure and synchronous: request bytes, the meaning of an answer, matching."""
 
     origin_url: str
     """Where orders go: the executor opens its connections here."""
 
-    def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes: ...
+    def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes | SignedRequest: ...
 
-    def probe_request(self, token: str) -> bytes: ...
+    def probe_request(self, token: str) -> bytes | SignedRequest: ...
 
     def classify(self, status: int, body: bytes) -> OrderAnswer: ...
 

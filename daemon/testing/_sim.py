@@ -14,7 +14,7 @@ import yaml
 
 from daemon.clock import Clock
 from daemon.config import Config, validate_config
-from daemon.day_plan import DayPlan
+from daemon.days import DayPlan
 from daemon.sim import SimSettings
 from daemon.sim_config import sim_config_data as build_config_data
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator

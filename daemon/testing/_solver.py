@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from daemon.captcha import CaptchaUnsolved, sniff_image_format
+from daemon.account import CaptchaUnsolved, sniff_image_format
 from daemon.simulator import Simulator
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from daemon.platforms._models import BrokerOrder
 from daemon.platforms.ephoenix._codec import (
+    MATCH_SLACK_S,
     SIDE_CODES,
     EphoenixCodec,
     bearer,
     classify,
+    created_at,
     find_order,
     interpret,
     new_order_request,
@@ -18,6 +20,8 @@ from daemon.platforms.ephoenix._parse import broker_time, normalise_order, parse
 from daemon.platforms.ephoenix._session import EphoenixSession
 
 __all__ = [
+    "MATCH_SLACK_S",
+    "created_at",
     "BOOK_PATH",
     "NEW_ORDER_PATH",
     "PLATFORM",

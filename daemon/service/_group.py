@@ -32,10 +32,10 @@ from typing import Any
 import orjson
 
 from daemon import metrics
-from daemon.cache_redis import COMMAND_TIMEOUT_S, NAMESPACE, StoreUnavailable, guarded
 from daemon.clock import Clock
 from daemon.config import AccountSettings, GroupSettings
 from daemon.logs import get_logger
+from daemon.store import COMMAND_TIMEOUT_S, NAMESPACE, StoreUnavailable, guarded
 
 log = get_logger("group")
 NS = 1_000_000_000

@@ -4,7 +4,7 @@ The scheduler decides when; this decides how, by wiring warmup, the client and t
 arm, refreshing stops: the executor's final check does the last reads itself, and after it nothing but
 NewOrder may reach the broker until the window closes.
 
-In a group (`group.enabled`, several processes on one Redis, see `daemon.group`) this process works only
+In a group (`group.enabled`, several processes on one Redis, see `daemon.service._group`) this process works only
 the accounts it holds the lease of, and follows the leases as they move: an account gained after the
 warmup is warmed at once, one gained after the arm (its owner died) is warmed and armed on its own
 executor, up to `LATE_ARM_CUTOFF_S` before the final check; an account lost is dropped at the final check.
@@ -16,16 +16,16 @@ import asyncio
 from datetime import timedelta
 
 from daemon import metrics
+from daemon.account import CaptchaSolver
 from daemon.client import EphoenixClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
-from daemon.day_plan import DayPlan
+from daemon.days import DayPlan
 from daemon.errors import BrokerError, ConfigError
 from daemon.executor import Executor
-from daemon.group import Change, Group, group_from_services
-from daemon.journal import Journal, read_journal
+from daemon.firing import Journal, read_journal, summarize
 from daemon.logs import get_logger, scrub
-from daemon.report import summarize
+from daemon.service._group import Change, Group, group_from_services
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
@@ -36,10 +36,10 @@ connections, the broker's clock) must be done before the last reads."""
 
 
 class DaemonRunner:
-    def __init__(self, config: Config, clock: Clock) -> None:
+    def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> None:
         self.config = config
         self.clock = clock
-        self.services = Wiring(config, clock)
+        self.services = Wiring(config, clock, solver=solver)
         metrics.watch_cache(self.services.cache)
         self.group: Group | None = None
         if config.group.enabled:
@@ -74,7 +74,7 @@ class DaemonRunner:
         await self._warm(self.accounts, plan)
 
     async def _warm(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
-        results = await warmup(self.services, accounts)
+        results = await warmup(self.services.clients(accounts), self.services.clock)
         failed = [r for r in results if not r.ok]
         for result in failed:
             log.warning(
@@ -196,5 +196,6 @@ class DaemonRunner:
         await self.services.aclose()
 
 
-def make_runner(config: Config, clock: Clock) -> DaemonRunner:
-    return DaemonRunner(config, clock)
+def make_runner(config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> DaemonRunner:
+    """The service's runner; `solver` replaces the configured captcha solver (a test's in-process one)."""
+    return DaemonRunner(config, clock, solver)

@@ -5,7 +5,7 @@
 - SIGHUP: read the config again. An invalid one is refused with its one-sentence error and the running
   schedule goes on; a valid one gets a new runner and a new schedule (after a fire window under way).
 
-It tells systemd what it is doing (`daemon.sdnotify`): READY=1 once the schedule is running, STATUS= for
+It tells systemd what it is doing (`daemon.service._sdnotify`): READY=1 once the schedule is running, STATUS= for
 every phase, WATCHDOG=1 from the event loop at half the watchdog interval (so a blocked loop is
 restarted), STOPPING=1 when it stops. The scheduler dying of a bug ends `run` with 1, so
 `Restart=on-failure` brings the service back.
@@ -18,15 +18,14 @@ import os
 import signal
 from collections.abc import Callable
 
-from daemon.calendar import TradingCalendar
 from daemon.clock import Clock
 from daemon.config import Config, load_config
-from daemon.day_plan import calendar_for, next_events
+from daemon.days import TradingCalendar, calendar_for, next_events
 from daemon.errors import UserError
 from daemon.logs import get_logger, scrub
 from daemon.preflight import preflight
 from daemon.scheduler import Alarm, APSchedulerAlarm, DayRunner, DayScheduler, describe_next, one_line
-from daemon.sdnotify import Notifier
+from daemon.service._sdnotify import Notifier
 
 RunnerFactory = Callable[[Config, Clock], DayRunner]
 AlarmFactory = Callable[[Config], Alarm]

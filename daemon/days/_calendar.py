@@ -10,12 +10,15 @@ from __future__ import annotations
 
 from datetime import date, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import holidays
 
-from daemon.config import WEEKDAYS, ScheduleSettings
-from daemon.dates import parse_day
+from daemon.days._dates import WEEKDAYS, parse_day
 from daemon.errors import ConfigError
+
+if TYPE_CHECKING:
+    from daemon.config import ScheduleSettings
 
 SEARCH_DAYS = 400
 CONFIGURED_HOLIDAY = "configured holiday"

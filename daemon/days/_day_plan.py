@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from daemon.calendar import TradingCalendar
-from daemon.config import Config
+from daemon.days._calendar import TradingCalendar
+
+if TYPE_CHECKING:
+    from daemon.config import Config
 
 EventKind = Literal["warmup", "arm", "open", "window_end"]
 PhaseName = Literal["before_warmup", "warm_now", "in_window", "after_window", "closed_day"]

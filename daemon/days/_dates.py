@@ -11,6 +11,9 @@ from datetime import date, datetime, time
 
 import jdatetime
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+"""Python's weekday() order, as config writes the trading days."""
+
 JALALI_YEARS_BELOW = 1700
 _DAY = re.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 

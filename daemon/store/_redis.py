@@ -20,9 +20,9 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from daemon.cache import SUFFIX, TYPES, CacheKeyError, CacheType, file_name, key_from_name
 from daemon.errors import UserError
 from daemon.logs import get_logger, register_secret
+from daemon.store._names import SUFFIX, TYPES, CacheKeyError, CacheType, file_name, key_from_name
 
 try:
     import redis.asyncio as aioredis

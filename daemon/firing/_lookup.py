@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from daemon.errors import BrokerError
 from daemon.logs import scrub
-from daemon.platforms.ephoenix._codec import MATCH_SLACK_S, created_at, find_order
+from daemon.platforms.ephoenix import MATCH_SLACK_S, created_at, find_order
 
 __all__ = ["MATCH_SLACK_S", "Lookup", "OrderLists", "Presence", "created_at", "find_order", "look_up"]
 Match = Callable[..., Mapping[str, Any] | None]

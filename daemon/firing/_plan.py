@@ -12,7 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from daemon.net import WireConnection, WireResponse
-from daemon.platforms import Codec, OrderAnswer, Verdict
+from daemon.platforms import Codec, OrderAnswer, SignedRequest, Verdict
 from daemon.platforms.ephoenix import NEW_ORDER_PATH, SIDE_CODES, new_order_request
 from daemon.platforms.ephoenix import classify as _classify
 
@@ -54,6 +54,21 @@ class FirePlan:
     its lists are asked again before it is sent; the earliest broker instant it could have been sent at."""
     codec: Codec | None = field(repr=False, default=None)
     """The broker's platform codec: the plan's bytes are built and its answers read only through it."""
+    signed: SignedRequest | None = field(repr=False, default=None)
+    """Set when the platform signs each request for its UTC second: `request` then holds the bytes for
+    `signed_second`, and the executor asks `signed.at(...)` when the second it sends in is another."""
+    signed_second: int = -1
+
+    def prepare(self, made: bytes | SignedRequest) -> None:
+        """The codec's request: bytes as they are, or a signed request whose bytes are made per second."""
+        if isinstance(made, bytes):
+            self.request, self.signed, self.signed_second = made, None, -1
+        else:
+            self.signed, self.signed_second = made, -1
+
+    def sign_for(self, utc_second: int) -> None:
+        if self.signed is not None and utc_second != self.signed_second:
+            self.request, self.signed_second = self.signed.at(utc_second), utc_second
 
     @property
     def key(self) -> tuple[str, str, str]:
