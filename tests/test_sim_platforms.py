@@ -109,7 +109,9 @@ def test_faults_name_only_registered_routes() -> None:
 
 def test_an_unknown_platform_or_a_code_on_two_platforms_is_refused(echo: EchoSim) -> None:
     sim = Simulator(sim_settings())
-    with pytest.raises(ValueError, match="no platform 'nowhere'; use one of ephoenix, exir, onlineplus, echo"):
+    with pytest.raises(
+        ValueError, match="no platform 'nowhere'; use one of ephoenix, exir, onlineplus, easytrader, echo"
+    ):
         sim.add_broker("gs", platform="nowhere")
     sim.add_broker("gs")
     with pytest.raises(ValueError, match="'gs' is already simulated on ephoenix, not echo"):

@@ -2,7 +2,7 @@
 
 The shared market (instruments, accounts, buying power, orders, the clock, faults, the request log) is
 in the private modules; each platform's routes, codes and JSON are in its own module (`ephoenix`, `exir`,
-`onlineplus`), which registers a `SimPlatform`; `rlc` is the market data Exir and Online+ price from. It imports
+`onlineplus`, `easytrader`), which registers a `SimPlatform`; `rlc` is the market data Exir, Online+ and easytrader price from. It imports
 nothing of the daemon: it speaks the brokers' HTTP, nothing else.
 
     async with Simulator.default(accounts=3, brokers=["gs", ("bbi", "ephoenix")]) as sim:
@@ -13,6 +13,10 @@ nothing of the daemon: it speaks the brokers' HTTP, nothing else.
 from __future__ import annotations
 
 from daemon.sim import ephoenix, exir, onlineplus, rlc
+
+# isort: split
+# registered after the platforms above, so names list in the order the platforms came
+from daemon.sim import easytrader
 from daemon.sim._auth import CaptchaBook, LimiterSettings, b64url_decode
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._clock import HostClock, SimClock
@@ -86,6 +90,7 @@ __all__ = [
     "Simulator",
     "b64url_decode",
     "created_at",
+    "easytrader",
     "ephoenix",
     "exir",
     "onlineplus",

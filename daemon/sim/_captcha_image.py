@@ -1,4 +1,5 @@
-"""Captcha pictures like the brokers' own: five dark digits on a light ground with a little noise.
+"""Captcha pictures like the brokers' own: five dark digits (or, for BotDetect, letters too) on a light ground with
+a little noise.
 
 They are meant to be read, by people rehearsing and by the OCR solver being measured on them, so the
 digits stay large and upright; the noise is only there so a solver does not meet a perfectly clean image.
@@ -25,11 +26,11 @@ def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 
 
 def render_captcha(digits: str, fmt: str, rng: random.Random) -> bytes:
-    """The encoded image (PNG or JPEG) showing `digits`; `rng` places the noise and the small offsets."""
+    """The encoded image (PNG or JPEG) showing `digits` (ASCII digits or letters); `rng` places the noise and offsets."""
     if fmt not in FORMATS:
         raise ValueError(f"captcha format {fmt!r} is not one of {', '.join(FORMATS)}")
-    if not digits.isdigit():
-        raise ValueError("a captcha shows digits only")
+    if not (digits.isascii() and digits.isalnum()):
+        raise ValueError("a captcha shows ASCII digits and letters only")
     image = Image.new("RGB", (WIDTH, HEIGHT), _BACKGROUND)
     draw = ImageDraw.Draw(image)
     _noise(draw, rng)

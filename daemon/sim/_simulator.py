@@ -23,6 +23,9 @@ from aiohttp import web
 from daemon.sim import ephoenix as _ephoenix  # noqa: F401  (registers the default platform)
 from daemon.sim import exir as _exir  # noqa: F401  (registers Exir, with RLC beside it)
 from daemon.sim import onlineplus as _onlineplus  # noqa: F401  (registers Online+, with the same RLC)
+
+# isort: split
+from daemon.sim import easytrader as _easytrader  # noqa: F401  (registers Mofid's easytrader, after Exir)
 from daemon.sim._auth import CaptchaBook
 from daemon.sim._clock import HostClock, SimClock
 from daemon.sim._faults import Fault
