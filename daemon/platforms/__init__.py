@@ -166,5 +166,7 @@ def platform_for(name: str) -> Platform:
 
 
 from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
+from daemon.platforms import exir as _exir  # noqa: E402
 
 register(_ephoenix.PLATFORM)
+register(_exir.PLATFORM)
