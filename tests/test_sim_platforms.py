@@ -109,13 +109,13 @@ def test_faults_name_only_registered_routes() -> None:
 
 def test_an_unknown_platform_or_a_code_on_two_platforms_is_refused(echo: EchoSim) -> None:
     sim = Simulator(sim_settings())
-    with pytest.raises(ValueError, match="no platform 'exir'; use one of ephoenix, echo"):
-        sim.add_broker("gs", platform="exir")
+    with pytest.raises(ValueError, match="no platform 'onlineplus'; use one of ephoenix, exir, echo"):
+        sim.add_broker("gs", platform="onlineplus")
     sim.add_broker("gs")
     with pytest.raises(ValueError, match="'gs' is already simulated on ephoenix, not echo"):
         sim.add_broker("gs", platform="echo")
-    with pytest.raises(ValueError, match="no platform 'exir'"):
-        Simulator.default(accounts=1, brokers=["gs"], platform="exir")
+    with pytest.raises(ValueError, match="no platform 'onlineplus'"):
+        Simulator.default(accounts=1, brokers=["gs"], platform="onlineplus")
     with pytest.raises(ValueError, match="already registered"):
         register_platform(EchoSim(title="another"))
 

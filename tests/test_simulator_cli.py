@@ -194,7 +194,10 @@ def test_bad_brokers_exits_2() -> None:
 
 def test_an_unknown_platform_in_brokers_exits_2() -> None:
     _one_sentence_error(
-        run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:exir"), "--brokers", "'exir'", "use one of ephoenix"
+        run_daemon("simulate", "--port", "0", "--brokers", "gs,bbi:onlineplus"),
+        "--brokers",
+        "'onlineplus'",
+        "use one of ephoenix",
     )
 
 

@@ -1,8 +1,8 @@
 """The broker simulator: one process and one port serving brokers of every registered platform over one market.
 
 The shared market (instruments, accounts, buying power, orders, the clock, faults, the request log) is
-in the private modules; each platform's routes, codes and JSON are in its own module (`ephoenix`), which
-registers a `SimPlatform`. It imports nothing of the daemon: it speaks the brokers' HTTP, nothing else.
+in the private modules; each platform's routes, codes and JSON are in its own module (`ephoenix`, `exir`),
+which registers a `SimPlatform`; `rlc` is the market data Exir prices from. It imports nothing of the daemon: it speaks the brokers' HTTP, nothing else.
 
     async with Simulator.default(accounts=3, brokers=["gs", ("bbi", "ephoenix")]) as sim:
         sim.set_open_at(sim.now() + timedelta(seconds=5))
@@ -11,7 +11,7 @@ registers a `SimPlatform`. It imports nothing of the daemon: it speaks the broke
 
 from __future__ import annotations
 
-from daemon.sim import ephoenix
+from daemon.sim import ephoenix, exir, rlc
 from daemon.sim._auth import CaptchaBook, LimiterSettings, b64url_decode
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._clock import HostClock, SimClock
@@ -86,11 +86,13 @@ __all__ = [
     "b64url_decode",
     "created_at",
     "ephoenix",
+    "exir",
     "parse_fault",
     "platform",
     "platform_names",
     "register_platform",
     "render_captcha",
+    "rlc",
     "reserved_names",
     "route_names",
     "to_ns",

@@ -21,6 +21,7 @@ import yaml
 from aiohttp import web
 
 from daemon.sim import ephoenix as _ephoenix  # noqa: F401  (registers the default platform)
+from daemon.sim import exir as _exir  # noqa: F401  (registers Exir, with RLC beside it)
 from daemon.sim._auth import CaptchaBook
 from daemon.sim._clock import HostClock, SimClock
 from daemon.sim._faults import Fault
