@@ -163,13 +163,12 @@ async def sim(clock: FakeClock) -> AsyncIterator[Simulator]:
         yield sim
 
 
-def exir_config(sim: Simulator, tmp_path, **overrides):
+def exir_config(sim: Simulator, tmp_path, max_attempts: int = 4):
     return sim_config(
         sim,
         state_dir=str(tmp_path / "state"),
         cache={"dir": str(tmp_path / "cache")},
-        captcha={"spacing_s": 0, "max_attempts": 4},
-        **overrides,
+        captcha={"spacing_s": 0, "max_attempts": max_attempts},
     )
 
 
@@ -312,3 +311,13 @@ async def test_bytes_made_before_a_second_boundary_are_right_after_it_with_no_sk
         late = await first_answer(sim, clock, bytes_now)
         assert late.status == 401 and late.json()["errorCode"] == BAD_SIGNATURE
         assert (await client.session.buying_power()).amount > 0  # the slow path signs the clock's second too
+
+
+async def test_the_real_ocr_reads_the_jpeg_captcha_and_logs_in(sim, clock, tmp_path) -> None:
+    pytest.importorskip("ddddocr")
+    config = exir_config(sim, tmp_path, max_attempts=10)
+    account = next(a for a in config.accounts if a.broker == KH)
+    async with Wiring(config, clock) as services:  # the configured solver: the in-process OCR model
+        token = ExirToken.unpack(await services.client(account).token())
+    assert token.broker_code == 116
+    assert routes(sim, "login")[-1] == ("login", 200, 0)
