@@ -182,6 +182,11 @@ class BrokerClient:
         """The broker's hot path (request bytes, answers, matching): what the executor builds and reads with."""
 
     @property
+    def clock(self) -> Clock:
+        """The clock a platform's session reads (Exir signs each call for its UTC second)."""
+        return self._clock
+
+    @property
     def username(self) -> str:
         return self.account.username
 

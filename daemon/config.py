@@ -226,13 +226,26 @@ class BrokerSettings(_Strict):
     trading_url: str | None = None
     backoffice_url: str | None = None
     market_data_url: str | None = None
+    url: str | None = None
+    """One base for a platform that serves everything from one host (Exir: https://{tenant}.exirbroker.com)."""
+    rlc_url: str | None = None
+    """The RLC market-data service, for platforms priced from it (Exir); its public host when not given."""
 
-    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url")
+    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
             raise ValueError(f"{value!r} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    @model_validator(mode="after")
+    def _platform_needs(self) -> BrokerSettings:
+        from daemon.platforms import platform_for
+
+        missing = [name for name in platform_for(self.platform).needs if getattr(self, name, None) is None]
+        if missing:
+            raise ValueError(f"platform {self.platform!r} needs {' and '.join(missing)} (the broker's base URL)")
+        return self
 
     @field_validator("platform")
     @classmethod
@@ -254,6 +267,8 @@ class BrokerEndpoints(BaseModel):
     backoffice_url: str
     market_data_url: str
     platform: str = "ephoenix"
+    url: str | None = None
+    rlc_url: str | None = None
 
 
 class CaptchaSettings(_Strict):
@@ -528,11 +543,13 @@ class Config(_Strict):
         given = self.brokers.get(code, BrokerSettings())
         return BrokerEndpoints(
             code=code,
-            identity_url=given.identity_url or f"https://identity-{code}.ephoenix.ir",
-            trading_url=given.trading_url or f"https://api-{code}.ephoenix.ir",
-            backoffice_url=given.backoffice_url or f"https://backofficeexternal-{code}.ephoenix.ir",
+            identity_url=given.identity_url or given.url or f"https://identity-{code}.ephoenix.ir",
+            trading_url=given.trading_url or given.url or f"https://api-{code}.ephoenix.ir",
+            backoffice_url=given.backoffice_url or given.url or f"https://backofficeexternal-{code}.ephoenix.ir",
             market_data_url=given.market_data_url or self.market_data_url.rstrip("/"),
             platform=given.platform,
+            url=given.url,
+            rlc_url=given.rlc_url,
         )
 
     def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:

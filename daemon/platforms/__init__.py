@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
     Captcha,
+    FeeRates,
     Holding,
     Instrument,
     LoginAnswer,
@@ -31,6 +32,7 @@ __all__ = [
     "BuyingPower",
     "Captcha",
     "Codec",
+    "FeeRates",
     "Holding",
     "Instrument",
     "LoginAnswer",
@@ -47,12 +49,19 @@ __all__ = [
     "register",
 ]
 
+if TYPE_CHECKING:
+    from daemon.clock import Clock
+
 T = TypeVar("T")
 
 
 class Authority(Protocol):
-    """What the client lends a session: a token for each call (a refused one answered by one new login) and its
-    retry policy. `send(token)` raises TokenRefused when the platform refuses the token."""
+    """What the client lends a session: a token for each call (a refused one answered by one new login), its
+    retry policy, and its clock (a platform that signs requests by the second, Exir, reads it).
+    `send(token)` raises TokenRefused when the platform refuses the token."""
+
+    @property
+    def clock(self) -> Clock: ...
 
     async def authed(self, what: str, send: Callable[[str], Awaitable[T]], retry: bool = True) -> T: ...
 
@@ -74,6 +83,10 @@ class Session(Protocol):
 
     async def instrument(self, isin: str) -> Instrument: ...
 
+    async def fees(self, isin: str) -> FeeRates | None:
+        """The broker's own fee rates for `isin` (Exir's wages), or None: the config's `fees` apply (Ephoenix)."""
+        ...
+
     async def holdings(self, isin: str) -> Holding: ...
 
     async def open_orders(self) -> list[BrokerOrder]: ...
@@ -86,11 +99,12 @@ class Session(Protocol):
 
 
 class SignedRequest(Protocol):
-    """A request whose bytes depend on the UTC second it leaves in (Exir's `X-App-N`): the complete bytes for
-    any second, everything but the signature built before. The executor keeps the bytes for the planned
-    second ready, so the first send is still one write; a later second costs one `at`."""
+    """A request whose bytes depend on the UTC second it is sent in (Exir's X-App-N): everything but the
+    signature is built beforehand, so `at()` costs microseconds and the first send stays a single write."""
 
-    def at(self, utc_second: int) -> bytes: ...
+    def at(self, utc_second: int) -> bytes:
+        """The complete request bytes for the Unix-epoch second `utc_second` of the (corrected) clock."""
+        ...
 
 
 class Codec(Protocol):
@@ -99,7 +113,9 @@ class Codec(Protocol):
     origin_url: str
     """Where orders go: the executor opens its connections here."""
 
-    def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes | SignedRequest: ...
+    def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes | SignedRequest:
+        """The order's bytes, or a SignedRequest when they change with the second (Exir)."""
+        ...
 
     def probe_request(self, token: str) -> bytes | SignedRequest: ...
 
@@ -125,6 +141,8 @@ class Platform:
     """session(endpoints, http, authority): `http` has an aiohttp `session`; `authority` is the client."""
     codec: Callable[..., Codec]
     """codec(endpoints)."""
+    needs: tuple[str, ...] = ()
+    """The `brokers.<code>` settings it cannot do without (Exir: `url`, the tenant's base URL)."""
 
 
 _REGISTRY: dict[str, Platform] = {}
@@ -148,5 +166,7 @@ def platform_for(name: str) -> Platform:
 
 
 from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
+from daemon.platforms import exir as _exir  # noqa: E402
 
 register(_ephoenix.PLATFORM)
+register(_exir.PLATFORM)

@@ -108,6 +108,16 @@ class Instrument:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeRates:
+    """A broker's own fee rates for one instrument, as fractions (0.003712 = 0.3712 %), where the platform
+    tells them (Exir's wages); a session that has none returns None and the config's `fees` apply."""
+
+    buy: float
+    sell: float
+    source: str = "broker"  # "broker", or "fallback" when the broker's answer had no usable rate
+
+
+@dataclass(frozen=True, slots=True)
 class Holding:
     isin: str
     volume: int

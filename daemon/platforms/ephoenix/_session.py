@@ -20,6 +20,7 @@ from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
     Captcha,
+    FeeRates,
     Holding,
     Instrument,
     LoginAnswer,
@@ -147,6 +148,10 @@ class EphoenixSession:
                 raise BrokerUnavailable(f"market data: instruments/full failed ({describe(exc)}).") from None
 
         return parse_instrument(await self._auth.retried(paths.INSTRUMENTS_PATH, fetch), isin)
+
+    async def fees(self, isin: str) -> FeeRates | None:
+        """Ephoenix tells no fee rate of its own: the config's `fees` apply (CalculateOrderParam checks them)."""
+        return None
 
     async def holdings(self, isin: str) -> Holding:
         body = await self._authed("POST", self.endpoints.backoffice_url, paths.HOLDINGS_PATH, json={"entity": True})
