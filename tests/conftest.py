@@ -19,7 +19,7 @@ import pytest
 import structlog
 
 from daemon.clock import FakeClock
-from daemon.testing import SIM_SEED, running_simulator, sim_settings
+from daemon.testing import SIM_SEED, LoopClock, running_simulator, sim_settings
 
 if TYPE_CHECKING:
     from daemon.simulator import Simulator
@@ -66,13 +66,14 @@ async def sim(request: pytest.FixtureRequest, clock: FakeClock) -> AsyncIterator
     its password exported; by default on the `clock` fixture, the default instruments, market open, account
     0012345600 at gs and 0012345601 at shahr (password daemon.simulator.DEFAULT_PASSWORD). A module or test asks
     for another with `pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), real_time=True, seed=1205)`:
-    `real_time` puts it on the system clock."""
+    `real_time` puts it on the system clock, `loop_time` on a `LoopClock` (the loop's own time: with
+    `pytest.mark.looptime` a whole open runs in fake time; `daemon_clock(sim)` is the same clock for the daemon)."""
     options = dict(marker.kwargs) if (marker := request.node.get_closest_marker("sim")) else {}
     real_time = options.pop("real_time", False)
+    loop_time = options.pop("loop_time", False)
     seed = options.pop("seed", SIM_SEED)
-    async with running_simulator(
-        settings=sim_settings(seed=seed), clock=None if real_time else clock, **options
-    ) as simulator:
+    chosen = LoopClock() if loop_time else None if real_time else clock
+    async with running_simulator(settings=sim_settings(seed=seed), clock=chosen, **options) as simulator:
         yield simulator
 
 

@@ -8,7 +8,9 @@ import pytest
 
 from daemon.testing import (
     SIM_SEED,
+    LoopClock,
     SimulatorSolver,
+    daemon_clock,
     plan_in,
     running_simulator,
     sim_config,
@@ -20,7 +22,9 @@ from daemon.testing import (
 
 __all__ = [
     "SIM_SEED",
+    "LoopClock",
     "SimulatorSolver",
+    "daemon_clock",
     "needs_ocr",
     "plan_in",
     "running_simulator",

@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from daemon.clock import SystemClock
 from daemon.simulator import Simulator
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
-pytestmark = pytest.mark.sim(accounts=3, brokers=("gs", "shahr", "bbi"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=3, brokers=("gs", "shahr", "bbi"), loop_time=True), pytest.mark.looptime]
 
 
 def replace_by_a_file(directory: Path, monkeypatch) -> None:
@@ -88,7 +87,7 @@ def logins(sim: Simulator) -> int:
 async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated: Path, monkeypatch, break_it) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         before = logins(sim)
         break_it(directory, monkeypatch)
@@ -110,7 +109,7 @@ async def test_writes_failing_mid_morning_keep_memory_and_log_once(sim, isolated
 async def test_the_directory_deleted_is_made_again(sim, isolated: Path) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         before = logins(sim)
         shutil.rmtree(directory)
@@ -125,7 +124,7 @@ async def test_the_directory_deleted_is_made_again(sim, isolated: Path) -> None:
 async def test_writes_land_again_once_the_directory_is_back(sim, isolated: Path, monkeypatch) -> None:
     config = sim_config(sim)
     directory = isolated / ".cache"
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         assert all(r.ok for r in await warmup(services.clients(config.accounts), services.clock))
         replace_by_a_file(directory, monkeypatch)
         await warmup(services.clients(config.accounts), services.clock)

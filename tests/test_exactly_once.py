@@ -9,16 +9,15 @@ from datetime import date, timedelta
 
 import pytest
 
-from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 from tests.test_executor_faults import fire_once
 
-pytestmark = pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), real_time=True, seed=1205)
+pytestmark = [pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), loop_time=True, seed=1205), pytest.mark.looptime]
 
 
 def booked(sim: Simulator) -> dict[str, int]:
@@ -36,7 +35,7 @@ async def restart_inside_the_window(sim: Simulator, config, accounts, day: date)
         schedule={"window_s": 6},
         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0},
     )
-    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config2, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         ex2 = Executor.from_wiring(services, Journal(config2.state_dir, day), day=day)
         await ex2.run_open(accounts, sim.now().astimezone(config.tz) - timedelta(seconds=1))
 
@@ -166,7 +165,7 @@ async def test_a_second_process_cannot_fire_from_the_same_journal_while_the_firs
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={"clock_source": "none"})
     day = sim.now().astimezone(config.tz).date()
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=30)
-    async with Wiring(config, SystemClock()) as services:
+    async with Wiring(config, daemon_clock(sim)) as services:
         first = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
         await first.arm(config.accounts[:1], open_at)
         second = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)

@@ -12,7 +12,6 @@ import orjson
 import pytest
 import yaml
 
-from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal, summarize
 from daemon.net import WireConnection
@@ -21,16 +20,19 @@ from daemon.testing import SimulatorSolver
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.processes import REPO_ROOT
-from tests.simhelp import needs_ocr, sim_config, sim_config_data, sim_settings, write_sim_config
+from tests.simhelp import daemon_clock, needs_ocr, sim_config, sim_config_data, sim_settings, write_sim_config
 
-pytestmark = pytest.mark.sim(accounts=20, brokers=("gs", "shahr", "bbi"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=20, brokers=("gs", "shahr", "bbi"), loop_time=True), pytest.mark.looptime]
+
+# a child `python -m daemon` lives in real time, so its simulator does too
+CHILD = {"accounts": 20, "brokers": ("gs", "shahr", "bbi"), "real_time": True}
 
 FAST = {"clock_source": "none", "final_check_s": 0.5, "answer_timeout_s": 2.0}
 
 
 async def armed(sim: Simulator, tmp_path: Path, open_in_s: float = 2.5, accounts: int | None = None, **executor):
     config = sim_config(sim, state_dir=str(tmp_path / "state"), executor={**FAST, **executor}, schedule={"window_s": 5})
-    services = Wiring(config, SystemClock(), solver=SimulatorSolver(sim))
+    services = Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim))
     chosen = config.accounts[:accounts] if accounts else config.accounts
     results = await warmup(services.clients(chosen), services.clock)
     assert all(r.ok for r in results)
@@ -89,7 +91,7 @@ async def test_an_unreachable_broker_does_not_delay_the_others(sim, tmp_path):
     dead = [p for p in ex.plans if p.broker == "gs"]
     for plan in dead:  # the gs trading host stops accepting connections after the arm
         plan.conn.close()
-        plan.conn = WireConnection(f"http://127.0.0.1:{closed_port}", SystemClock())
+        plan.conn = WireConnection(f"http://127.0.0.1:{closed_port}", daemon_clock(sim))
     async with services:
         try:
             await ex.final_check()
@@ -112,7 +114,7 @@ async def test_nothing_but_new_order_reaches_the_broker_after_the_final_check(si
     async with services:
         try:
             await ex.final_check()
-            checked_ns = SystemClock().monotonic_ns()
+            checked_ns = daemon_clock(sim).monotonic_ns()
             await ex.fire()
         finally:
             await ex.aclose()
@@ -168,7 +170,7 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
     sent_before = len(sim.request_log.records(route="new_order"))
     # a second run the same day (a restart) with one more account that has not fired yet
     config2 = sim_config(sim, state_dir=config.state_dir.as_posix(), executor=FAST, schedule={"window_s": 5})
-    async with Wiring(config2, SystemClock(), solver=SimulatorSolver(sim)) as services2:
+    async with Wiring(config2, daemon_clock(sim), solver=SimulatorSolver(sim)) as services2:
         open_at = sim.now().astimezone(config.tz) + timedelta(seconds=1)
         ex2 = Executor.from_wiring(services2, Journal(config2.state_dir, ex.day), day=ex.day)
         try:
@@ -181,6 +183,7 @@ async def test_a_restart_inside_the_window_never_sends_an_accepted_order_again(s
 
 
 @pytest.mark.slow
+@pytest.mark.looptime(False)  # the Date header's ticks are measured in real time: that is the point
 @pytest.mark.parametrize("skew_ms", [2000, -2000])
 async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms):
     simulator = Simulator.default(accounts=2, brokers=["gs"], settings=sim_settings(skew_ms=skew_ms))
@@ -201,6 +204,8 @@ async def test_a_skewed_broker_clock_is_corrected(monkeypatch, tmp_path, skew_ms
 
 
 @needs_ocr
+@pytest.mark.looptime(False)
+@pytest.mark.sim(**CHILD)
 async def test_fire_dry_run_sends_nothing(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST)
     at = (sim.now().astimezone(sim_config(sim).tz) + timedelta(seconds=30)).strftime("%H:%M:%S.%f")[:-3]
@@ -214,6 +219,8 @@ async def test_fire_dry_run_sends_nothing(sim, tmp_path):
 
 
 @needs_ocr
+@pytest.mark.looptime(False)
+@pytest.mark.sim(**CHILD)
 async def test_fire_now_and_report_commands(sim, tmp_path):
     path = write_sim_config(
         sim, tmp_path / "config.yaml", state_dir=str(tmp_path / "state"), executor=FAST, schedule={"window_s": 5}
@@ -248,6 +255,8 @@ def _closed_port() -> int:
 
 
 @needs_ocr
+@pytest.mark.looptime(False)
+@pytest.mark.sim(**CHILD)
 async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(sim, tmp_path, monkeypatch):
     data = sim_config_data(sim, state_dir=str(tmp_path / "state"), executor=FAST)
     data["accounts"] = data["accounts"][:2]

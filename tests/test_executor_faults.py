@@ -2,33 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
 
-from daemon.clock import SystemClock
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal, summarize
 from daemon.simulator import Simulator
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
-pytestmark = pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=6, brokers=("gs", "shahr"), loop_time=True), pytest.mark.looptime]
 
 
-class SteppedClock(SystemClock):
-    """The system's clocks, with a wall clock an NTP step can move (the monotonic clock never moves)."""
+class SteppedClock:
+    """The simulator's clock as the daemon's, with a wall clock an NTP step can move (the monotonic one never)."""
 
-    def __init__(self) -> None:
+    def __init__(self, under) -> None:
+        self.under = under
+        self.virtual = getattr(under, "virtual", False)  # waits sleep to the instant on a loop-time clock
         self.step_ns = 0
 
     def time_ns(self) -> int:
-        return super().time_ns() + self.step_ns
+        return self.under.time_ns() + self.step_ns
 
     def now(self):
-        return super().now() + timedelta(microseconds=self.step_ns / 1000)
+        return self.under.now() + timedelta(microseconds=self.step_ns / 1000)
+
+    def monotonic_ns(self) -> int:
+        return self.under.monotonic_ns()
+
+    async def sleep_until(self, when) -> None:
+        while (left := (when - self.now()).total_seconds()) > 0:
+            await asyncio.sleep(left)
 
 
 async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, between=None, **executor):
@@ -38,7 +47,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
         schedule={"window_s": 6},
         executor={"clock_source": "none", "final_check_s": 0.3, "answer_timeout_s": 1.0, **executor},
     )
-    clock = clock or SystemClock()
+    clock = clock or daemon_clock(sim)
     async with Wiring(config, clock, solver=SimulatorSolver(sim)) as services:
         chosen = config.accounts[:accounts]
         assert all(r.ok for r in await warmup(services.clients(chosen), services.clock))
@@ -57,7 +66,7 @@ async def fire_once(sim: Simulator, tmp_path, clock=None, accounts: int = 4, bet
 
 @pytest.mark.parametrize("step_s", [5.0, -5.0])
 async def test_a_wall_clock_step_after_the_arm_does_not_move_the_fire_instant(sim, tmp_path, step_s):
-    clock = SteppedClock()
+    clock = SteppedClock(daemon_clock(sim))
 
     def ntp_step():
         clock.step_ns = int(step_s * 1e9)

@@ -11,11 +11,11 @@ from aiohttp import web
 from structlog.testing import capture_logs
 
 from daemon.account import RetryPolicy, no_retries
-from daemon.clock import FakeClock, SystemClock
+from daemon.clock import FakeClock
 from daemon.config import RetrySettings
 from daemon.errors import AuthError, BrokerUnavailable, OrderRejected, RateLimited
 from daemon.simulator import Simulator
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.simhelp import sim_config
@@ -217,7 +217,7 @@ async def test_rejections_are_answers_and_not_retried(broker) -> None:
 
 # ---- warmup against the simulator's faults -------------------------------------------------------------
 # (the `sim` fixture with these accounts: the marker applies to the whole module, only these tests take `sim`)
-pytestmark = pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), loop_time=True), pytest.mark.looptime]
 
 
 def fault_config(sim: Simulator, attempts: int, timeout_s: float = 10.0):
@@ -247,7 +247,7 @@ async def test_warmup_rides_out_intermittent_faults(sim, fault, route) -> None:
     sim.add_fault(fault)
     config = fault_config(sim, attempts=16)
     with capture_logs() as logs:
-        async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
             results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results), one_line_reasons(results)
     faulted = [r for r in sim.request_log.records(route=route) if r.fault]
@@ -259,7 +259,7 @@ async def test_a_slow_route_times_out_and_is_retried(sim) -> None:
     sim.add_fault("tradingbook:jitter_ms=300")  # 0-300 ms against a 150 ms timeout: about half time out
     config = fault_config(sim, attempts=16, timeout_s=0.15)
     with capture_logs() as logs:
-        async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
             results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results), one_line_reasons(results)
     assert any("timed out" in line["reason"] for line in retries(logs))
@@ -268,7 +268,7 @@ async def test_a_slow_route_times_out_and_is_retried(sim) -> None:
 async def test_instruments_always_html_fails_every_order_in_one_line(sim) -> None:
     sim.add_fault("instruments:html")
     config = fault_config(sim, attempts=3)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services.clients(config.accounts[:3]), services.clock)
     for result in results:
         assert result.error is None and result.buying_power  # login and buying power were fine
@@ -280,7 +280,7 @@ async def test_a_fault_on_one_broker_leaves_the_others_alone(sim) -> None:
     sim.add_fault("tradingbook@gs:status=503")
     sim.add_fault("tradingbook@shahr:delay_ms=700")
     config = fault_config(sim, attempts=3, timeout_s=0.3)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services.clients(config.accounts), services.clock)
     by_broker = {b: [r for r in results if r.broker == b] for b in ("gs", "shahr", "bbi")}
     assert all(r.ok for r in by_broker["bbi"])

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from daemon.clock import SystemClock
 from daemon.errors import AuthError
 from daemon.simulator import Simulator
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.wiring import Wiring
 from tests.simhelp import sim_config
 
-pytestmark = pytest.mark.sim(accounts=2, brokers=("gs", "shahr"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=2, brokers=("gs", "shahr"), loop_time=True), pytest.mark.looptime]
 
 
 @pytest.fixture
 async def services(sim):
-    async with Wiring(sim_config(sim), SystemClock(), solver=SimulatorSolver(sim)) as shared:
+    async with Wiring(sim_config(sim), daemon_clock(sim), solver=SimulatorSolver(sim)) as shared:
         yield shared
 
 

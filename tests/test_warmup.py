@@ -12,25 +12,27 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.clock import SystemClock
 from daemon.sim import LimiterSettings
 from daemon.sim.ephoenix import calculate_order_param
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.sizing import Limits, buy_volume
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.processes import REPO_ROOT
 from tests.simhelp import needs_ocr, sim_config, sim_settings, write_sim_config
 
-pytestmark = pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), real_time=True)
+pytestmark = [pytest.mark.sim(accounts=12, brokers=("gs", "shahr", "bbi"), loop_time=True), pytest.mark.looptime]
+
+# a child `python -m daemon` lives in real time, so its simulator does too
+CHILD = {"accounts": 12, "brokers": ("gs", "shahr", "bbi"), "real_time": True}
 
 
 @needs_ocr
 async def test_twelve_accounts_over_three_brokers_warm_up(sim):
     """The real OCR solver reads every captcha (the other warmup tests take the simulator's answers)."""
     config = sim_config(sim)
-    async with Wiring(config, SystemClock()) as services:
+    async with Wiring(config, daemon_clock(sim)) as services:
         results = await warmup(services.clients(config.accounts), services.clock)
         assert all(r.ok for r in results), [r.error or [o.status for o in r.orders] for r in results]
         for result in results:
@@ -45,9 +47,9 @@ async def test_twelve_accounts_over_three_brokers_warm_up(sim):
 
 async def test_second_warmup_reuses_cached_tokens(sim):
     config = sim_config(sim)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         await warmup(services.clients(config.accounts[:3]), services.clock)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services.clients(config.accounts[:3]), services.clock)
     assert all(r.ok for r in results)
     assert len(sim.request_log.records(route="login")) == 3
@@ -73,7 +75,7 @@ class FirstAnswerWrong:
 async def test_a_wrong_captcha_is_retried(sim):
     config = sim_config(sim)
     solver = FirstAnswerWrong(SimulatorSolver(sim))
-    async with Wiring(config, SystemClock(), solver=solver) as services:
+    async with Wiring(config, daemon_clock(sim), solver=solver) as services:
         (result,) = await warmup(services.clients(config.accounts[:1]), services.clock)
     assert result.ok
     codes = [r.error_code for r in sim.request_log.records(route="login")]
@@ -85,7 +87,7 @@ async def test_one_bad_password_fails_only_its_account(sim, monkeypatch):
     monkeypatch.setenv("WRONG_PW", "not-the-password")
     bad = config.accounts[1].model_copy(update={"password_env": "WRONG_PW"})
     accounts = [config.accounts[0], bad, config.accounts[2]]
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         results = await warmup(services.clients(accounts), services.clock)
     assert [r.ok for r in results] == [True, False, True]
     assert "username or password" in results[1].error
@@ -103,7 +105,7 @@ async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "sim-pass")
     async with simulator as sim:
         config = sim_config(sim, captcha={"cooldown_s": 30.0})  # Retry-After (1 s) must win over this
-        async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+        async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
             results = await warmup(services.clients(config.accounts), services.clock)
     assert all(r.ok for r in results)
     log = sim.request_log
@@ -123,7 +125,7 @@ async def test_a_429_storm_on_one_broker_delays_only_that_broker(monkeypatch):
 
 async def test_captcha_fetches_per_host_respect_the_spacing(sim):
     config = sim_config(sim, captcha={"spacing_s": 0.2})
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         await warmup(services.clients(config.accounts[:8]), services.clock)
     for broker in ("gs", "shahr", "bbi"):
         times = sorted(r.time_ns for r in sim.request_log.records(route="captcha", broker=broker))
@@ -135,7 +137,7 @@ async def test_brokers_sharing_one_host_are_spaced_apart_not_together(sim):
     """The simulator serves every broker on one host under path prefixes, as a proxy could: each broker's
     identity service still gets its own spacing slot, so brokers log in side by side."""
     config = sim_config(sim, captcha={"spacing_s": 30.0})
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         results = await warmup(
             services.clients(config.accounts[:3]), services.clock
         )  # one account per broker: no broker waits 30 s
@@ -146,7 +148,7 @@ async def test_brokers_sharing_one_host_are_spaced_apart_not_together(sim):
 
 async def test_a_revoked_token_is_refreshed_on_401(sim):
     config = sim_config(sim)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         client = services.client(config.accounts[0])
         await client.get_buying_power()
         sim.revoke_tokens()
@@ -158,7 +160,7 @@ async def test_a_revoked_token_is_refreshed_on_401(sim):
 async def test_local_formula_matches_the_simulators_endpoint(sim):
     config = sim_config(sim)
     rng = __import__("random").Random(7)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
         client = services.client(config.accounts[0])
         instrument = await client.get_instrument("IRO1FOLD0001")
         for _ in range(25):
@@ -179,6 +181,8 @@ def test_local_formula_equals_the_simulators_formula(amount, price, mineq, extra
 
 
 @needs_ocr
+@pytest.mark.looptime(False)
+@pytest.mark.sim(**CHILD)
 async def test_warmup_command_prints_a_table_and_json(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml", cache={"dir": str(tmp_path / "cache")})
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "sim-pass"}
@@ -223,6 +227,8 @@ async def test_warmup_command_prints_a_table_and_json(sim, tmp_path):
 
 
 @needs_ocr
+@pytest.mark.looptime(False)
+@pytest.mark.sim(**CHILD)
 async def test_warmup_exit_code_is_nonzero_when_an_account_fails(sim, tmp_path):
     path = write_sim_config(sim, tmp_path / "config.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), PASSWORD_ENV: "wrong"}

@@ -277,6 +277,10 @@ async def wait_until_monotonic(
     now = mono()
     if now >= deadline_ns:
         return now
+    if getattr(clock, "virtual", False):  # a test's loop-time clock: fake time moves only while we sleep
+        while (now := mono()) < deadline_ns:
+            await asyncio.sleep(max((deadline_ns - now) / NS, 1e-9))
+        return now
     loop_time = loop.time
     loop_deadline = loop_time() + (deadline_ns - now) / NS
     while (left := loop_deadline - loop_time()) > spin_s:
