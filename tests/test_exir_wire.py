@@ -366,6 +366,8 @@ async def test_a_fire_killed_when_the_broker_booked_its_first_exir_order_is_reco
     records = read_journal(config.state_dir, open_at.date())
     found = [r for r in records if r["kind"] == "lookup" and r["presence"] == "found" and r["reason"] == "restart"]
     assert len(found) == booked_at_kill  # what the killed process sent and was booked, found in orderbookReport
-    assert len(new_orders(sim)) == 4  # nothing was sent twice
+    # nothing booked was sent again: a refused send is only 1005 (the restart cannot know when the killed
+    # process last sent, so its first send may come inside sendOrderDelay; it is resent after it)
+    assert [r.error_code for r in new_orders(sim) if r.error_code != 0] in ([], [TOO_SOON], [TOO_SOON] * 2)
     rows = report_rows("\n".join(report.out))
     assert len(rows) == 4 and all(r["accepted"] for r in rows.values())
