@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from daemon.cache import Cache
 from daemon.client import OrderParams
 from daemon.clock import SystemClock
-from daemon.config import Config
-from daemon.platforms.ephoenix import NEW_ORDER_PATH, new_order_request
+from daemon.config import BrokerEndpoints, Config
+from daemon.platforms import platform_for
+from daemon.platforms.ephoenix import NEW_ORDER_PATH
 from daemon.platforms.ephoenix._codec import new_order_body
 
 
@@ -26,6 +27,7 @@ class PreparedOrder:
     side: str
     price: int
     volume: int
+    endpoints: BrokerEndpoints | None = None
 
     @property
     def url(self) -> str:
@@ -35,8 +37,26 @@ class PreparedOrder:
         """The NewOrder body, as the Ephoenix codec encodes it."""
         return new_order_body(self.isin, self.side, self.price, self.volume)
 
-    def request_bytes(self) -> bytes:
-        return new_order_request(self.trading_url, self.token, self.isin, self.side, self.price, self.volume)
+    def request_bytes(self, utc_second: int | None = None) -> bytes:
+        """The order as its platform's codec builds it; a signed one (Exir) for `utc_second`."""
+        made = self._codec().order_request(self.token, self.isin, self.side, self.price, self.volume)
+        return made if isinstance(made, bytes) else made.at(_second(utc_second))
+
+    def probe_bytes(self, utc_second: int | None = None) -> bytes:
+        """The platform's cheap authenticated call (a connection's warming request), signed like the order."""
+        made = self._codec().probe_request(self.token)
+        return made if isinstance(made, bytes) else made.at(_second(utc_second))
+
+    def _codec(self):  # type: ignore[no-untyped-def]
+        if self.endpoints is None:
+            raise ValueError(f"account {self.account}: no broker endpoints to build its requests with")
+        return platform_for(self.endpoints.platform).codec(self.endpoints)
+
+
+def _second(utc_second: int | None) -> int:
+    if utc_second is None:
+        raise ValueError("a signed request needs the UTC second it is sent in")
+    return utc_second
 
 
 class ColdCache(RuntimeError):
@@ -68,6 +88,7 @@ async def prepared_orders(config: Config) -> list[PreparedOrder]:
                     order.side,
                     ready.price,
                     ready.volume,
+                    config.broker(account.broker),
                 )
             )
     if cold:

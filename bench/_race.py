@@ -32,7 +32,6 @@ from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal
 from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
-from daemon.platforms.ephoenix import probe_request
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
@@ -71,6 +70,7 @@ class Outcome:
     first_send_error_ms: float | None = None  # the instant -> the first write
     max_attempts: int | None = None  # the plan's attempt cap (daemon only)
     phases_s: dict[str, float] = field(default_factory=dict)  # how long the steps before the instant took
+    by_platform: dict[str, dict[str, Any]] = field(default_factory=dict)  # daemon: dispatch per broker platform
     note: str = ""
 
     def summary(self) -> dict[str, Any]:
@@ -97,10 +97,29 @@ class Outcome:
             "note": self.note,
             "final_check_s": _r(self.phases_s.get("final_check")),
             "phases_s": {k: _r(v, 6) for k, v in self.phases_s.items()},
+            "by_platform": self.by_platform,
         }
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.summary(), "arrivals_ms": [_r(a) for a in sorted(self.arrivals_ms)]}
+
+
+def _by_platform(config: Config, firsts: list[dict[str, Any]], planned: int) -> dict[str, dict[str, Any]]:
+    """Per broker platform, from the journal's first sends in the one loop: how many, the instant -> its last
+    first write (`dispatch_ms`), and the median gap from the write before each of its writes (`write_us`: what
+    one more account of that platform costs in the loop, e.g. Exir's signed bytes against Ephoenix's)."""
+    ordered = sorted(firsts, key=lambda r: r["monotonic_ns"])
+    platform_of = {b: config.broker(b).platform for b in {r["broker"] for r in ordered}}
+    out: dict[str, dict[str, Any]] = {}
+    for name in sorted(set(platform_of.values())):
+        mine = [i for i, r in enumerate(ordered) if platform_of[r["broker"]] == name]
+        gaps = [(ordered[i]["monotonic_ns"] - ordered[i - 1]["monotonic_ns"]) / 1e3 for i in mine if i > 0]
+        out[name] = {
+            "accounts": len(mine),
+            "dispatch_ms": _r((ordered[mine[-1]]["monotonic_ns"] - planned) / 1e6),
+            "write_us_p50": _r(statistics.median(gaps)) if gaps else None,
+        }
+    return out
 
 
 def _r(value: float | None, digits: int = 3) -> float | None:
@@ -158,7 +177,7 @@ class Race:
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
         # the daemon arms arm_lead_s ahead; the others need only open their connections (under 1 ms each)
-        lead = self.options.arm_lead_s + 1.0 if contender == "daemon" else 1.0 + 0.004 * self.n
+        lead = self.options.arm_lead_s + 1.0 if contender == "daemon" else 2.0 + 0.004 * self.n
         open_at = self.clock.now() + timedelta(seconds=SIM_START_ALLOWANCE_S + lead)
         sim = SimProcess(self.n, self.options.brokers, open_at=open_at, request_log=state / "requests.jsonl")
         with sim:
@@ -210,11 +229,13 @@ class Race:
             sent = sorted(r["monotonic_ns"] for r in firsts)
             outcome.dispatch_ms = (sent[-1] - planned) / 1e6
             outcome.first_send_error_ms = (sent[0] - planned) / 1e6
+            outcome.by_platform = _by_platform(config, firsts, planned)
         return outcome
 
     async def _raw(self, config: Config, _path: Path, open_at: datetime, _state: Path) -> Outcome:
         orders = await prepared_orders(config)
-        requests = [o.request_bytes() for o in orders]
+        second = int(open_at.timestamp())  # the simulator runs on this host's clock: the open's UTC second
+        requests = [o.request_bytes(second) for o in orders]
         _raise_fd_limit(len(orders) + 256)
         loop = asyncio.get_running_loop()
         port = urlsplit(orders[0].trading_url).port
@@ -228,9 +249,8 @@ class Race:
                 clients += [protocol for _, protocol in opened]
             # warmed as the executor's are by its final-check ping: one request answered on each connection
             pings = [c.expect() for c in clients]
-            ping = probe_request(orders[0].trading_url, orders[0].token)
-            for client in clients:
-                client.transport.write(ping)
+            for client, order in zip(clients, orders):
+                client.transport.write(order.probe_bytes(int(self.clock.time_ns() // NS)))
             async with asyncio.timeout(30):
                 await asyncio.gather(*pings)
             waiting = [c.expect() for c in clients]

@@ -127,7 +127,7 @@ class SimProcess:
         lines: list[str] = []
         inside = False
         for line in _bounded_lines(self._process.stdout, limit=20_000):
-            if line.startswith("Simulated Ephoenix brokers"):
+            if line.startswith("Simulated ") and " at http" in line:  # one platform's brokers, or several
                 self.base_url = line.split(" at ", 1)[1].split(" ", 1)[0]
             if line.startswith(SNIPPET_END):
                 break

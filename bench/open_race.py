@@ -90,6 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the executor's broker clock; the simulator runs on this host's clock (default none)",
     )
     parser.add_argument(
+        "--brokers",
+        default="gs,shahr,bbi",
+        metavar="CODE[:PLATFORM],...",
+        help="the simulator's brokers, accounts spread over them in turn (default gs,shahr,bbi; e.g. "
+        "gs,khobregan:exir for as many Ephoenix as Exir accounts: the daemon's figures then come per platform)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, help="keep caches, configs and logs here (reused: a warm cache stays warm)"
     )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "results", help="where JSON and PNG go")
@@ -115,6 +122,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             "keep it bounded: --runs 1..10, --arm-lead-s 3..120, --locust-time-s 1..60, "
             "--final-check-s from 0.5 to below --arm-lead-s"
         )
+    others = any(":" in b and not b.strip().endswith(":ephoenix") for b in args.brokers.split(","))
+    if others and set(args.contender_list) - {"daemon"}:
+        parser.error(
+            "with brokers on other platforms only the daemon contends (--contenders daemon): Locust speaks "
+            "Ephoenix only, and the raw loop cannot log in, while a fresh simulator process holds no Exir session"
+        )
     if "locust" in args.contender_list and locust_binary() is None:
         parser.error("locust is not installed (pip install '.[bench]'); leave it out with --contenders daemon,raw")
     return args
@@ -127,6 +140,7 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         locust_time_s=args.locust_time_s,
         clock_source=args.clock_source,
         final_check_s=args.final_check_s,
+        brokers=tuple(b.strip() for b in args.brokers.split(",") if b.strip()),
     )
     clock = SystemClock()
     machine_at_start = machine()
@@ -222,6 +236,30 @@ def print_report(result: dict[str, Any]) -> None:
     for contender, note in notes.items():
         print(f"{contender}: {note}")
     print("warmup (shared by the contenders): " + ", ".join(f"N={n} {s} s" for n, s in result["warmup_s"].items()))
+    mixed = [(run, o) for run in result["runs"] for o in run["outcomes"] if len(o.get("by_platform") or {}) > 1]
+    if mixed:
+        print()
+        print("the daemon's first-send loop per broker platform (dispatch: the instant -> its last first write):")
+        print_table(
+            ["N", "run", "platform", "accounts", "dispatch ms", "write us p50", "dispatch / ephoenix"],
+            [
+                [
+                    run["accounts"],
+                    run["run"],
+                    name,
+                    figures["accounts"],
+                    figures["dispatch_ms"],
+                    figures["write_us_p50"],
+                    _over(figures["dispatch_ms"], o["by_platform"].get("ephoenix", {}).get("dispatch_ms")),
+                ]
+                for run, o in mixed
+                for name, figures in o["by_platform"].items()
+            ],
+        )
+
+
+def _over(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 3) if top is not None and bottom else None
 
 
 def plot(result: dict[str, Any], path: Path) -> bool:

@@ -21,13 +21,14 @@ from daemon import metrics
 from daemon.cache import Cache
 from daemon.account import CaptchaSolver, CaptchaUnsolved
 from daemon.clock import Clock
-from daemon.config import AccountSettings, BrokerEndpoints, Config, OrderSettings
+from daemon.config import AccountSettings, BrokerEndpoints, Config, FeeSettings, OrderSettings
 from daemon.errors import AuthError, BrokerError, CaptchaError, OrderRejected, RateLimited
 from daemon.logs import get_logger, register_secret, token_slot
 from daemon.platforms import (
     BrokerOrder,
     BuyingPower,
     Codec,
+    FeeRates,
     Instrument,
     LoginAnswer,
     Session,
@@ -166,6 +167,8 @@ class BrokerClient:
         # production and tells apart brokers that one host serves under path prefixes (the simulator).
         self._identity_host = endpoints.identity_url.rstrip("/")
         self.log = get_logger(account=account.name, broker=endpoints.code)
+        self._fees: dict[str, FeeRates] = {}
+        """The broker's own fee rates by ISIN (`fee_rates`): they hold for the day."""
         self.endpoints = endpoints
 
     @property
@@ -404,7 +407,7 @@ class BrokerClient:
                 self.log.warning("cache.order_params.unusable", isin=order.isin)
         instrument = await self.get_instrument(order.isin, use_cache=use_cache)
         price = resolve_price(order.price, instrument.limits)
-        fees = self._config.fees
+        fees = await self.fee_rates(order.isin, use_cache=use_cache)
         if order.side == "sell":
             held = await self.get_holdings(order.isin, use_cache=use_cache)
             volume = order.volume if order.volume != "auto" else sell_volume(held, instrument.limits)
@@ -420,6 +423,18 @@ class BrokerClient:
         )
         await self._cache.save_order_params(self.username, self.broker, order.isin, params.to_cache())
         return params
+
+    async def fee_rates(self, isin: str, use_cache: bool = True) -> FeeRates | FeeSettings:
+        """The fee rates that size an order of `isin`: the broker's own when its platform tells them (Exir's
+        wages, read once per process unless `use_cache` is off), else the config's `fees` (Ephoenix)."""
+        if use_cache and isin in self._fees:
+            return self._fees[isin]
+        told = getattr(self.session, "fees", None)  # a platform's session may leave it out: no rates of its own
+        rates = await told(isin) if told is not None else None
+        if rates is None:
+            return self._config.fees
+        self._fees[isin] = rates
+        return rates
 
     async def calculate_order_param(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
         """The broker's own volume formula, to cross-check the local one at warmup."""

@@ -65,7 +65,7 @@ from daemon.net import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.platforms import SignedRequest
+from daemon.platforms import Codec, SignedRequest, order_spacing_ms
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
@@ -287,6 +287,7 @@ class Executor:
                 )
                 plan.unsure_since = unsure_since
                 plan.prepare(codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
+                plan.spacing_ns = self._platform_spacing_ns(codec, token)
                 plans.append(plan)
                 settled.add((order.isin, order.side))
         except (BrokerError, ConfigError) as exc:
@@ -360,7 +361,9 @@ class Executor:
         if source == "none":
             return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
         token = await self.client(self._accounts[plan.account]).token()
-        request = plan.codec.probe_request(token)  # type: ignore[union-attr]
+        made = plan.codec.probe_request(token)  # type: ignore[union-attr]
+        # A signed probe (Exir) is signed for our clock's second: the offset is what is being measured.
+        request = made if isinstance(made, bytes) else lambda: made.at(self.clock.time_ns() // NS)
         conns = [
             WireConnection(
                 plan.trading_url, self.clock, ssl_context=self._tls, connect_timeout=self.settings.connect_timeout_s
@@ -418,13 +421,25 @@ class Executor:
     def _spacing_ns(self) -> int:
         return int((self.settings.spacing_ms + self.settings.spacing_margin_ms) * 1e6)
 
+    def _spacing(self, plan: FirePlan) -> int:
+        """The least gap between the sends of this plan's account: the executor's, or its platform's when longer."""
+        return max(self._spacing_ns, plan.spacing_ns)
+
+    def _platform_spacing_ns(self, codec: Codec, token: str) -> int:
+        """An account's platform spacing (Exir's sendOrderDelay) with the executor's margin; 0 when it states none
+        or asks no more than the executor's spacing."""
+        platform_ms = order_spacing_ms(codec, token)
+        if platform_ms is None or platform_ms <= self.settings.spacing_ms:
+            return 0
+        return int((platform_ms + self.settings.spacing_margin_ms) * 1e6)
+
     def _scope(self, plan: FirePlan) -> tuple[str, ...]:
         return (plan.account,) if self.settings.spacing_scope == "account" else (plan.account, plan.isin)
 
     def _take_turn(self, plan: FirePlan, earliest_ns: int) -> int:
         """The first instant from `earliest_ns` at which this plan's scope is free, reserved for it: clear of
         the scope's last send and of the planned first sends of its orders still to go."""
-        spacing, scope = self._spacing_ns, self._scope(plan)
+        spacing, scope = self._spacing(plan), self._scope(plan)
         at = max(earliest_ns, self._free_at.get(scope, 0))
         for planned in sorted(
             p.send_at_ns for p in self._by_scope.get(scope, ()) if p.key not in self._first_sent and p is not plan
@@ -438,16 +453,15 @@ class Executor:
         """Armed after the open (a restart): the instants have passed, so an account's orders leave from now,
         one spacing apart, instead of all in one loop (where the second would be refused as too soon)."""
         for plan in self.plans:
-            plan.send_at_ns = max(plan.send_at_ns, now_ns + plan.slot * self._spacing_ns)
+            plan.send_at_ns = max(plan.send_at_ns, now_ns + plan.slot * self._spacing(plan))
         self.plans.sort(key=lambda p: p.send_at_ns)
 
     def _schedule(self) -> None:
         """Fix every plan's instants on the monotonic clock (a wall-clock step after this moves nothing)."""
-        spacing_ns = self._spacing_ns
         for plan in self.plans:
             clock = self.clocks.get(plan.broker) or BrokerClock(OffsetEstimate(0.0, 1.0, 0, "unmeasured"), 0)
             plan.open_monotonic_ns = monotonic_deadline_ns(self.open_at, clock.estimate, self.reference)  # type: ignore[arg-type]
-            plan.send_at_ns = plan.open_monotonic_ns - clock.lead_ns(self.settings) + plan.slot * spacing_ns
+            plan.send_at_ns = plan.open_monotonic_ns - clock.lead_ns(self.settings) + plan.slot * self._spacing(plan)
         self.plans = firing_order(self.plans, self.day)
         self.plans.sort(key=lambda p: p.send_at_ns)
 
@@ -509,6 +523,7 @@ class Executor:
                         )
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
                 plan.prepare(client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
+                plan.spacing_ns = self._platform_spacing_ns(client.codec, token)
             ping = client.codec.probe_request(token)
         except (BrokerError, ConfigError) as exc:
             log.warning(
@@ -589,7 +604,7 @@ class Executor:
                     self._first_sent.add(plan.key)
                     if not isinstance(result, WireError):
                         scope = self._scope(plan)
-                        self._free_at[scope] = max(self._free_at.get(scope, 0), result + self._spacing_ns)
+                        self._free_at[scope] = max(self._free_at.get(scope, 0), result + self._spacing(plan))
                 self.journal.flush_soon()
                 for plan, result in zip(group, sent):
                     followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
@@ -631,7 +646,7 @@ class Executor:
         spacing, stop when it ends. A lost answer is settled before anything is sent again: a late answer on
         the connection, or the broker's lists (unknown is not absent). `first` None: not sent yet (an order an
         earlier process may have sent is settled first; one whose scope was busy waits for its turn)."""
-        spacing_ns = self._spacing_ns
+        spacing_ns = self._spacing(plan)
         attempt, sent_ns = 1, first
         if sent_ns is None:
             if (

@@ -212,6 +212,21 @@ def test_brokers_may_name_their_platform() -> None:
         assert [a.broker for a in sim.accounts] == ["gs", "bbi", "gs"]
 
 
+async def test_the_default_brokers_are_three_on_ephoenix_and_an_exir_tenant() -> None:
+    sim = _build("--accounts", "4", "--seed", str(SIM_SEED))
+    assert [(code, b.platform) for code, b in sim.state.brokers.items()] == [
+        ("gs", "ephoenix"),
+        ("shahr", "ephoenix"),
+        ("bbi", "ephoenix"),
+        ("khobregan", "exir"),
+    ]
+    async with sim:
+        config = validate_config(sim.config_snippet().data)
+    exir = config.broker("khobregan")
+    assert (exir.platform, exir.url, exir.rlc_url) == ("exir", f"{sim.base_url}/khobregan", f"{sim.base_url}/rlc")
+    assert [a.broker for a in config.accounts] == ["gs", "shahr", "bbi", "khobregan"]
+
+
 def test_port_in_use_exits_2() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

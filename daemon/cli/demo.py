@@ -15,7 +15,12 @@ from daemon.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="a whole open against the embedded simulator (no broker account needed)")
     add_common(parser)
-    parser.add_argument("--accounts", type=int, default=20, help="simulated accounts over three brokers (default 20)")
+    parser.add_argument(
+        "--accounts",
+        type=int,
+        default=20,
+        help="simulated accounts over four brokers, three Ephoenix and one Exir (default 20)",
+    )
     parser.add_argument(
         "--skew-ms", type=float, default=1500.0, help="how far the simulated broker's clock is off (default 1500)"
     )

@@ -44,11 +44,16 @@ SNIPPET_START = "# ---- config.yaml snippet for the simulator ----"
 SNIPPET_END = "# ---- end of snippet ----"
 
 
+SIMULATE_BROKERS = ",".join([*DEFAULT_BROKERS, "khobregan:exir"])
+"""The three Ephoenix brokers and an Exir tenant (khobregan, broker id 116), so both platforms are there to try."""
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "simulate",
         help="run a simulated Ephoenix broker on this machine",
-        description="Serve simulated Ephoenix brokers (captcha, login, orders, market data) on one port, "
+        description="Serve simulated brokers (by default three on Ephoenix and one Exir tenant: captcha, login, "
+        "orders, market data) on one port, "
         "print the config snippet that points the daemon at them, and run until Ctrl-C or SIGTERM.",
     )
     add_common(parser, json=False)
@@ -59,10 +64,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     )
     parser.add_argument(
         "--brokers",
-        default=",".join(DEFAULT_BROKERS),
+        default=SIMULATE_BROKERS,
         metavar="CODE[:PLATFORM],...",
         help="broker codes, comma-separated, each on a platform (default platform: ephoenix; "
-        f"known: {', '.join(platform_names())}); default: gs,shahr,bbi",
+        f"known: {', '.join(platform_names())}); default: {SIMULATE_BROKERS}",
     )
     parser.add_argument(
         "--open-at",

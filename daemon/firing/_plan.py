@@ -58,6 +58,9 @@ class FirePlan:
     """Set when the platform signs each request for its UTC second: `request` then holds the bytes for
     `signed_second`, and the executor asks `signed.at(...)` when the second it sends in is another."""
     signed_second: int = -1
+    spacing_ns: int = 0
+    """The least gap between this account's sends when its platform asks more than the executor's spacing
+    (Exir's sendOrderDelay, margin included); 0: the executor's spacing."""
 
     def prepare(self, made: bytes | SignedRequest) -> None:
         """The codec's request: bytes as they are, or a signed request whose bytes are made per second."""

@@ -406,7 +406,7 @@ async def measure_timestamp_offset(probe: Probe, clock: Clock, **options: Any) -
 
 def wire_probe(
     connections: Sequence[WireConnection],
-    request: bytes,
+    request: bytes | Callable[[], bytes],
     source: Literal["date", "timestamp"] = "date",
     *,
     field: str = "timestamp",
@@ -416,7 +416,8 @@ def wire_probe(
 
     Its times are the write and the first byte of the answer, free of event-loop wake-up delays (so
     the connections must run on the clock given to the sampler). A connection the server dropped, or
-    one left busy by a lost probe, is reopened before its next use.
+    one left busy by a lost probe, is reopened before its next use. A callable `request` makes each probe's
+    bytes when it is sent (a request signed for the second it leaves in, Exir's).
     """
     idle: asyncio.Queue[WireConnection] = asyncio.Queue()
     for conn in connections:
@@ -432,7 +433,7 @@ def wire_probe(
         try:
             if not conn.is_alive() or conn.in_flight:
                 await conn.reconnect()
-            sent_ns = conn.send_nowait(request)
+            sent_ns = conn.send_nowait(request() if callable(request) else request)
             response = await conn.next_response(timeout_s)
             return Reading(read(response), sent_ns, response.first_byte_ns)
         finally:

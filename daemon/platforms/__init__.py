@@ -45,6 +45,7 @@ __all__ = [
     "TokenRefused",
     "Verdict",
     "names",
+    "order_spacing_ms",
     "platform_for",
     "register",
 ]
@@ -130,6 +131,16 @@ class Codec(Protocol):
         tz: tzinfo,
         serial_number: int | None = None,
     ) -> Mapping[str, Any] | None: ...
+
+
+def order_spacing_ms(codec: Codec, token: str) -> float | None:
+    """The platform's own least spacing between one account's orders, in ms, or None when it states none.
+
+    A codec that knows one has `spacing_ms(token)` (Exir: the login's sendOrderDelay); the executor spaces the
+    account's sends by at least the larger of it and its own spacing. Other codecs need not define it.
+    """
+    tell = getattr(codec, "spacing_ms", None)
+    return tell(token) if callable(tell) else None
 
 
 @dataclass(frozen=True, slots=True)
