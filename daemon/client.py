@@ -262,6 +262,8 @@ class BrokerClient:
                 raise AuthError(
                     f"account {self.account.name}: the broker refused the username or password; fix them in the config."
                 )
+            if answer.outcome == "blocked":
+                raise AuthError(f"account {self.account.name}: {answer.message}.")
             if answer.outcome == "wrong_captcha":
                 self.log.info("captcha.wrong", attempt=attempt)
                 continue

@@ -45,6 +45,7 @@ __all__ = [
     "TokenRefused",
     "Verdict",
     "names",
+    "order_origin",
     "platform_for",
     "register",
 ]
@@ -132,6 +133,13 @@ class Codec(Protocol):
     ) -> Mapping[str, Any] | None: ...
 
 
+def order_origin(codec: Codec, token: str) -> str:
+    """Where `token`'s orders and probes go: the codec's `origin_for(token)` when it has one (Online+: the API base
+    the login page named, carried in the token), else its `origin_url` (every other platform)."""
+    origin_for = getattr(codec, "origin_for", None)
+    return origin_for(token) if callable(origin_for) else codec.origin_url
+
+
 @dataclass(frozen=True, slots=True)
 class Platform:
     """A platform: how to build one account's session and one broker's codec from the broker's endpoints."""
@@ -167,6 +175,8 @@ def platform_for(name: str) -> Platform:
 
 from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
 from daemon.platforms import exir as _exir  # noqa: E402
+from daemon.platforms import onlineplus as _onlineplus  # noqa: E402
 
 register(_ephoenix.PLATFORM)
 register(_exir.PLATFORM)
+register(_onlineplus.PLATFORM)
