@@ -279,7 +279,10 @@ class BrokerClient:
         await self._limiter.acquire(self._identity_host)
         try:
             captcha = await self.session.fetch_captcha()
-            answer = await self._solver.solve(captcha.image)
+            if captcha.digits == 5:
+                answer = await self._solver.solve(captcha.image)
+            else:  # only then the solver's `digits` (a solver of its own may take the image alone)
+                answer = await self._solver.solve(captcha.image, digits=captcha.digits)  # type: ignore[call-arg]
             return await self.session.login(self.username, self.account.resolve_password(), captcha, answer)
         except Throttled as exc:
             self._throttled(exc.retry_after_s, exc.why)

@@ -41,6 +41,8 @@ class Captcha:
 
     image: bytes = field(repr=False)
     state: Mapping[str, Any] = field(default_factory=dict)
+    digits: int = 5
+    """How many digits it shows (Online+'s four; five elsewhere): the solver is asked for that many."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
 
 AUTH_COOKIE = "AuthCookie_OnlineCookie"  # set by the login on the API host [confirmed live]
 CAPTCHA_KEY = "CaptchaKey"
+CAPTCHA_DIGITS = 4  # [confirmed live]; Exir and Ephoenix show 5
 EXECUTED_STATE = "1"  # GetOrderList's OrderState for executed orders [confirmed live]
 ALL_ORDERS_STATE = "0"
 """The OrderState assumed to list every order of the range (open question 4: only "1" is known). Today's orders are
@@ -166,7 +167,7 @@ class OnlinePlusSession:
         if captcha is None:
             raise Throttled(None, "the captcha answer had no image")
         image, key = captcha
-        return Captcha(image, {CAPTCHA_KEY: key, "api": api})
+        return Captcha(image, {CAPTCHA_KEY: key, "api": api}, digits=CAPTCHA_DIGITS)
 
     async def login(self, username: str, password: str, captcha: Captcha, answer: str) -> LoginAnswer:
         """The V2 login, the captcha as a string with its key; HTTP 200 in every case, so the body decides.
