@@ -283,7 +283,10 @@ def test_the_order_bytes_go_to_the_token_s_api_with_the_ua_origin_referer_and_co
     assert lines[0] == "POST /Web/V1/Order/Post HTTP/1.1"
     assert headers["Host"] == "api.hafezbroker.ir"
     assert headers["User-Agent"] == USER_AGENT and "(KHTML, like Gecko) Chrome/" in USER_AGENT
-    assert (headers["Origin"], headers["Referer"]) == ("https://online.hafezbroker.ir", "https://online.hafezbroker.ir/")
+    assert (headers["Origin"], headers["Referer"]) == (
+        "https://online.hafezbroker.ir",
+        "https://online.hafezbroker.ir/",
+    )
     assert headers["Cookie"] == "AuthCookie_OnlineCookie=auth1; f5avr_session_=web"
     assert headers["Content-Type"] == "application/json" and int(headers["Content-Length"]) == len(body)
     assert not any(name.lower() == "authorization" for name in headers)
@@ -354,9 +357,7 @@ def test_our_order_is_found_by_isin_side_and_time_never_by_an_id_from_the_answer
 
 def test_an_online_plus_broker_takes_a_domain_an_api_url_and_a_fee() -> None:
     assert platform_for("onlineplus").needs == ()
-    config = validate_config(
-        {"brokers": {"dnovin": {"platform": "onlineplus", "domain": "DnovinBR.ir", "fee": 0.004}}}
-    )
+    config = validate_config({"brokers": {"dnovin": {"platform": "onlineplus", "domain": "DnovinBR.ir", "fee": 0.004}}})
     endpoints = config.broker("dnovin")
     assert (endpoints.platform, endpoints.domain, endpoints.fee, endpoints.api_url) == (
         "onlineplus",

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import sys
