@@ -265,6 +265,8 @@ class BrokerClient:
                 raise AuthError(
                     f"account {self.account.name}: the broker refused the username or password; fix them in the config."
                 )
+            if answer.outcome == "blocked":
+                raise AuthError(f"account {self.account.name}: {answer.message}.")
             if answer.outcome == "wrong_captcha":
                 self.log.info("captcha.wrong", attempt=attempt)
                 continue
@@ -280,7 +282,10 @@ class BrokerClient:
         await self._limiter.acquire(self._identity_host)
         try:
             captcha = await self.session.fetch_captcha()
-            answer = await self._solver.solve(captcha.image)
+            if captcha.digits == 5:
+                answer = await self._solver.solve(captcha.image)
+            else:  # only then the solver's `digits` (a solver of its own may take the image alone)
+                answer = await self._solver.solve(captcha.image, digits=captcha.digits)  # type: ignore[call-arg]
             return await self.session.login(self.username, self.account.resolve_password(), captcha, answer)
         except Throttled as exc:
             self._throttled(exc.retry_after_s, exc.why)

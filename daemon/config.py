@@ -230,8 +230,25 @@ class BrokerSettings(_Strict):
     """One base for a platform that serves everything from one host (Exir: https://{tenant}.exirbroker.com)."""
     rlc_url: str | None = None
     """The RLC market-data service, for platforms priced from it (Exir); its public host when not given."""
+    domain: str | None = None
+    """Online+: the tenant's bare domain (`hafezbroker.ir`; `{code}broker.ir` when not given), for its web root
+    `https://online.{domain}` when `url` is not given and the API base `https://api.{domain}` when the login page
+    names none."""
+    api_url: str | None = None
+    """Online+: an API base that wins over the one the login page names."""
+    fee: float | None = Field(default=None, ge=0, lt=0.1)
+    """Online+: the buy and sell fee rate sizing assumes (the platform has no fee endpoint); 0.005 when not given."""
 
-    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url")
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, value: str | None) -> str | None:
+        from daemon.platforms.onlineplus import is_domain
+
+        if value is not None and not is_domain(value):
+            raise ValueError(f"{value!r} is not a bare domain like hafezbroker.ir (no https://, no path)")
+        return value.lower() if value else value
+
+    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url", "api_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
@@ -269,6 +286,9 @@ class BrokerEndpoints(BaseModel):
     platform: str = "ephoenix"
     url: str | None = None
     rlc_url: str | None = None
+    domain: str | None = None
+    api_url: str | None = None
+    fee: float | None = None
 
 
 class CaptchaSettings(_Strict):
@@ -550,6 +570,9 @@ class Config(_Strict):
             platform=given.platform,
             url=given.url,
             rlc_url=given.rlc_url,
+            domain=given.domain,
+            api_url=given.api_url,
+            fee=given.fee,
         )
 
     def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:

@@ -1,6 +1,7 @@
 """Captcha solvers behind one small interface: `await solver.solve(image) -> "12345"`.
 
-The login client fetches a captcha, hands its image bytes here and gets five digits back, or a
+The login client fetches a captcha, hands its image bytes here and gets five digits back (four for a platform
+whose captcha shows four, Online+: `solve(image, digits=4)`), or a
 `CaptchaUnsolved` it answers by fetching a new captcha. Which solver runs is config
 (`captcha.solver`): an in-process OCR model, an external program, an HTTP service, or a person at a
 terminal. Nothing here speaks to a broker. A captcha answer counts as a secret: it never appears in
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
-import re
 import shutil
 import signal
 import sys
@@ -33,7 +33,6 @@ from daemon.logs import get_logger, scrub
 DIGITS = 5
 OCR_EXTRA_MISSING = "captcha solver 'ocr' needs the ocr extra: pip install 'opening-bell[ocr]'."
 _ANSWER_KEYS = ("result", "text", "digits", "captcha")
-_FIVE_DIGITS = re.compile(rf"\d{{{DIGITS}}}", re.ASCII)
 
 log = get_logger("captcha")
 
@@ -48,7 +47,8 @@ class UnknownImageFormat(CaptchaUnsolved):
 
 class CaptchaSolver(Protocol):
     async def solve(self, image: bytes) -> str:
-        """Five ASCII digits read from `image`, or `CaptchaUnsolved`."""
+        """Five ASCII digits read from `image`, or `CaptchaUnsolved`. A solver that also takes `digits`
+        (`solve(image, digits=4)`, every one of this module's) serves platforms whose captcha has another count."""
 
     async def aclose(self) -> None:
         """Release what the solver holds (HTTP session); safe to call more than once."""
@@ -83,18 +83,18 @@ def ascii_digits(text: str) -> str:
     return "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
 
 
-def five_digit_answer(text: str, source: str) -> str:
-    """`text` as exactly five ASCII digits (surrounding whitespace allowed), else CaptchaUnsolved.
+def five_digit_answer(text: str, source: str, digits: int = DIGITS) -> str:
+    """`text` as exactly five (or `digits`) ASCII digits (surrounding whitespace allowed), else CaptchaUnsolved.
 
     The error describes the answer's shape, never its characters: a near-miss answer is still a secret.
     """
     stripped = text.strip()
     if stripped and all(ch.isdecimal() for ch in stripped):
         stripped = ascii_digits(stripped)
-    if _FIVE_DIGITS.fullmatch(stripped):
+    if len(stripped) == digits and stripped.isascii() and stripped.isdigit():
         return stripped
-    digits = sum(ch.isdecimal() for ch in stripped)
-    raise CaptchaUnsolved(f"{source} gave {len(stripped)} characters ({digits} digits), not exactly {DIGITS} digits")
+    found = sum(ch.isdecimal() for ch in stripped)
+    raise CaptchaUnsolved(f"{source} gave {len(stripped)} characters ({found} digits), not exactly {digits} digits")
 
 
 class _Solver:
@@ -105,15 +105,15 @@ class _Solver:
     def __init__(self, timeout_s: float) -> None:
         self.timeout_s = timeout_s
 
-    async def solve(self, image: bytes) -> str:
+    async def solve(self, image: bytes, digits: int = DIGITS) -> str:
         fmt = sniff_image_format(image)
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await self._solve(image, fmt)
+                return await self._solve(image, fmt, digits)
         except TimeoutError:
             raise CaptchaUnsolved(f"captcha solver {self.name!r} gave no answer within {self.timeout_s:g} s") from None
 
-    async def _solve(self, image: bytes, fmt: str) -> str:
+    async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
         raise NotImplementedError
 
     async def aclose(self) -> None:
@@ -157,7 +157,7 @@ class CommandSolver(_Solver):
         super().__init__(timeout_s)
         self.argv = _require_program(command, "captcha.command")
 
-    async def _solve(self, image: bytes, fmt: str) -> str:
+    async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
         process = await _start(
             self.argv,
             "captcha.command",
@@ -173,7 +173,7 @@ class CommandSolver(_Solver):
             last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             said = f": {scrub(last[0])[:200]}" if last[0] else ""
             raise CaptchaUnsolved(f"captcha.command exited with status {process.returncode}{said}")
-        return five_digit_answer(out.decode("utf-8", "replace"), "captcha.command")
+        return five_digit_answer(out.decode("utf-8", "replace"), "captcha.command", digits)
 
 
 class HttpSolver(_Solver):
@@ -188,7 +188,7 @@ class HttpSolver(_Solver):
         self.where = f"captcha service {urlsplit(url).netloc}"
         self._session: aiohttp.ClientSession | None = None
 
-    async def _solve(self, image: bytes, fmt: str) -> str:
+    async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession()
         try:
@@ -198,7 +198,7 @@ class HttpSolver(_Solver):
                     raise CaptchaUnsolved(f"{self.where} answered HTTP {response.status}")
         except aiohttp.ClientError as exc:
             raise CaptchaUnsolved(f"{self.where} could not be asked ({type(exc).__name__})") from None
-        return five_digit_answer(self._answer_text(body), self.where)
+        return five_digit_answer(self._answer_text(body), self.where, digits)
 
     def _answer_text(self, body: bytes) -> str:
         if body.lstrip().startswith(b"{"):
@@ -267,12 +267,12 @@ class ManualSolver(_Solver):
         self.viewer = _require_program(viewer, "captcha.viewer") if viewer else None
         self._one_at_a_time = asyncio.Lock()
 
-    async def solve(self, image: bytes) -> str:
+    async def solve(self, image: bytes, digits: int = DIGITS) -> str:
         # Accounts log in concurrently; prompts must not interleave, and each gets its full time once shown.
         async with self._one_at_a_time:
-            return await super().solve(image)
+            return await super().solve(image, digits)
 
-    async def _solve(self, image: bytes, fmt: str) -> str:
+    async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
         fd, path = tempfile.mkstemp(prefix="opening-bell-captcha-", suffix=f".{fmt}")  # mode 0600
         try:
             with os.fdopen(fd, "wb") as file:
@@ -280,12 +280,12 @@ class ManualSolver(_Solver):
             self.terminal.say(f"captcha image: {path}\n")
             if self.viewer:
                 await self._show(path)
-            self.terminal.say(f"type the {DIGITS} digits: ")
+            self.terminal.say(f"type the {digits} digits: ")
             while line := await self.terminal.read_line():
                 try:
-                    return five_digit_answer(line, "the typed answer")
+                    return five_digit_answer(line, "the typed answer", digits)
                 except CaptchaUnsolved:
-                    self.terminal.say(f"that is not {DIGITS} digits; type the {DIGITS} digits: ")
+                    self.terminal.say(f"that is not {digits} digits; type the {digits} digits: ")
             raise CaptchaUnsolved("the terminal's input ended before an answer was typed")
         finally:
             os.unlink(path)
@@ -324,17 +324,17 @@ class OcrSolver(_Solver):
                 self._model = ddddocr.DdddOcr(show_ad=False)
             return str(self._model.classification(image))
 
-    async def _solve(self, image: bytes, fmt: str) -> str:
+    async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
         try:
             text = await asyncio.to_thread(self._read, image)
         except UserError:
             raise
         except Exception as exc:  # the model's own errors: an image it cannot decode, a broken model file
             raise CaptchaUnsolved(f"the OCR model could not read the image ({type(exc).__name__})") from None
-        digits = ascii_digits(text)
-        if len(digits) != DIGITS:
-            raise CaptchaUnsolved(f"the OCR model read {len(digits)} digits, not {DIGITS}")
-        return digits
+        read = ascii_digits(text)
+        if len(read) != digits:
+            raise CaptchaUnsolved(f"the OCR model read {len(read)} digits, not {digits}")
+        return read
 
 
 def make_solver(settings: CaptchaSettings, *, terminal: Terminal | None = None) -> CaptchaSolver:

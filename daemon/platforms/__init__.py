@@ -46,6 +46,7 @@ __all__ = [
     "Verdict",
     "names",
     "order_spacing_ms",
+    "order_origin",
     "platform_for",
     "register",
 ]
@@ -143,6 +144,13 @@ def order_spacing_ms(codec: Codec, token: str) -> float | None:
     return tell(token) if callable(tell) else None
 
 
+def order_origin(codec: Codec, token: str) -> str:
+    """Where `token`'s orders and probes go: the codec's `origin_for(token)` when it has one (Online+: the API base
+    the login page named, carried in the token), else its `origin_url` (every other platform)."""
+    origin_for = getattr(codec, "origin_for", None)
+    return origin_for(token) if callable(origin_for) else codec.origin_url
+
+
 @dataclass(frozen=True, slots=True)
 class Platform:
     """A platform: how to build one account's session and one broker's codec from the broker's endpoints."""
@@ -178,6 +186,8 @@ def platform_for(name: str) -> Platform:
 
 from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
 from daemon.platforms import exir as _exir  # noqa: E402
+from daemon.platforms import onlineplus as _onlineplus  # noqa: E402
 
 register(_ephoenix.PLATFORM)
 register(_exir.PLATFORM)
+register(_onlineplus.PLATFORM)

@@ -41,16 +41,19 @@ class Captcha:
 
     image: bytes = field(repr=False)
     state: Mapping[str, Any] = field(default_factory=dict)
+    digits: int = 5
+    """How many digits it shows (Online+'s four; five elsewhere): the solver is asked for that many."""
 
 
 @dataclass(frozen=True, slots=True)
 class LoginAnswer:
-    """What a login post meant: ok (a token), a wrong captcha (try another), wrong credentials, or failed."""
+    """What a login post meant: ok (a token), a wrong captcha (try another), wrong credentials, blocked (the
+    password is right but the account cannot be used, `message` says why: Online+'s SMS/OTP), or failed."""
 
-    outcome: str  # "ok" | "wrong_captcha" | "wrong_credentials" | "failed"
+    outcome: str  # "ok" | "wrong_captcha" | "wrong_credentials" | "blocked" | "failed"
     token: str | None = field(default=None, repr=False)
     expire_in_s: float | None = None
-    code: int | None = None
+    code: int | str | None = None  # a platform's own: Ephoenix's and Exir's numbers, Online+'s MessageCode text
     message: str = ""
 
 
@@ -114,7 +117,7 @@ class FeeRates:
 
     buy: float
     sell: float
-    source: str = "broker"  # "broker", or "fallback" when the broker's answer had no usable rate
+    source: str = "broker"  # "broker", "fallback" (the broker's answer had no usable rate), "config" (Online+'s fee)
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +168,7 @@ class OrderAnswer:
     """What an order's answer means: accepted (with the broker's ids), retry, terminal (code, message), unknown."""
 
     verdict: Verdict
-    code: int | None
+    code: int | str | None  # Online+'s codes are text (OMS_8018)
     message: str
     serial_number: int | None = None
     tracking_number: str | None = None

@@ -17,7 +17,7 @@ class SimulatorSolver:
         self.sim = sim
         self.solved = 0
 
-    async def solve(self, image: bytes) -> str:
+    async def solve(self, image: bytes, digits: int = 5) -> str:
         sniff_image_format(image)
         answer = self.sim.captchas.answer_for_image(image)
         if answer is None:
