@@ -30,6 +30,7 @@ from daemon.platforms import (
     Codec,
     Instrument,
     LoginAnswer,
+    RequestBudget,
     Session,
     Throttled,
     Token,
@@ -187,6 +188,12 @@ class BrokerClient:
         return self._clock
 
     @property
+    def requests(self) -> RequestBudget | None:
+        """This account's request budget at its broker, where the platform has a cap (easytrader); the hot path
+        charges each request it sends itself (`requests.charge("batch", urgent=True)`)."""
+        return getattr(self.session, "requests", None)
+
+    @property
     def username(self) -> str:
         return self.account.username
 
@@ -277,7 +284,8 @@ class BrokerClient:
         await self._limiter.acquire(self._identity_host)
         try:
             captcha = await self.session.fetch_captcha()
-            answer = await self._solver.solve(captcha.image)
+            # an empty image: the login page asked for no captcha this time (easytrader), nothing to solve
+            answer = await self._solver.solve(captcha.image) if captcha.image else ""
             return await self.session.login(self.username, self.account.resolve_password(), captcha, answer)
         except Throttled as exc:
             self._throttled(exc.retry_after_s, exc.why)

@@ -230,8 +230,12 @@ class BrokerSettings(_Strict):
     """One base for a platform that serves everything from one host (Exir: https://{tenant}.exirbroker.com)."""
     rlc_url: str | None = None
     """The RLC market-data service, for platforms priced from it (Exir); its public host when not given."""
+    spa_url: str | None = None
+    """The broker's web app origin, for a platform whose API wants it as Referer and redirect_uri (easytrader)."""
+    requests_per_hour: PositiveInt | None = None
+    """The broker's cap on one account's requests an hour (easytrader: 1500 when not given); None: no known cap."""
 
-    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url")
+    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url", "spa_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
@@ -269,6 +273,8 @@ class BrokerEndpoints(BaseModel):
     platform: str = "ephoenix"
     url: str | None = None
     rlc_url: str | None = None
+    spa_url: str | None = None
+    requests_per_hour: int | None = None
 
 
 class CaptchaSettings(_Strict):
@@ -550,6 +556,8 @@ class Config(_Strict):
             platform=given.platform,
             url=given.url,
             rlc_url=given.rlc_url,
+            spa_url=given.spa_url,
+            requests_per_hour=given.requests_per_hour,
         )
 
     def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:
