@@ -177,6 +177,19 @@ async def test_an_alive_identity_session_answers_the_code_at_once(sim, clock, tm
     assert second.access_token
 
 
+@pytest.mark.parametrize("hops", [1, 2])
+async def test_the_hops_in_front_of_the_login_page_are_followed_by_hand_and_proxies_ignored(
+    sim, clock, tmp_path, monkeypatch, hops
+) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there: a proxy used would fail
+    easytrader_state(sim).settings.login_hops = hops
+    config = mofid_config(sim, tmp_path)
+    async with Wiring(config, clock, solver=SimulatorSolver(sim)) as services:
+        assert EasytraderToken.unpack(await services.client(mofid_account(config)).token())
+    assert statuses(sim, "login_page") == [301] * hops + [200]
+
+
 async def test_the_real_ocr_reads_a_digit_botdetect_captcha(sim, clock, tmp_path) -> None:
     pytest.importorskip("ddddocr")
     settings = easytrader_state(sim).settings
