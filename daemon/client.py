@@ -31,6 +31,7 @@ from daemon.platforms import (
     FeeRates,
     Instrument,
     LoginAnswer,
+    RequestBudget,
     Session,
     Throttled,
     Token,
@@ -190,6 +191,12 @@ class BrokerClient:
         return self._clock
 
     @property
+    def requests(self) -> RequestBudget | None:
+        """This account's request budget at its broker, where the platform has a cap (easytrader); the hot path
+        charges each request it sends itself (`requests.charge("batch", urgent=True)`)."""
+        return getattr(self.session, "requests", None)
+
+    @property
     def username(self) -> str:
         return self.account.username
 
@@ -282,7 +289,9 @@ class BrokerClient:
         await self._limiter.acquire(self._identity_host)
         try:
             captcha = await self.session.fetch_captcha()
-            if captcha.digits == 5:
+            if not captcha.image:  # the login page asked for no captcha this time (easytrader): nothing to solve
+                answer = ""
+            elif captcha.digits == 5:
                 answer = await self._solver.solve(captcha.image)
             else:  # only then the solver's `digits` (a solver of its own may take the image alone)
                 answer = await self._solver.solve(captcha.image, digits=captcha.digits)  # type: ignore[call-arg]

@@ -248,7 +248,14 @@ class BrokerSettings(_Strict):
             raise ValueError(f"{value!r} is not a bare domain like hafezbroker.ir (no https://, no path)")
         return value.lower() if value else value
 
-    @field_validator("identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url", "api_url")
+    spa_url: str | None = None
+    """The broker's web app origin, for a platform whose API wants it as Referer and redirect_uri (easytrader)."""
+    requests_per_hour: PositiveInt | None = None
+    """The broker's cap on one account's requests an hour (easytrader: 1500 when not given); None: no known cap."""
+
+    @field_validator(
+        "identity_url", "trading_url", "backoffice_url", "market_data_url", "url", "rlc_url", "api_url", "spa_url"
+    )
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^/\s]+", value):
@@ -289,6 +296,8 @@ class BrokerEndpoints(BaseModel):
     domain: str | None = None
     api_url: str | None = None
     fee: float | None = None
+    spa_url: str | None = None
+    requests_per_hour: int | None = None
 
 
 class CaptchaSettings(_Strict):
@@ -573,6 +582,8 @@ class Config(_Strict):
             domain=given.domain,
             api_url=given.api_url,
             fee=given.fee,
+            spa_url=given.spa_url,
+            requests_per_hour=given.requests_per_hour,
         )
 
     def select_accounts(self, names: list[str] | None = None) -> list[AccountSettings]:

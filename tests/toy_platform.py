@@ -34,6 +34,7 @@ from daemon.platforms import (
     Verdict,
     register,
 )
+from daemon.platforms._defaults import SessionDefaults
 from daemon.sizing import Limits
 
 KEY_HEADER = "x-toy-key"
@@ -42,7 +43,7 @@ KEY_HEADER = "x-toy-key"
 # ---- the daemon's side: a session and a codec ------------------------------------------------------------
 
 
-class ToySession:
+class ToySession(SessionDefaults):
     def __init__(self, endpoints: Any, http: Any, authority: Any) -> None:
         self.endpoints, self._http, self._auth = endpoints, http, authority
 

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from daemon.platforms._budget import RequestBudget
+from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
@@ -38,7 +40,9 @@ __all__ = [
     "LoginAnswer",
     "OrderAnswer",
     "Platform",
+    "RequestBudget",
     "Session",
+    "SessionDefaults",
     "SignedRequest",
     "Throttled",
     "Token",
@@ -53,6 +57,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from daemon.clock import Clock
+    from daemon.net import OffsetEstimate
 
 T = TypeVar("T")
 
@@ -71,7 +76,12 @@ class Authority(Protocol):
 
 
 class Session(Protocol):
-    """One account's slow path at one broker (aiohttp): login with a captcha, reads, order lists."""
+    """One account's slow path at one broker (aiohttp): login with a captcha, reads, order lists.
+
+    The last four members are optional parts with defaults in `SessionDefaults` (inherit it): drafts made before
+    the open, the broker's own clock, and the request budget of a broker with a cap (easytrader has all three).
+    A captcha with an empty image means the login page asked for none this time: nothing to solve.
+    """
 
     async def fetch_captcha(self) -> Captcha: ...
 
@@ -99,6 +109,22 @@ class Session(Protocol):
 
     async def new_order(self, isin: str, side: str, price: int, volume: int) -> OrderAnswer: ...
 
+    requests: RequestBudget | None
+    """Every request this session makes is charged here; the hot path charges what it sends (None: no cap)."""
+
+    async def prepare_order(self, isin: str, side: str, price: int, volume: int) -> str | None:
+        """The order's draft made at the broker (at the arm); its id for `Codec.order_request(prepared=)`, or None
+        when the platform has no drafts."""
+        ...
+
+    async def discard_prepared(self, prepared: str) -> bool:
+        """Delete (or at least never use again) a draft: the final check resized the order."""
+        ...
+
+    async def broker_clock(self) -> OffsetEstimate | None:
+        """broker time = local time + offset, from the broker's own clock endpoint; None: probe it instead."""
+        ...
+
 
 class SignedRequest(Protocol):
     """A request whose bytes depend on the UTC second it is sent in (Exir's X-App-N): everything but the
@@ -116,7 +142,11 @@ class Codec(Protocol):
     """Where orders go: the executor opens its connections here."""
 
     def order_request(self, token: str, isin: str, side: str, price: int, volume: int) -> bytes | SignedRequest:
-        """The order's bytes, or a SignedRequest when they change with the second (Exir)."""
+        """The order's bytes, or a SignedRequest when they change with the second (Exir).
+
+        A platform with drafts also takes `prepared=<id>` (the id `Session.prepare_order` gave): the bytes then
+        send that draft (easytrader's batchCreate). It is passed only when there is an id, so the codecs of
+        platforms without drafts need not take it."""
         ...
 
     def probe_request(self, token: str) -> bytes | SignedRequest: ...
@@ -184,6 +214,7 @@ def platform_for(name: str) -> Platform:
         raise KeyError(f"no broker platform named {name!r} (known: {', '.join(names())})") from None
 
 
+from daemon.platforms import easytrader as _easytrader  # noqa: E402
 from daemon.platforms import ephoenix as _ephoenix  # noqa: E402  registers itself
 from daemon.platforms import exir as _exir  # noqa: E402
 from daemon.platforms import onlineplus as _onlineplus  # noqa: E402
@@ -191,3 +222,4 @@ from daemon.platforms import onlineplus as _onlineplus  # noqa: E402
 register(_ephoenix.PLATFORM)
 register(_exir.PLATFORM)
 register(_onlineplus.PLATFORM)
+register(_easytrader.PLATFORM)

@@ -16,6 +16,7 @@ import orjson
 
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
+from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
@@ -58,7 +59,7 @@ class HasSession(Protocol):
     def session(self) -> aiohttp.ClientSession: ...
 
 
-class EphoenixSession:
+class EphoenixSession(SessionDefaults):
     def __init__(self, endpoints: BrokerEndpoints, http: HasSession, authority: Authority) -> None:
         self.endpoints = endpoints
         self.broker = endpoints.code

@@ -20,6 +20,7 @@ from yarl import URL
 
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
+from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
@@ -70,7 +71,7 @@ class HasSession(Protocol):
     def session(self) -> aiohttp.ClientSession: ...
 
 
-class ExirSession:
+class ExirSession(SessionDefaults):
     def __init__(self, endpoints: BrokerEndpoints, http: HasSession, authority: Authority) -> None:
         self.endpoints = endpoints
         self.broker = endpoints.code
