@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin
 
 import aiohttp
@@ -23,6 +23,7 @@ from yarl import URL
 from daemon.errors import BrokerError, BrokerUnavailable, OrderRejected, RateLimited
 from daemon.logs import get_logger
 from daemon.net import OffsetEstimate
+from daemon.platforms._account_http import AccountHttp, HasSession, json_or_none, raise_for_busy
 from daemon.platforms._budget import RequestBudget
 from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
@@ -34,7 +35,6 @@ from daemon.platforms._models import (
     Instrument,
     LoginAnswer,
     OrderAnswer,
-    Throttled,
     TokenRefused,
     finite,
 )
@@ -82,12 +82,7 @@ FAILURE_MESSAGES = {
 }
 
 
-class HasSession(Protocol):
-    @property
-    def session(self) -> aiohttp.ClientSession: ...
-
-
-class EasytraderSession(SessionDefaults):
+class EasytraderSession(AccountHttp, SessionDefaults):
     def __init__(self, endpoints: BrokerEndpoints, http: HasSession, authority: Authority) -> None:
         self.endpoints = endpoints
         self.broker = endpoints.code
@@ -95,34 +90,15 @@ class EasytraderSession(SessionDefaults):
         self.identity_url = endpoints.identity_url.rstrip("/")
         self.spa_url = (getattr(endpoints, "spa_url", None) or paths.DEFAULT_SPA_URL).rstrip("/")
         self.redirect_uri = self.spa_url + paths.CALLBACK_PATH
-        self._http = http
+        self._open_http(http, USER_AGENT)
         self._auth = authority
         self._clock: Clock = authority.clock
         self.rlc = RlcClient(http, getattr(endpoints, "rlc_url", None))
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also cookies of an IP host (the simulator's)
-        self._client: aiohttp.ClientSession | None = None
-        self._client_pool: aiohttp.ClientSession | None = None
         cap = getattr(endpoints, "requests_per_hour", None) or paths.DEFAULT_REQUESTS_PER_HOUR
         self.requests = RequestBudget(self._clock, cap)
         # "any stable client id" for same-login: the same for this account in every process
         self.device_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"opening-bell:{self.broker}:{authority_name(authority)}"))
         self.log = getattr(authority, "log", None) or get_logger(broker=endpoints.code)
-
-    @property
-    def client(self) -> aiohttp.ClientSession:
-        """This account's HTTP session: its own jar on the pool's connector (so the pool closes it)."""
-        pool = self._http.session
-        if self._client is None or self._client.closed or self._client_pool is not pool:
-            self._client = aiohttp.ClientSession(
-                connector=pool.connector,
-                connector_owner=False,
-                cookie_jar=self.jar,
-                timeout=pool.timeout,
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._client_pool = pool
-        return self._client
 
     # ---- the identity server -----------------------------------------------------------------------------
 
@@ -141,12 +117,7 @@ class EasytraderSession(SessionDefaults):
                 method, URL(url, encoded=True), data=form, headers=headers, allow_redirects=False
             ) as response:
                 raw = await response.read()
-                if response.status == 429:
-                    raise Throttled(finite(response.headers.get("Retry-After")), "HTTP 429")
-                if response.status >= 500:
-                    raise BrokerUnavailable(
-                        f"broker {self.broker}: the identity server answered HTTP {response.status}."
-                    )
+                raise_for_busy(response, self.broker, "the identity server")
                 return response.status, raw, response.headers.get("Location")
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(
@@ -217,7 +188,7 @@ class EasytraderSession(SessionDefaults):
             token_form(code, self.redirect_uri, pkce.verifier),
             "application/json",
         )
-        found = token_answer(_json(body))
+        found = token_answer(json_or_none(body))
         if isinstance(found, str):
             # invalid_grant and the like: the whole login again from step 0 (a new verifier, a new code)
             raise BrokerUnavailable(f"broker {self.broker}: the token exchange answered HTTP {status} ({found}).")
@@ -314,7 +285,7 @@ class EasytraderSession(SessionDefaults):
             status, raw = await self._call("GET", path, token)
             if status != 200:
                 raise BrokerUnavailable(f"broker {self.broker}: {what or path} answered HTTP {status}.")
-            body = _json(raw)
+            body = json_or_none(raw)
             if body is None:
                 raise BrokerUnavailable(f"broker {self.broker}: {what or path} answered with something not JSON.")
             return body
@@ -392,7 +363,7 @@ class EasytraderSession(SessionDefaults):
         after = self._clock.time_ns()
         if status != 200:
             raise BrokerUnavailable(f"broker {self.broker}: server-time answered HTTP {status}.")
-        return before, after, _json(raw)
+        return before, after, json_or_none(raw)
 
     # ---- orders ------------------------------------------------------------------------------------------
 
@@ -405,7 +376,7 @@ class EasytraderSession(SessionDefaults):
 
         async def send(token: str) -> str:
             status, raw = await self._call("POST", paths.DRAFT_PATH, token, body, kind="draft")
-            answer = _json(raw)
+            answer = json_or_none(raw)
             draft_id = answer.get("id") if isinstance(answer, dict) else None
             if status == 200 and isinstance(draft_id, str) and draft_id:
                 return draft_id
@@ -468,10 +439,3 @@ def _form(fields: dict[str, str]) -> str:
 
 def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return None

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 from datetime import date
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
 
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
+from daemon.platforms._account_http import HasSession
 from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
@@ -52,11 +53,6 @@ LOGIN_WRONG_CAPTCHA = -1000
 LOGIN_WRONG_CREDENTIALS = 3000
 ORDERS_PAGE_SIZE = 50
 ORDERS_MAX_PAGES = 100  # 5,000 orders in one account's day: past that the broker is answering nonsense
-
-
-class HasSession(Protocol):
-    @property
-    def session(self) -> aiohttp.ClientSession: ...
 
 
 class EphoenixSession(SessionDefaults):

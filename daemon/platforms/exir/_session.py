@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 from http.cookies import Morsel
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -20,6 +20,7 @@ from yarl import URL
 
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
+from daemon.platforms._account_http import AccountHttp, HasSession, json_or_none, raise_for_busy
 from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
@@ -30,7 +31,6 @@ from daemon.platforms._models import (
     Instrument,
     LoginAnswer,
     OrderAnswer,
-    Throttled,
     TokenRefused,
     finite,
 )
@@ -67,44 +67,20 @@ LOGIN_ID = "client_login_id"
 ORDERS_SIZE = 5000  # no pagination: `size` caps the rows (the mgmt client asks 5000 and warns at the cap)
 
 
-class HasSession(Protocol):
-    @property
-    def session(self) -> aiohttp.ClientSession: ...
-
-
-class ExirSession(SessionDefaults):
+class ExirSession(AccountHttp, SessionDefaults):
     def __init__(self, endpoints: BrokerEndpoints, http: HasSession, authority: Authority) -> None:
         self.endpoints = endpoints
         self.broker = endpoints.code
         self.base_url = (getattr(endpoints, "url", None) or endpoints.identity_url).rstrip("/")
         self._base = URL(self.base_url + "/")
-        self._http = http
+        self._open_http(http, USER_AGENT)
         self._auth = authority
         self._clock: Clock = authority.clock
         self.rlc = RlcClient(http, getattr(endpoints, "rlc_url", None))
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also cookies of an IP host (the simulator's)
-        self._client: aiohttp.ClientSession | None = None
-        self._client_pool: aiohttp.ClientSession | None = None
         self._jar_token: str | None = None  # the token whose cookies the jar holds
         self._signers: dict[str, Signer] = {}
         self.server_clock = ServerClock()  # the tenant's clock from its Date headers, for signing reads
         self.log = getattr(authority, "log", None) or get_logger(broker=endpoints.code)
-
-    @property
-    def client(self) -> aiohttp.ClientSession:
-        """This account's HTTP session: its own jar on the pool's connector (so the pool closes it)."""
-        pool = self._http.session
-        if self._client is None or self._client.closed or self._client_pool is not pool:
-            self._client = aiohttp.ClientSession(
-                connector=pool.connector,
-                connector_owner=False,
-                cookie_jar=self.jar,
-                timeout=pool.timeout,
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._client_pool = pool
-        return self._client
 
     def accepts(self, answer: str) -> bool:
         """Whether a captcha answer may be posted (five digits, no leading zero); `login` refetches otherwise."""
@@ -141,7 +117,7 @@ class ExirSession(SessionDefaults):
             self._set_cookie(LOGIN_ID, login_id, "/")
         payload = {"username": username, "password": password, "captcha": int(answer), "otp": ""}
         status, raw, _ = await self._plain("POST", paths.LOGIN_PATH, body=orjson.dumps(payload))
-        body = _json(raw)
+        body = json_or_none(raw)
         code = error_code(body)
         if code == LOGIN_WRONG_CAPTCHA:
             return LoginAnswer("wrong_captcha", code=code)
@@ -173,10 +149,7 @@ class ExirSession(SessionDefaults):
             async with self.client.request(method, self.base_url + path, data=body, headers=headers) as response:
                 self.server_clock.note(response.headers.get("Date"), sent, self._clock.time_ns())
                 raw = await response.read()
-                if response.status == 429:
-                    raise Throttled(finite(response.headers.get("Retry-After")), "HTTP 429")
-                if response.status >= 500:
-                    raise BrokerUnavailable(f"broker {self.broker}: {path} answered HTTP {response.status}.")
+                raise_for_busy(response, self.broker, path)
                 return response.status, raw, response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {path} failed ({type(exc).__name__}).") from None
@@ -239,7 +212,7 @@ class ExirSession(SessionDefaults):
             headers[SIGNATURE_HEADER] = self._signer(session.nt).sign(target, self.server_clock.second(sent))
             async with self.client.request(method, url, data=body, headers=headers) as response:
                 self.server_clock.note(response.headers.get("Date"), sent, self._clock.time_ns())
-                return response.status, _json(await response.read())
+                return response.status, json_or_none(await response.read())
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {_path(target)} failed ({type(exc).__name__}).") from None
 
@@ -326,13 +299,6 @@ class ExirSession(SessionDefaults):
             return interpret(status, answer)
 
         return await self._auth.authed(paths.ORDER_PATH, send, retry=False)
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return None
 
 
 def _path(target: str) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import ROUND_FLOOR, Decimal
 from http.cookies import Morsel
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import orjson
@@ -22,6 +22,7 @@ from yarl import URL
 
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
+from daemon.platforms._account_http import AccountHttp, HasSession, json_or_none, raise_for_busy
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
@@ -79,12 +80,7 @@ ORDERS_PAGE_SIZE = 100
 ORDERS_MAX_PAGES = 50  # 5,000 orders in one account's day: past that the broker is answering nonsense
 
 
-class HasSession(Protocol):
-    @property
-    def session(self) -> aiohttp.ClientSession: ...
-
-
-class OnlinePlusSession:
+class OnlinePlusSession(AccountHttp):
     def __init__(self, endpoints: BrokerEndpoints, http: HasSession, authority: Authority) -> None:
         self.endpoints = endpoints
         self.broker = endpoints.code
@@ -98,13 +94,10 @@ class OnlinePlusSession:
         self.fee: float = FALLBACK_FEE if fee is None else float(fee)
         self.discovered_api: str | None = None
         """The API base the login page named (or a cached token carried): kept for the next login's fallback."""
-        self._http = http
+        self._open_http(http, USER_AGENT)
         self._auth = authority
         self._clock: Clock = authority.clock
         self.rlc = RlcClient(http, getattr(endpoints, "rlc_url", None))
-        self.jar = aiohttp.CookieJar(unsafe=True)  # unsafe: also cookies of an IP host (the simulator's)
-        self._client: aiohttp.ClientSession | None = None
-        self._client_pool: aiohttp.ClientSession | None = None
         self._jar_token: str | None = None  # the token whose cookies the jar holds
         self.log = getattr(authority, "log", None) or get_logger(broker=endpoints.code)
 
@@ -112,22 +105,6 @@ class OnlinePlusSession:
     def api(self) -> str:
         """The API base calls go to now: the configured one, else the discovered one, else the derived one."""
         return self.tenant.api(self.discovered_api)
-
-    @property
-    def client(self) -> aiohttp.ClientSession:
-        """This account's HTTP session: its own jar on the pool's connector (so the pool closes it)."""
-        pool = self._http.session
-        if self._client is None or self._client.closed or self._client_pool is not pool:
-            self._client = aiohttp.ClientSession(
-                connector=pool.connector,
-                connector_owner=False,
-                cookie_jar=self.jar,
-                timeout=pool.timeout,
-                trust_env=False,
-                headers={"User-Agent": USER_AGENT},
-            )
-            self._client_pool = pool
-        return self._client
 
     def accepts(self, answer: str) -> bool:
         """Whether a captcha answer may be posted (four digits); `login` refetches otherwise."""
@@ -160,7 +137,7 @@ class OnlinePlusSession:
         status, raw, _ = await self._plain("GET", api + paths.CAPTCHA_PATH)
         if status == 401:
             raise BrokerUnavailable(f"broker {self.broker}: the front door refused the captcha (HTTP 401).")
-        body = _json(raw)
+        body = json_or_none(raw)
         if message_code(body) == RATE_LIMIT:
             raise Throttled(None, "OMS_2080 on the captcha")
         captcha = parse_captcha(body)
@@ -183,7 +160,7 @@ class OnlinePlusSession:
         status, raw, _ = await self._plain("POST", api + paths.LOGIN_PATH, body=orjson.dumps(payload))
         if status == 401:
             raise BrokerUnavailable(f"broker {self.broker}: the front door refused the login (HTTP 401).")
-        body = _json(raw)
+        body = json_or_none(raw)
         code = message_code(body)
         if not succeeded(body):
             if code == WRONG_CAPTCHA:
@@ -220,10 +197,7 @@ class OnlinePlusSession:
         try:
             async with self.client.request(method, URL(url, encoded=True), data=body, headers=headers) as response:
                 raw = await response.read()
-                if response.status == 429:
-                    raise Throttled(finite(response.headers.get("Retry-After")), "HTTP 429")
-                if response.status >= 500:
-                    raise BrokerUnavailable(f"broker {self.broker}: {what} answered HTTP {response.status}.")
+                raise_for_busy(response, self.broker, what)
                 return response.status, raw, response.headers
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {what} failed ({type(exc).__name__}).") from None
@@ -265,7 +239,7 @@ class OnlinePlusSession:
     async def _call(self, method: str, path: str, token: str, body: bytes | None = None) -> tuple[int, Any]:
         session = self._load(token)
         status, raw, _ = await self._plain(method, self.tenant.api(session.api) + path, body)
-        return status, _json(raw)
+        return status, json_or_none(raw)
 
     async def _read(self, method: str, path: str, body: Any = None) -> Any:
         """A read under the client's token and retry policy. 401 (or another 4xx without a code) is a dead cookie
@@ -362,10 +336,3 @@ class OnlinePlusSession:
             return interpret(status, answer)
 
         return await self._auth.authed(paths.ORDER_PATH, send, retry=False)
-
-
-def _json(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return None

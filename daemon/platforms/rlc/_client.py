@@ -3,13 +3,14 @@ used (through a foreign proxy the Iranian host times out [confirmed live, LOG:49
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import aiohttp
 import orjson
 from yarl import URL
 
 from daemon.errors import BrokerUnavailable
+from daemon.platforms._account_http import HasSession
 from daemon.platforms._models import Instrument
 from daemon.platforms.rlc._parse import DEFAULT_RLC_URL, Quote, parse_stock_prices, stock_price_url
 
@@ -17,11 +18,6 @@ USER_AGENT = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0 Safari/537.36"
 )
 """"some RLC edges reject bare clients" [from code only]."""
-
-
-class HasSession(Protocol):
-    @property
-    def session(self) -> aiohttp.ClientSession: ...
 
 
 class RlcClient:
