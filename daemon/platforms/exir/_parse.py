@@ -14,6 +14,8 @@ import jdatetime
 import orjson
 
 from daemon.errors import BrokerUnavailable
+from daemon.platforms._cookies import cookie_header, read_triples
+from daemon.platforms._cookies import path_matches as path_matches  # importable here, as before
 from daemon.platforms._models import BrokerOrder, BuyingPower, FeeRates, Holding, finite
 
 TEHRAN = ZoneInfo("Asia/Tehran")  # entryDateTime is Tehran wall time (UTC+03:30, no DST since 2022)
@@ -61,34 +63,16 @@ class ExirToken:
             raise TokenUnreadable("the token is not an Exir session") from None
         if not isinstance(data, dict) or data.get("v") != TOKEN_VERSION:
             raise TokenUnreadable("the token is not an Exir session")
-        cookies, nt, code = data.get("c"), data.get("nt"), data.get("b")
-        if (
-            not isinstance(cookies, list)
-            or not all(isinstance(c, list) and len(c) == 3 and all(isinstance(x, str) for x in c) for c in cookies)
-            or not isinstance(nt, str)
-            or not isinstance(code, int)
-            or isinstance(code, bool)
-        ):
+        cookies, nt, code = read_triples(data.get("c")), data.get("nt"), data.get("b")
+        if cookies is None or not isinstance(nt, str) or not isinstance(code, int) or isinstance(code, bool):
             raise TokenUnreadable("the token is not an Exir session")
         delay = finite(data.get("d"))
-        return cls(tuple((c[0], c[1], c[2]) for c in cookies), nt, code, delay)
+        return cls(cookies, nt, code, delay)
 
     def cookie_header(self, request_path: str) -> str:
-        """The Cookie header for `request_path` (the URL's full path): the cookies whose path is a prefix of it,
-        one per name, the most specific path's (aiohttp's jar sends the same on the slow path; two cookies may
-        share a name on different paths, exir-api.md Quirks)."""
-        chosen: dict[str, tuple[int, str]] = {}
-        for name, value, path in self.cookies:
-            if path_matches(request_path, path) and len(path) >= chosen.get(name, (-1, ""))[0]:
-                chosen[name] = (len(path), value)
-        return "; ".join(f"{name}={value}" for name, (_, value) in chosen.items())
-
-
-def path_matches(request_path: str, cookie_path: str) -> bool:
-    """RFC 6265 5.1.4 path-match."""
-    if request_path == cookie_path or not cookie_path:
-        return True
-    return request_path.startswith(cookie_path) and (cookie_path.endswith("/") or request_path[len(cookie_path)] == "/")
+        """The Cookie header for `request_path` (two cookies may share a name on different paths, exir-api.md
+        Quirks: the most specific path's is sent, as aiohttp's jar does on the slow path)."""
+        return cookie_header(self.cookies, request_path)
 
 
 # ---- login ---------------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from yarl import URL
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
 from daemon.platforms._account_http import AccountHttp, HasSession, json_or_none, raise_for_busy
+from daemon.platforms._cookies import Cookies, host_morsels, put_cookie, triples
 from daemon.platforms._defaults import SessionDefaults
 from daemon.platforms._models import (
     BrokerOrder,
@@ -157,25 +158,17 @@ class ExirSession(AccountHttp, SessionDefaults):
     # ---- the jar -------------------------------------------------------------------------------------
 
     def _set_cookie(self, name: str, value: str, path: str) -> None:
-        morsel: Morsel[str] = Morsel()
-        morsel.set(name, value, value)
-        morsel["path"] = path
-        self.jar.update_cookies({name: morsel}, self._base)
+        put_cookie(self.jar, name, value, path, self._base)
 
     def _jar_value(self, name: str) -> str | None:
         return next((m.value for m in self._tenant_morsels() if m.key == name), None)
 
     def _tenant_morsels(self) -> list[Morsel[str]]:
-        host = self._base.raw_host or ""
-        return [
-            m
-            for m in self.jar
-            if not m["domain"] or m["domain"] == host or host.endswith("." + m["domain"].lstrip("."))
-        ]
+        return host_morsels(self.jar, self._base.raw_host or "")
 
-    def _tenant_cookies(self) -> tuple[tuple[str, str, str], ...]:
+    def _tenant_cookies(self) -> Cookies:
         """Every cookie of the tenant host as (name, value, path): duplicate names on other paths kept."""
-        return tuple((m.key, m.value, m["path"] or "/") for m in self._tenant_morsels())
+        return triples(self._tenant_morsels())
 
     def _load(self, token: str) -> ExirToken:
         """The session a token carries, its cookies put in the jar (once per token: a token from the cache in

@@ -18,6 +18,8 @@ import jdatetime
 import orjson
 
 from daemon.errors import BrokerError, BrokerUnavailable
+from daemon.platforms._cookies import cookie_header, read_triples
+from daemon.platforms._cookies import path_matches as path_matches  # importable here, as before
 from daemon.platforms._models import BrokerOrder, BuyingPower, Holding, finite
 
 TEHRAN = ZoneInfo("Asia/Tehran")  # OrderTime is Tehran wall time
@@ -135,31 +137,14 @@ class OnlinePlusToken:
             raise TokenUnreadable("the token is not an Online+ session") from None
         if not isinstance(data, dict) or data.get("p") != TOKEN_PLATFORM or data.get("v") != TOKEN_VERSION:
             raise TokenUnreadable("the token is not an Online+ session")
-        api, cookies = data.get("api"), data.get("c")
-        if (
-            not isinstance(api, str)
-            or not api.startswith(("http://", "https://"))
-            or not isinstance(cookies, list)
-            or not all(isinstance(c, list) and len(c) == 3 and all(isinstance(x, str) for x in c) for c in cookies)
-        ):
+        api, cookies = data.get("api"), read_triples(data.get("c"))
+        if not isinstance(api, str) or not api.startswith(("http://", "https://")) or cookies is None:
             raise TokenUnreadable("the token is not an Online+ session")
-        return cls(api, tuple((c[0], c[1], c[2]) for c in cookies))
+        return cls(api, cookies)
 
     def cookie_header(self, request_path: str) -> str:
-        """The Cookie header for `request_path` (the URL's full path): the cookies whose path is a prefix of it,
-        one per name, the most specific path's, as aiohttp's jar sends them on the slow path."""
-        chosen: dict[str, tuple[int, str]] = {}
-        for name, value, path in self.cookies:
-            if path_matches(request_path, path) and len(path) >= chosen.get(name, (-1, ""))[0]:
-                chosen[name] = (len(path), value)
-        return "; ".join(f"{name}={value}" for name, (_, value) in chosen.items())
-
-
-def path_matches(request_path: str, cookie_path: str) -> bool:
-    """RFC 6265 5.1.4 path-match."""
-    if request_path == cookie_path or not cookie_path:
-        return True
-    return request_path.startswith(cookie_path) and (cookie_path.endswith("/") or request_path[len(cookie_path)] == "/")
+        """The Cookie header for `request_path`: F5's cookie of the most specific path, as the jar sends it."""
+        return cookie_header(self.cookies, request_path)
 
 
 # ---- the envelope, the captcha, the login -------------------------------------------------------------------

@@ -23,6 +23,7 @@ from yarl import URL
 from daemon.errors import BrokerUnavailable
 from daemon.logs import get_logger
 from daemon.platforms._account_http import AccountHttp, HasSession, json_or_none, raise_for_busy
+from daemon.platforms._cookies import host_morsels, put_cookie, triples
 from daemon.platforms._models import (
     BrokerOrder,
     BuyingPower,
@@ -183,7 +184,7 @@ class OnlinePlusSession(AccountHttp):
         if not any(m.key == AUTH_COOKIE for m in morsels):
             return LoginAnswer("failed", message=f"the login set no {AUTH_COOKIE} cookie, the session's credential")
         max_age = next((finite(m["max-age"]) for m in morsels if m.key == AUTH_COOKIE and m["max-age"]), None)
-        token = OnlinePlusToken(api, tuple((m.key, m.value, m["path"] or "/") for m in morsels)).pack()
+        token = OnlinePlusToken(api, triples(morsels)).pack()
         self._jar_token = token
         return LoginAnswer("ok", token=token, expire_in_s=login_lifetime_s(data, max_age, self._clock.now()), code=0)
 
@@ -206,12 +207,7 @@ class OnlinePlusSession(AccountHttp):
 
     def _api_morsels(self, api: str) -> list[Morsel[str]]:
         """The jar's cookies for the API host (its own and its domain's), every path: duplicate names kept."""
-        host = URL(api).raw_host or ""
-        return [
-            m
-            for m in self.jar
-            if not m["domain"] or m["domain"] == host or host.endswith("." + m["domain"].lstrip("."))
-        ]
+        return host_morsels(self.jar, URL(api).raw_host or "")
 
     def _load(self, token: str) -> OnlinePlusToken:
         """The session a token carries, its cookies put in the jar once per token (a token from the cache in a new
@@ -225,10 +221,7 @@ class OnlinePlusSession(AccountHttp):
             self.jar.clear()
             base = URL(self.tenant.api(session.api) + "/")
             for name, value, path in session.cookies:
-                morsel: Morsel[str] = Morsel()
-                morsel.set(name, value, value)
-                morsel["path"] = path
-                self.jar.update_cookies({name: morsel}, base)
+                put_cookie(self.jar, name, value, path, base)
             self._jar_token = token
         if self.discovered_api is None:
             self.discovered_api = session.api
