@@ -10,12 +10,13 @@ rules (today's orders asked before any resend) are what keep it to one.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from daemon.net import build_request
+from daemon.platforms._matching import first_since
 from daemon.platforms._models import OrderAnswer, Verdict
 from daemon.platforms.easytrader._endpoints import (
     BATCH_PATH,
@@ -199,17 +200,7 @@ def find_order(
     side (an unreadable side may be ours) created at or after `since` less MATCH_SLACK_S; a row without a readable
     time is taken as ours (never risk a second order). No id can help: the batch answer's ids are not the book's,
     and `serial_number` is never one of easytrader's string ids."""
-    wanted = 1 if side == "buy" else 2
-    for order in orders:
-        if order.get("isin") != isin or order.get("side") not in (wanted, None):
-            continue
-        created = order.get("created")
-        if not isinstance(created, datetime):
-            return order
-        created = created if created.tzinfo is not None else created.replace(tzinfo=tz)
-        if since is None or created >= since - timedelta(seconds=MATCH_SLACK_S):
-            return order
-    return None
+    return first_since(orders, isin, side, since, tz, MATCH_SLACK_S)
 
 
 class EasytraderCodec:

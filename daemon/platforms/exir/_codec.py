@@ -8,13 +8,14 @@ the one value that differs (two multiplications and a formatting; measured in th
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from daemon.net import build_request
+from daemon.platforms._matching import first_since
 from daemon.platforms._models import OrderAnswer, Verdict
 from daemon.platforms.exir._endpoints import ORDER_PATH, STOCK_INFO_PATH
 from daemon.platforms.exir._parse import ExirToken, error_code, error_message, whole
@@ -189,17 +190,7 @@ def find_order(
         for order in orders:
             if order.get("serialNumber") == serial_number:
                 return order
-    wanted = 1 if side == "buy" else 2
-    for order in orders:
-        if order.get("isin") != isin or order.get("side") not in (wanted, None):
-            continue
-        created = order.get("created")
-        if not isinstance(created, datetime):
-            return order
-        created = created if created.tzinfo is not None else created.replace(tzinfo=tz)
-        if since is None or created >= since - timedelta(seconds=MATCH_SLACK_S):
-            return order
-    return None
+    return first_since(orders, isin, side, since, tz, MATCH_SLACK_S)
 
 
 class ExirCodec:

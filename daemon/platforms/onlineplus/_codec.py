@@ -9,13 +9,14 @@ list is the account's own), ISIN, side and time.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import orjson
 
 from daemon.net import build_request
+from daemon.platforms._matching import first_since
 from daemon.platforms._models import OrderAnswer, Verdict
 from daemon.platforms.onlineplus._endpoints import ORDER_PATH, REMAIN_PATH
 from daemon.platforms.onlineplus._parse import (
@@ -145,17 +146,7 @@ def find_order(
         for order in orders:
             if order.get("serialNumber") == serial_number and order.get("isin") in (isin, None):
                 return order
-    wanted = 1 if side == "buy" else 2
-    for order in orders:
-        if order.get("isin") != isin or order.get("side") not in (wanted, None):
-            continue
-        created = order.get("created")
-        if not isinstance(created, datetime):
-            return order
-        created = created if created.tzinfo is not None else created.replace(tzinfo=tz)
-        if since is None or created >= since - timedelta(seconds=MATCH_SLACK_S):
-            return order
-    return None
+    return first_since(orders, isin, side, since, tz, MATCH_SLACK_S)
 
 
 class OnlinePlusCodec:
