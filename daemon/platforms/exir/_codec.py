@@ -206,24 +206,12 @@ class ExirCodec:
     def probe_request(self, token: str) -> Signed:
         return probe_request(self.origin_url, token)
 
-    def classify(self, status: int, body: bytes) -> OrderAnswer:
-        return classify(status, body)
-
-    def interpret(self, status: int, body: Any) -> OrderAnswer:
-        return interpret(status, body)
+    # the module's pure functions, as they are: a codec adds nothing to reading an answer or matching a row
+    classify = staticmethod(classify)
+    interpret = staticmethod(interpret)
+    find_order = staticmethod(find_order)
 
     def spacing_ms(self, token: str) -> float | None:
         """The login's `sendOrderDelay` (400 seen; ms assumed): the executor spaces an account's orders by at
         least max(this, its own spacing) (exir-api.md, Order rate and spacing)."""
         return ExirToken.unpack(token).send_order_delay_ms
-
-    def find_order(
-        self,
-        orders: list[Mapping[str, Any]],
-        isin: str,
-        side: str,
-        since: datetime | None,
-        tz: tzinfo,
-        serial_number: int | None = None,
-    ) -> Mapping[str, Any] | None:
-        return find_order(orders, isin, side, since, tz, serial_number)
