@@ -184,3 +184,15 @@ def finite(value: Any) -> float | None:
     except (OverflowError, ValueError):
         return None
     return number if math.isfinite(number) else None
+
+
+def whole(value: Any) -> int | None:
+    """A whole number (or its text, "601" or "601.0") as int; None for a bool, a fraction or anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    number = finite(value)
+    return int(number) if number is not None and number.is_integer() else None

@@ -8,15 +8,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import jdatetime
 import orjson
 
 from daemon.errors import BrokerUnavailable
-from daemon.platforms._models import BrokerOrder, BuyingPower, Holding, finite
+from daemon.platforms._models import BrokerOrder, BuyingPower, Holding, finite, whole
+from daemon.platforms._tehran import TEHRAN, jalali_wall_time  # a createDateTime without an offset: Tehran time
 
-TEHRAN = ZoneInfo("Asia/Tehran")  # a createDateTime without an offset is read as Tehran wall time (assumed)
 TOKEN_VERSION = 1
 FALLBACK_FEE = 0.005  # no fee endpoint: buy volume = floor(buyPower / (price x 1.005)) [from code only]
 SIDE_NAMES = {0: "buy", 1: "sell"}
@@ -206,9 +204,8 @@ def created_time(text: Any) -> datetime | None:
     if found:
         y, m, d, hh, mm, ss, frac = found.groups()
         try:
-            day = jdatetime.date(int(y), int(m), int(d)).togregorian()
             micro = int((frac or "0")[:6].ljust(6, "0"))
-            return datetime(day.year, day.month, day.day, int(hh or 0), int(mm or 0), int(ss or 0), micro, TEHRAN)
+            return jalali_wall_time(int(y), int(m), int(d), int(hh or 0), int(mm or 0), int(ss or 0), micro)
         except ValueError:
             return None
     try:
@@ -307,15 +304,3 @@ def server_offset_ms(answer: ServerTime, sent_ms: int, before_ms: float, after_m
     if answer.diff_ms is not None:
         return answer.diff_ms - half_rtt, "diff_assumed"
     return None
-
-
-def whole(value: Any) -> int | None:
-    """A whole number (or its text) as int; None for a bool, a fraction or anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    number = finite(value)
-    return int(number) if number is not None and number.is_integer() else None

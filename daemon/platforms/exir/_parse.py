@@ -6,19 +6,21 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-import jdatetime
 import orjson
 
 from daemon.errors import BrokerUnavailable
 from daemon.platforms._cookies import cookie_header, read_triples
 from daemon.platforms._cookies import path_matches as path_matches  # importable here, as before
-from daemon.platforms._models import BrokerOrder, BuyingPower, FeeRates, Holding, finite
+from daemon.platforms._models import BrokerOrder, BuyingPower, FeeRates, Holding, finite, whole
 
-TEHRAN = ZoneInfo("Asia/Tehran")  # entryDateTime is Tehran wall time (UTC+03:30, no DST since 2022)
+# re-exported (sessions and tests import them here); entryDateTime is Tehran wall time
+from daemon.platforms._tehran import TEHRAN as TEHRAN
+from daemon.platforms._tehran import jalali as jalali
+from daemon.platforms._tehran import jalali_wall_time
+
 FALLBACK_FEE = 0.005
 """Above the real buy rate (0.3712 % seen), so a missing rate under-sizes; 0 once over-spent (exir-api.md, Fees)."""
 SIDE_NAMES = {1: "buy", 2: "sell"}
@@ -188,11 +190,6 @@ def parse_holding(body: Any, isin: str, broker: str) -> Holding:
     return Holding(isin, 0)
 
 
-def jalali(day: date) -> str:
-    """`day` as Exir's Jalali `YYYY/MM/DD` (2026-06-02 is 1405/03/12)."""
-    return jdatetime.date.fromgregorian(date=day).strftime("%Y/%m/%d")
-
-
 def entry_time(text: Any) -> datetime | None:
     """`entryDateTime`, Jalali `YYYY/MM/DD-HH:mm:ss` Tehran wall time, as an aware datetime; None if unreadable."""
     if not isinstance(text, str):
@@ -201,8 +198,7 @@ def entry_time(text: Any) -> datetime | None:
         day_part, _, time_part = text.strip().partition("-")
         y, m, d = (int(x) for x in day_part.split("/"))
         hh, mm, ss = (int(x) for x in time_part.split(":"))
-        gregorian = jdatetime.date(y, m, d).togregorian()
-        return datetime(gregorian.year, gregorian.month, gregorian.day, hh, mm, ss, tzinfo=TEHRAN)
+        return jalali_wall_time(y, m, d, hh, mm, ss)
     except (ValueError, TypeError):
         return None
 
@@ -273,15 +269,3 @@ def unique_orders(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
             seen.add(order.serial)
         kept.append(order)
     return kept
-
-
-def whole(value: Any) -> int | None:
-    """A whole number (or its text, "601" or "601.0") as int; None for a bool, a fraction or anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    number = finite(value)
-    return int(number) if number is not None and number.is_integer() else None

@@ -9,20 +9,22 @@ import binascii
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
-from zoneinfo import ZoneInfo
 
-import jdatetime
 import orjson
 
 from daemon.errors import BrokerError, BrokerUnavailable
 from daemon.platforms._cookies import cookie_header, read_triples
 from daemon.platforms._cookies import path_matches as path_matches  # importable here, as before
-from daemon.platforms._models import BrokerOrder, BuyingPower, Holding, finite
+from daemon.platforms._models import BrokerOrder, BuyingPower, Holding, finite, whole
 
-TEHRAN = ZoneInfo("Asia/Tehran")  # OrderTime is Tehran wall time
+# re-exported (sessions and tests import them here); OrderTime is Tehran wall time
+from daemon.platforms._tehran import TEHRAN as TEHRAN
+from daemon.platforms._tehran import jalali as jalali
+from daemon.platforms._tehran import jalali_wall_time
+
 FALLBACK_FEE = 0.005
 """The buy fee sizing assumes when `brokers.<code>.fee` is not given: the platform has no fee endpoint, and 0.005
 is above the usual 0.3712 %, so it under-sizes (onlineplus-api.md, Fees and volume)."""
@@ -294,15 +296,9 @@ def order_time(day: Any, clock_time: Any) -> datetime | None:
     try:
         y, m, d = (int(x) for x in day.strip().split("/"))
         hh, mm, ss = (int(x) for x in clock_time.strip().split(":"))
-        gregorian = jdatetime.date(y, m, d).togregorian()
-        return datetime(gregorian.year, gregorian.month, gregorian.day, hh, mm, ss, tzinfo=TEHRAN)
+        return jalali_wall_time(y, m, d, hh, mm, ss)
     except (ValueError, TypeError):
         return None
-
-
-def jalali(day: date) -> str:
-    """`day` as the order list's Jalali `YYYY/MM/DD` (2026-11-21 is 1405/08/30)."""
-    return jdatetime.date.fromgregorian(date=day).strftime("%Y/%m/%d")
 
 
 def side_of(name: Any) -> int | None:
@@ -362,15 +358,3 @@ def unique_orders(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:
             seen.add(key)
         kept.append(order)
     return kept
-
-
-def whole(value: Any) -> int | None:
-    """A whole number (or its text, "601" or "601.0") as int; None for a bool, a fraction or anything else."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    number = finite(value)
-    return int(number) if number is not None and number.is_integer() else None
