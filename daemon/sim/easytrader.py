@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
-from weakref import WeakKeyDictionary
 
 import jdatetime
 import orjson
@@ -52,6 +51,7 @@ from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_res
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at
 from daemon.sim._platform import register_platform
+from daemon.sim._side import Fill, Sides, record_fill, side_rng
 from daemon.sim._state import SimState
 
 NAME = "easytrader"
@@ -206,19 +206,13 @@ class Draft:
     created_ns: int
 
 
-@dataclass(frozen=True)
-class Fill:
-    quantity: int
-    price: int
-
-
 class EasytraderState:
     """One simulator's easytrader side: settings, login machinery, tokens, drafts, order ids and the request cap."""
 
     def __init__(self, state: SimState) -> None:
         self.settings = EasytraderSettings()
         seed = state.settings.seed
-        self.rng = random.Random(f"{seed}/easytrader") if seed is not None else random.Random()
+        self.rng = side_rng(state, "easytrader")
         self._secret = self.rng.randbytes(32) if seed is not None else secrets.token_bytes(32)
         self.browsers: dict[str, Browser] = {}
         self.captchas: dict[str, CaptchaInstance] = {}
@@ -287,24 +281,15 @@ class EasytraderState:
 
     def fill(self, order: Order, quantity: int | None = None, price: int | None = None) -> Fill:
         """Mark `order` (partly) traded: its row then shows executedQuantity and a trade."""
-        qty = order.volume if quantity is None else quantity
-        if not 0 < qty <= order.volume:
-            raise ValueError(f"a fill of {qty} does not fit an order of {order.volume}")
-        done = Fill(qty, order.price if price is None else price)
-        self.fills[(order.broker, order.serial_number)] = done
-        return done
+        return record_fill(self.fills, order, quantity, price)
 
 
-_STATES: WeakKeyDictionary[SimState, EasytraderState] = WeakKeyDictionary()
+_SIDES: Sides[EasytraderState] = Sides(EasytraderState)
 
 
 def easytrader_state(sim: Any) -> EasytraderState:
     """The easytrader side of a simulator (a Simulator or its SimState), made on first use; its settings stay live."""
-    state: SimState = getattr(sim, "state", sim)
-    found = _STATES.get(state)
-    if found is None:
-        found = _STATES[state] = EasytraderState(state)
-    return found
+    return _SIDES.of(sim)
 
 
 def _et(request: web.Request) -> EasytraderState:

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
 import jdatetime
 import orjson
@@ -44,6 +43,7 @@ from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_res
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at, fee_of
 from daemon.sim._platform import register_platform
+from daemon.sim._side import Fill, Sides, record_fill, side_rng
 from daemon.sim._state import SimState
 
 NAME = "exir"
@@ -179,19 +179,13 @@ class ExirSession:
     generation: int
 
 
-@dataclass(frozen=True)
-class Fill:
-    quantity: int
-    price: int
-
-
 class ExirState:
     """One simulator's Exir side: its settings, bootstrap cookies, spent captchas, sessions, spacing and fills."""
 
     def __init__(self, state: SimState) -> None:
         self.settings = ExirSettings()
         seed = state.settings.seed
-        self.rng = random.Random(f"{seed}/exir") if seed is not None else random.Random()
+        self.rng = side_rng(state, "exir")
         self._secret = self.rng.randbytes(32) if seed is not None else secrets.token_bytes(32)
         self.bootstraps: set[str] = set()
         self.spent_captchas: dict[str, int] = {}  # captcha id -> its expiry (epoch s), so each is answered once
@@ -205,12 +199,7 @@ class ExirState:
 
     def fill(self, order: Order, quantity: int | None = None, price: int | None = None) -> Fill:
         """Mark `order` (partly) traded, as the exchange would: its report row then shows tradedQuantity > 0."""
-        qty = order.volume if quantity is None else quantity
-        if not 0 < qty <= order.volume:
-            raise ValueError(f"a fill of {qty} does not fit an order of {order.volume}")
-        done = Fill(qty, order.price if price is None else price)
-        self.fills[(order.broker, order.serial_number)] = done
-        return done
+        return record_fill(self.fills, order, quantity, price)
 
     # ---- signed tokens (HS256 JWTs) -----------------------------------------------------------------
     def jwt(self, payload: dict[str, Any]) -> str:
@@ -234,16 +223,12 @@ class ExirState:
         return payload if isinstance(payload, dict) else None
 
 
-_STATES: WeakKeyDictionary[SimState, ExirState] = WeakKeyDictionary()
+_SIDES: Sides[ExirState] = Sides(ExirState)
 
 
 def exir_state(sim: Any) -> ExirState:
     """The Exir side of a simulator (a Simulator or its SimState), made on first use; its settings stay live."""
-    state: SimState = getattr(sim, "state", sim)
-    found = _STATES.get(state)
-    if found is None:
-        found = _STATES[state] = ExirState(state)
-    return found
+    return _SIDES.of(sim)
 
 
 # ---- the signature -------------------------------------------------------------------------------------

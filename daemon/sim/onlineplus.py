@@ -29,7 +29,6 @@ import zlib
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
-from weakref import WeakKeyDictionary
 
 import jdatetime
 from aiohttp import web
@@ -40,6 +39,7 @@ from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_res
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at
 from daemon.sim._platform import register_platform
+from daemon.sim._side import Fill, Sides, record_fill, side_rng
 from daemon.sim._state import SimState
 
 NAME = "onlineplus"
@@ -201,19 +201,12 @@ class OnlinePlusSession:
     generation: int
 
 
-@dataclass(frozen=True)
-class Fill:
-    quantity: int
-    price: int
-
-
 class OnlinePlusState:
     """One simulator's Online+ side: settings, front-door cookies, captchas, sessions, account flags and fills."""
 
     def __init__(self, state: SimState) -> None:
         self.settings = OnlinePlusSettings()
-        seed = state.settings.seed
-        self.rng = random.Random(f"{seed}/onlineplus") if seed is not None else random.Random()
+        self.rng = side_rng(state, "onlineplus")
         self.front_values: set[str] = set()
         self.captchas: dict[str, Captcha] = {}
         self.sessions: dict[str, OnlinePlusSession] = {}
@@ -227,26 +220,18 @@ class OnlinePlusState:
 
     def fill(self, order: Order, quantity: int | None = None) -> Fill:
         """Mark `order` (partly) executed, as the exchange would: its GetOrderList row then has ExcutedAmount > 0."""
-        qty = order.volume if quantity is None else quantity
-        if not 0 < qty <= order.volume:
-            raise ValueError(f"a fill of {qty} does not fit an order of {order.volume}")
-        done = self.fills[(order.broker, order.serial_number)] = Fill(qty, order.price)
-        return done
+        return record_fill(self.fills, order, quantity)
 
     def token(self, n: int) -> str:
         return f"{self.rng.getrandbits(n * 4):0{n}x}"
 
 
-_STATES: WeakKeyDictionary[SimState, OnlinePlusState] = WeakKeyDictionary()
+_SIDES: Sides[OnlinePlusState] = Sides(OnlinePlusState)
 
 
 def onlineplus_state(sim: Any) -> OnlinePlusState:
     """The Online+ side of a simulator (a Simulator or its SimState), made on first use; its settings stay live."""
-    state: SimState = getattr(sim, "state", sim)
-    found = _STATES.get(state)
-    if found is None:
-        found = _STATES[state] = OnlinePlusState(state)
-    return found
+    return _SIDES.of(sim)
 
 
 def _op(request: web.Request) -> OnlinePlusState:
