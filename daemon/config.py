@@ -351,7 +351,8 @@ class ExecutorSettings(_Strict):
     max_attempts: PositiveInt = Field(default=5, le=1000)
     answer_timeout_s: Seconds = 3.0
     final_check_s: Seconds = 5.0
-    clock_source: Literal["date", "timestamp", "ntp", "none"] = "date"
+    clock_source: Literal["auto", "server-time", "date", "timestamp", "ntp", "none"] = "auto"
+    """auto: the broker's own clock endpoint where its platform has one (easytrader's server-time), else date."""
     ntp_server: str | None = None
     connect_timeout_s: Seconds = 5.0
     # When an order's answer is lost (or a restart finds an order that may have been sent), the broker's open

@@ -25,8 +25,10 @@ from daemon.warmup import AccountWarmup, warmup
 from daemon.wiring import Wiring
 
 DEMO_PASSWORD = "demo-pass-not-secret"
-DEMO_BROKERS: tuple[str | tuple[str, str], ...] = ("gs", "shahr", "bbi", ("khobregan", "exir"))
-"""Three Ephoenix brokers and one Exir tenant: both platforms fire in the one open."""
+DEMO_BROKERS: tuple[str | tuple[str, str], ...] = ("gs", "shahr", "bbi", ("khobregan", "exir"), ("mofid", "easytrader"))
+"""Three Ephoenix brokers, one Exir tenant and Mofid on easytrader: every wired platform fires in the one open."""
+ORDER_ROUTES = ("new_order", "batch")
+"""The simulator's routes that place an order (easytrader's batch of the draft made at the arm)."""
 
 
 @dataclass
@@ -110,7 +112,7 @@ async def run_demo(
             offset = round(statistics.median(c.estimate.offset_s for c in clocks) * 1000, 3) if clocks else None
             host_open_ns = int(open_at.timestamp() * 1e9) - int(skew_ms * 1e6)
             first_arrival: dict[str | None, int] = {}
-            for record in sim.request_log.records(route="new_order"):
+            for record in (r for route in ORDER_ROUTES for r in sim.request_log.records(route=route)):
                 first_arrival[record.username] = min(record.time_ns, first_arrival.get(record.username, record.time_ns))
             arrivals = [(ns - host_open_ns) / 1e6 for ns in first_arrival.values()]
         return DemoResult(config, warmed, rows, skew_ms, offset, arrivals)

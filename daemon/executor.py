@@ -29,17 +29,19 @@ from daemon.account import no_retries
 from daemon.client import BrokerClient
 from daemon.clock import Clock
 from daemon.config import AccountSettings, ExecutorSettings
-from daemon.errors import BrokerError, ConfigError
+from daemon.errors import BrokerError, ConfigError, RateLimited
 from daemon.firing import (
     Answer,
     FirePlan,
     Journal,
+    JournaledDraft,
     Lookup,
     Presence,
     ReportRow,
     Verdict,
     assign_slots,
     firing_order,
+    journaled_drafts,
     look_up,
     resume_action,
     summarize,
@@ -65,7 +67,7 @@ from daemon.net import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.platforms import Codec, SignedRequest, order_spacing_ms
+from daemon.platforms import Codec, RequestBudget, SignedRequest, order_spacing_ms
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
@@ -146,6 +148,9 @@ class Executor:
         are kept apart by their leases instead."""
         self.keep: Callable[[str], bool] = lambda account: True
         """Whether an account is still this process's to fire (a group lease); asked at the final check."""
+        self._budgets: dict[str, RequestBudget] = {}
+        """The request budget of each account whose platform caps requests (easytrader): what the executor sends
+        itself (batches, probes) is charged there too, and nothing is sent past the cap."""
 
     @classmethod
     def from_wiring(cls, services: Any, journal: Journal, day: date | None = None) -> Executor:
@@ -175,6 +180,7 @@ class Executor:
         self._accounts = {a.name: a for a in accounts}
         self.journal.record("arm", open_at=open_at.isoformat(), accounts=len(accounts))
         history = {row.key: row for row in summarize(self.journal.records())}
+        self._drafts = journaled_drafts(self.journal.records())
         late = self.clock.now() >= open_at  # a restart inside the window: precision no longer pays for itself
         results = await asyncio.gather(*(self._plan_account(a, history) for a in accounts))
         self.plans = [p for plans in results for p in plans]
@@ -191,6 +197,7 @@ class Executor:
                 slot=plan.slot,
                 open_monotonic_ns=plan.open_monotonic_ns,
                 send_at_ns=plan.send_at_ns,
+                prepared=plan.prepared,
             )
         if not await self.journal.flush(durable=True):
             log.error(
@@ -218,6 +225,8 @@ class Executor:
         client = self.client(account)
         plans: list[FirePlan] = []
         settled: set[tuple[str, str]] = set()  # planned, or left alone as ended: the rest are not ready
+        if (budget := client.requests) is not None:
+            self._budgets[account.name] = budget
         try:
             token = await client.token()
             amounts = await client.order_amounts(use_cache=True)
@@ -286,7 +295,8 @@ class Executor:
                     codec=codec,
                 )
                 plan.unsure_since = unsure_since
-                plan.prepare(codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
+                await self._prepare_draft(client, plan, self._drafts.get(plan.key))
+                plan.prepare(_order_request(codec, token, plan))
                 plan.spacing_ns = self._platform_spacing_ns(codec, token)
                 plans.append(plan)
                 settled.add((order.isin, order.side))
@@ -324,6 +334,68 @@ class Executor:
         self.skipped.append(Skipped(account.name, isin, side, reason))
         log.warning("executor.skip", account=account.name, isin=isin, reason=reason)
 
+    async def _prepare_draft(
+        self, client: BrokerClient, plan: FirePlan, journaled: JournaledDraft | None, discard: bool = True
+    ) -> None:
+        """The order's draft, for a platform that makes the order before the open (easytrader; the others make
+        none, at no cost). A draft this day's journal already holds for the same price and volume is sent again
+        rather than a new one made (a restart: never two drafts of one order that could both be placed); one of
+        another size is replaced (deleted here unless `discard` is off: the caller rebuilds the bytes first). The
+        new id is journaled before anything can send it."""
+        if plan.volume <= 0 or plan.price <= 0:
+            return  # never sent (the final check drops it, or drafts it when it grows)
+        if journaled is not None and (journaled.price, journaled.volume) == (plan.price, plan.volume):
+            plan.prepared = journaled.prepared
+            log.info("executor.draft_reused", account=plan.account, isin=plan.isin, draft=plan.prepared)
+            return
+        prepare = getattr(client.session, "prepare_order", None)
+        prepared = await prepare(plan.isin, plan.side, plan.price, plan.volume) if prepare is not None else None
+        if prepared is None:
+            return
+        self.journal.record(
+            "draft",
+            **plan.journal_fields(),
+            prepared=prepared,
+            price=plan.price,
+            volume=plan.volume,
+            replaces=journaled.prepared if journaled is not None else None,
+        )
+        plan.prepared = prepared
+        if journaled is not None and discard:
+            await self._discard_draft(client, journaled.prepared)
+
+    async def _discard_draft(self, client: BrokerClient, prepared: str) -> None:
+        """Best effort: a draft left at the broker is never sent, since only the journal's latest one is."""
+        discard = getattr(client.session, "discard_prepared", None)
+        if discard is None:
+            return
+        try:
+            await discard(prepared)
+        except BrokerError as exc:
+            log.info("executor.draft_kept", account=client.account.name, draft=prepared, reason=scrub(str(exc)))
+
+    def _spend(self, plan: FirePlan, kind: str, urgent: bool = False) -> str | None:
+        """Charge one request the executor sends for this plan's account to its budget; the refusal's reason when
+        the broker's cap would be passed (nothing is sent then), None when it may go (or no cap applies)."""
+        budget = self._budgets.get(plan.account)
+        if budget is None:
+            return None
+        try:
+            budget.charge(kind, urgent=urgent)
+        except RateLimited as exc:
+            log.error("executor.request_cap", account=plan.account, kind=kind, **budget.summary())
+            return str(exc)
+        return None
+
+    def _may_send(self, plan: FirePlan, last: Answer | None = None) -> bool:
+        """Charge the order's next send to its account's budget (urgent: the reserve is the open's); past the cap
+        it ends "not placed" instead (the hourly cap is never sprayed through)."""
+        refused = self._spend(plan, "batch" if plan.prepared is not None else "order", urgent=True)
+        if refused is None:
+            return True
+        self._outcome(plan, "not placed", last.code if last else None, f"request cap: {refused}", answer=last)
+        return False
+
     async def _open_connection(self, plan: FirePlan) -> None:
         plan.conn = WireConnection(
             plan.trading_url, self.clock, ssl_context=self._tls, connect_timeout=self.settings.connect_timeout_s
@@ -349,21 +421,40 @@ class Executor:
             }
             self.reference = ClockReference.take(self.clock)
             return
+        source = self.settings.clock_source
+        own: dict[str, BrokerClock] = {}
+        if source in ("auto", "server-time"):  # first each broker's own clock endpoint, where its platform has one
+            firsts: dict[str, FirePlan] = {}
+            for plan in self.plans:
+                firsts.setdefault(plan.broker, plan)
+            found = await asyncio.gather(*(self._broker_clock(p) for p in firsts.values()))
+            own = {broker: clock for broker, clock in zip(firsts, found) if clock is not None}
+            if source == "server-time" and len(own) < len(firsts):
+                log.warning(
+                    "executor.no_broker_clock",
+                    brokers=[b for b in firsts if b not in own],
+                    consequence="probing the Date header",
+                )
+            source = "date"
         by_origin: dict[Origin, FirePlan] = {}
         for plan in self.plans:
-            by_origin.setdefault(Origin.from_url(plan.trading_url), plan)
-        measured = dict(zip(by_origin, await asyncio.gather(*(self._measure_clock(p) for p in by_origin.values()))))
-        self.clocks = {p.broker: measured[Origin.from_url(p.trading_url)] for p in self.plans}
+            if plan.broker not in own:
+                by_origin.setdefault(Origin.from_url(plan.trading_url), plan)
+        measured = dict(
+            zip(by_origin, await asyncio.gather(*(self._measure_clock(p, source) for p in by_origin.values())))
+        )
+        self.clocks = {p.broker: own.get(p.broker) or measured[Origin.from_url(p.trading_url)] for p in self.plans}
         self.reference = ClockReference.take(self.clock)
 
-    async def _measure_clock(self, plan: FirePlan) -> BrokerClock:
-        source = self.settings.clock_source
+    async def _measure_clock(self, plan: FirePlan, source: str) -> BrokerClock:
+        """The clock of the plan's trading host from probes on the order path (`source`: date, timestamp, ntp)."""
         if source == "none":
             return BrokerClock(OffsetEstimate(0.0, 0.0, 0, "none"), 0)
-        token = await self.client(self._accounts[plan.account]).token()
+        client = self.client(self._accounts[plan.account])
+        token = await client.token()
         made = plan.codec.probe_request(token)  # type: ignore[union-attr]
         # A signed probe (Exir) is signed for our clock's second: the offset is what is being measured.
-        request = made if isinstance(made, bytes) else lambda: made.at(self.clock.time_ns() // NS)
+        request = self._charged_probe(plan, made)
         conns = [
             WireConnection(
                 plan.trading_url, self.clock, ssl_context=self._tls, connect_timeout=self.settings.connect_timeout_s
@@ -384,7 +475,7 @@ class Executor:
                 )
                 estimate = estimate_from_date(samples)
             rtt = int(statistics.median(s.rtt_ns for s in samples)) if samples else 0
-        except (ClockSyncError, WireError, OSError) as exc:
+        except (ClockSyncError, WireError, OSError, RateLimited) as exc:
             log.error(
                 "executor.clock_unmeasured",
                 broker=plan.broker,
@@ -405,6 +496,47 @@ class Executor:
             samples=estimate.samples,
         )
         return BrokerClock(estimate, rtt)
+
+    async def _broker_clock(self, plan: FirePlan) -> BrokerClock | None:
+        """The broker's clock from an endpoint of its platform's own (easytrader's server-time: a few reads, where
+        probing the Date header would spend dozens of requests against the hourly cap); None when it has none."""
+        client = self.client(self._accounts[plan.account])
+        ask = getattr(client.session, "broker_clock", None)
+        if ask is None:
+            return None
+        try:
+            estimate = await ask()
+        except BrokerError as exc:
+            log.warning("executor.broker_clock_failed", broker=plan.broker, reason=scrub(str(exc)))
+            return None
+        if estimate is None:
+            return None
+        # No round trip of the order path is measured: twice the uncertainty (half a round trip and the stamp's
+        # ms) bounds it, and lead_ms auto then sends at the open, never before it.
+        rtt_ns = int(2 * estimate.uncertainty_s * NS)
+        log.info(
+            "executor.clock",
+            broker=plan.broker,
+            offset_ms=round(estimate.offset_s * 1000, 2),
+            uncertainty_ms=round(estimate.uncertainty_s * 1000, 2),
+            rtt_ms=round(rtt_ns / 1e6, 2),
+            source=estimate.source,
+            samples=estimate.samples,
+        )
+        return BrokerClock(estimate, rtt_ns)
+
+    def _charged_probe(self, plan: FirePlan, made: bytes | SignedRequest) -> bytes | Callable[[], bytes]:
+        """The clock probe's request for `wire_probe`: signed for the second it leaves in (Exir), and charged to the
+        account's request budget each time (RateLimited stops the measurement) when its platform has a cap."""
+        budget = self._budgets.get(plan.account)
+        if budget is None:
+            return made if isinstance(made, bytes) else lambda: made.at(self.clock.time_ns() // NS)
+
+        def request() -> bytes:
+            budget.charge("probe")
+            return made if isinstance(made, bytes) else made.at(self.clock.time_ns() // NS)
+
+        return request
 
     def retarget(self, open_at: datetime) -> None:
         """Move the open (e.g. `fire --now`) without measuring again; instants are recomputed."""
@@ -512,6 +644,7 @@ class Executor:
             # a new login follows, and the requests below are rebuilt with the new token.
             amounts = dict(zip((o.isin for o in account.orders), await client.order_amounts(use_cache=False)))
             token = await client.token()
+            replaced: list[str] = []
             for plan in plans:
                 order = next(o for o in account.orders if o.isin == plan.isin)
                 if order.side != "buy" or amounts.get(plan.isin) != plan.amount:
@@ -521,9 +654,13 @@ class Executor:
                         log.info(
                             "executor.replanned", account=name, isin=plan.isin, volume=params.volume, was=plan.volume
                         )
+                        if (old := await self._redraft(client, plan, params.price, params.volume)) is not None:
+                            replaced.append(old)
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
-                plan.prepare(client.codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume))
+                plan.prepare(_order_request(client.codec, token, plan))
                 plan.spacing_ns = self._platform_spacing_ns(client.codec, token)
+            for old in replaced:  # only now: until the bytes were rebuilt, the old draft was what they sent
+                await self._discard_draft(client, old)
             ping = client.codec.probe_request(token)
         except (BrokerError, ConfigError) as exc:
             log.warning(
@@ -536,10 +673,27 @@ class Executor:
         for plan in plans:
             await self._check_connection(plan, ping)
 
+    async def _redraft(self, client: BrokerClient, plan: FirePlan, price: int, volume: int) -> str | None:
+        """A resized order of a platform with drafts gets a new draft (journaled), so the batch at the open sends
+        the new size; a size that is not positive needs none (the plan is dropped). The old draft's id is returned
+        for the caller to delete once the bytes are rebuilt (it stays sendable until then)."""
+        old = plan.prepared
+        if volume > 0 and price > 0:
+            draft = JournaledDraft(old, plan.price, plan.volume) if old is not None else None
+            resized = FirePlan(plan.account, plan.broker, plan.username, plan.isin, plan.side, price, volume, 0, "")
+            await self._prepare_draft(client, resized, draft, discard=False)  # raises: the plan keeps its draft
+            plan.prepared = resized.prepared
+        else:
+            plan.prepared = None
+        return old
+
     async def _check_connection(self, plan: FirePlan, ping: bytes | SignedRequest | None) -> None:
-        """A connection the broker closed while idle is reopened; a live one is pinged to stay warm."""
+        """A connection the broker closed while idle is reopened; a live one is pinged to stay warm (a ping charged
+        to a capped account's budget: none past the cap)."""
         if plan.conn is None:
             return
+        if ping is not None and self._spend(plan, "probe") is not None:
+            ping = None
         try:
             if ping is not None:
                 if not isinstance(ping, bytes):
@@ -588,6 +742,10 @@ class Executor:
             followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
         with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
             for group in _groups([p for p in self.plans if p.unsure_since is None]):
+                if self._budgets:  # charged before the wait: a capped account's batch past its cap never goes
+                    group = [p for p in group if self._may_send(p)]
+                    if not group:
+                        continue
                 signed = [p for p in group if p.signed is not None]
                 for plan in signed:  # built before the wait: the first send stays one write
                     plan.sign_for(self._utc_second(plan, plan.send_at_ns))
@@ -639,6 +797,7 @@ class Executor:
                 planned_broker_time=broker_time.isoformat(),
                 open_monotonic_ns=plan.open_monotonic_ns,
                 unsure=plan.unsure_since is not None,
+                prepared=plan.prepared,
             )
 
     async def _follow(self, plan: FirePlan, first: int | WireError | None, window_end_ns: int) -> None:
@@ -656,6 +815,8 @@ class Executor:
                 return
             await wait_until_monotonic(self._take_turn(plan, self.clock.monotonic_ns()), self.clock)
             self._first_sent.add(plan.key)
+            if not self._may_send(plan):
+                return
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
         last_answer: Answer | None = None
@@ -707,6 +868,8 @@ class Executor:
                     plan, "not placed", last_answer.code if last_answer else None, "window closed", answer=last_answer
                 )
             await wait_until_monotonic(next_ns, self.clock)
+            if not self._may_send(plan, last_answer):
+                return
             attempt += 1
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
@@ -982,6 +1145,16 @@ def _no_gc_pause() -> Iterator[None]:
         gc.unfreeze()
         if enabled:
             gc.enable()
+
+
+def _order_request(codec: Codec, token: str, plan: FirePlan) -> bytes | SignedRequest:
+    """The plan's bytes from its codec: the draft's batch when its platform made one (`prepared=` is passed only
+    then, so codecs without drafts need not take it), else the whole order."""
+    if plan.prepared is not None:
+        return codec.order_request(  # type: ignore[call-arg]
+            token, plan.isin, plan.side, plan.price, plan.volume, prepared=plan.prepared
+        )
+    return codec.order_request(token, plan.isin, plan.side, plan.price, plan.volume)
 
 
 def _groups(plans: list[FirePlan], tolerance_ns: int = 200_000) -> list[list[FirePlan]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from daemon.platforms.easytrader import EasytraderToken
 from daemon.platforms.exir import ExirToken
 from tests.processes import run_daemon
 
@@ -20,13 +21,16 @@ def test_demo_fires_every_account_and_leaks_no_secret(tmp_path):
     assert summary["accepted"] == summary["orders"] == 6
     assert summary["offset_error_ms"] < 25
     assert all(r["result"] == "accepted" and r["attempts"] == 1 for r in data["orders"])
-    assert {r["broker"] for r in data["orders"]} == {"gs", "shahr", "bbi", "khobregan"}  # Ephoenix and Exir
+    # Ephoenix, Exir and Mofid on easytrader (its order a draft made at the arm, batched once)
+    assert {r["broker"] for r in data["orders"]} == {"gs", "shahr", "bbi", "khobregan", "mofid"}
 
     tokens = [orjson.loads(p.read_bytes())["data"]["token"] for p in (workdir / "cache").glob("token_*.json")]
     assert len(tokens) == 6
-    sessions = [ExirToken.unpack(t) for t in tokens if t.startswith("{")]  # an Exir session: seed and cookies
+    sessions = [ExirToken.unpack(t) for t in tokens if t.startswith('{"v"') and '"easytrader"' not in t]  # Exir's
     assert len(sessions) == 1
-    secrets = ["demo-pass-not-secret", *tokens, *(s.nt for s in sessions)]
+    bearers = [EasytraderToken.unpack(t).access_token for t in tokens if '"easytrader"' in t]
+    assert len(bearers) == 1
+    secrets = ["demo-pass-not-secret", *tokens, *(s.nt for s in sessions), *bearers]
     secrets += [value for s in sessions for _, value, _ in s.cookies if len(value) > 8]
     journal = b"".join(p.read_bytes() for p in (workdir / "state").rglob("*.jsonl"))
     assert journal

@@ -4,6 +4,7 @@ journal and its reading (the report, and what a restart must do). The executor (
 
 from __future__ import annotations
 
+from daemon.firing._drafts import JournaledDraft, journaled_drafts
 from daemon.firing._journal import (
     Journal,
     JournalBusy,
@@ -38,6 +39,7 @@ __all__ = [
     "FirePlan",
     "Journal",
     "JournalBusy",
+    "JournaledDraft",
     "Lookup",
     "MATCH_SLACK_S",
     "Presence",
@@ -48,6 +50,7 @@ __all__ = [
     "find_order",
     "firing_order",
     "journal_path",
+    "journaled_drafts",
     "look_up",
     "new_order_request",
     "read_journal",

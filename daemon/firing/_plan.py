@@ -61,6 +61,8 @@ class FirePlan:
     spacing_ns: int = 0
     """The least gap between this account's sends when its platform asks more than the executor's spacing
     (Exir's sendOrderDelay, margin included); 0: the executor's spacing."""
+    prepared: str | None = None
+    """The draft its platform made for it before the open (easytrader), which `request` sends; None: no draft."""
 
     def prepare(self, made: bytes | SignedRequest) -> None:
         """The codec's request: bytes as they are, or a signed request whose bytes are made per second."""

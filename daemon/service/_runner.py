@@ -30,6 +30,9 @@ from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
 log = get_logger("runner")
+REFRESH_FLOOR = 10
+"""A capped account (easytrader) is not refreshed when fewer requests than this are left in its hour (a cold login
+and a read): the budget's reserve for the open is never touched anyway, this keeps refreshes from failing at it."""
 LATE_ARM_CUTOFF_S = 3.0
 """Accounts taken over later than this before the final check are not armed that day: an arm (plans,
 connections, the broker's clock) must be done before the last reads."""
@@ -94,6 +97,10 @@ class DaemonRunner:
 
     async def _refresh_account(self, client: EphoenixClient) -> None:
         account = client.account
+        budget = client.requests
+        if budget is not None and (budget.left() or 0) < REFRESH_FLOOR:
+            log.warning("refresh.skipped", account=account.name, reason="the hourly request cap", **budget.summary())
+            return
         try:
             await client.token()
             for order, amount in zip(account.orders, await client.order_amounts(use_cache=True)):
@@ -179,6 +186,10 @@ class DaemonRunner:
         for row in rows:
             log.info("report.order", **row.to_dict())
         log.info("report.day", day=plan.day.isoformat(), orders=len(rows), accepted=sum(r.accepted for r in rows))
+        for account in self.accounts:  # what each capped account spent of its hourly requests this morning
+            client = self.services.client(account)
+            if client.requests is not None:
+                log.info("report.requests", account=account.name, broker=client.broker, **client.requests.summary())
         await self._close_executors()
         self._day = self._armed_day = None  # accounts gained from now on wait for the next warmup
         if self.group is not None:
