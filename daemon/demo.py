@@ -27,8 +27,8 @@ from daemon.warmup import AccountWarmup, warmup
 from daemon.wiring import Wiring
 
 DEMO_PASSWORD = "demo-pass-not-secret"
-DEMO_BROKERS: tuple[str | tuple[str, str], ...] = ("gs", "shahr", "bbi", ("khobregan", "exir"))
-"""Three Ephoenix brokers and one Exir tenant: both platforms fire in the one open."""
+DEMO_BROKERS: tuple[str | tuple[str, str], ...] = ("gs", "shahr", "bbi", ("khobregan", "exir"), ("hafez", "onlineplus"))
+"""Three Ephoenix brokers, one Exir tenant and one Online+ tenant: every platform fires in the one open."""
 
 
 @dataclass
