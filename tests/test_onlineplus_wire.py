@@ -72,8 +72,9 @@ def make_config(sim: Simulator, tmp_path: Path, executor: dict | None = None, wi
     )
 
 
-async def fire(sim: Simulator, config, accounts, open_in_s: float = 2.5, warm=None):
-    """Warmup, then one open through the real executor; `warm(services)` runs after the warmup."""
+async def fire(sim: Simulator, config, accounts, open_in_s: float = 2.5, warm=None, armed=None):
+    """Warmup, then one open through the real executor; `warm(services)` runs after the warmup, `armed(executor)`
+    between the arm and the final check."""
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         warmed = await warmup(services.clients(accounts), services.clock)
         assert all(r.ok for r in warmed), [r.to_dict() for r in warmed]
@@ -85,6 +86,8 @@ async def fire(sim: Simulator, config, accounts, open_in_s: float = 2.5, warm=No
         ex = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
         try:
             await ex.arm(accounts, open_at)
+            if armed is not None:
+                armed(ex)
             await ex.run_after_arm()
         finally:
             await ex.aclose()
@@ -176,6 +179,32 @@ async def test_online_plus_exir_and_ephoenix_fire_in_one_open_to_the_api_base_th
     assert ("opening_bell_clock_offset_seconds", (("broker", HZ),)) in samples
     name = online(config)[0].name
     assert ("opening_bell_fire_first_send_seconds", (("account", name), ("isin", HOT))) in samples
+
+
+async def test_a_final_check_whose_session_names_another_api_base_moves_the_plan_and_its_connection(sim, tmp_path):
+    """At the arm the account's session names a base nothing answers on (its connection cannot open); by the final
+    check it names the simulator's: the plan, its bytes and its connection follow, and the order is accepted."""
+    config = make_config(sim, tmp_path)
+    (account, *_) = online(config)
+    dead = "http://127.0.0.1:9/hafez/api"  # the discard port: nothing listens on loopback there
+    codecs = []
+
+    def name_a_dead_base(services) -> None:
+        codec = services.client(account).codec
+        codec.origin_for = lambda token: dead
+        codecs.append(codec)
+
+    def moved(ex: Executor) -> None:
+        assert [p.trading_url for p in ex.plans] == [dead]
+        del codecs[0].origin_for  # the class's own again: the API base the token carries
+
+    with capture_logs() as logs:
+        ex, _ = await fire(sim, config, [account], warm=name_a_dead_base, armed=moved)
+    assert [p.trading_url for p in ex.plans] == [api_of(sim)]
+    assert [e["origin"] for e in logs if e["event"] == "executor.origin_moved"] == [api_of(sim)]
+    assert [o.username for o in sim.orders()] == [account.username]
+    (row,) = summarize(read_journal(config.state_dir, ex.day))
+    assert row.accepted and row.attempts == 1
 
 
 def with_header(request: bytes, name: str, value: str | None) -> bytes:
