@@ -12,7 +12,6 @@ import statistics
 import tempfile
 from dataclasses import dataclass
 from datetime import timedelta
-from math import ceil
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from daemon.clock import Clock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.firing import Journal, ReportRow
-from daemon.sim.exir import exir_state
 from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.warmup import AccountWarmup, warmup
@@ -97,12 +95,6 @@ async def run_demo(
         settings=SimSettings(skew_ms=skew_ms),
         clock=clock,
         password=DEMO_PASSWORD,
-    )
-    # The slow path signs Exir's reads on this host's clock (assumed on NTP); the demo's broker clock is skewed
-    # on purpose, so its Exir tenant accepts signatures that far off. The open's requests are signed on the
-    # measured offset (tests/test_exir_wire.py proves that with no skew allowed).
-    exir_state(sim).settings.signature_skew_s = max(
-        exir_state(sim).settings.signature_skew_s, 1 + ceil(abs(skew_ms) / 1000)
     )
     try:
         async with sim:

@@ -145,7 +145,7 @@ def test_a_token_of_another_platform_is_refused_as_unreadable() -> None:
             None,
         ),
         (400, b'{"type":"error","errorCode":1011,"descriptionEn":"insufficient"}', Verdict.TERMINAL, 1011, None),
-        (200, b'{"type":"error","errorCode":1017}', Verdict.TERMINAL, 1017, None),
+        (200, b'{"type":"error","errorCode":1017}', Verdict.RETRY, 1017, None),  # "not open yet": never books
         (401, b'{"type":"error","errorCode":4010}', Verdict.TERMINAL, 4010, None),
         (401, b"", Verdict.TERMINAL, 401, None),
         (500, b'{"errorCode":1005}', Verdict.UNKNOWN, 1005, None),

@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import os
 import random
+import time
+from datetime import timedelta
 
 import aiohttp
 import pytest
 
 from daemon.account import CaptchaUnsolved, UnknownImageFormat
 from daemon.clock import FakeClock, SystemClock
+from daemon.executor import Executor
+from daemon.firing import Journal
 from daemon.sim import CaptchaBook, HostClock, render_captcha
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
-from daemon.testing import SIM_SEED, SimulatorSolver, running_simulator, sim_config
+from daemon.testing import SIM_SEED, SimulatorSolver, daemon_clock, running_simulator, sim_config
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.sim_support import GS_USER, SHAHR_USER, BrokerClient
@@ -94,3 +98,20 @@ async def test_a_sim_marker_chooses_the_fixtures_simulator(sim: Simulator) -> No
     assert len(sim.accounts) == 3 and {a.broker for a in sim.accounts} == {"bbi"}
     assert sim.settings.seed == 5 and isinstance(sim.clock, HostClock)
     assert os.environ[PASSWORD_ENV] == DEFAULT_PASSWORD
+
+
+@pytest.mark.looptime
+@pytest.mark.sim(accounts=4, loop_time=True)
+async def test_an_open_in_fake_time(sim, tmp_path):
+    """README's fake-time example, as written there: an open 30 s ahead and its window pass in fake time."""
+    config = sim_config(sim, state_dir=str(tmp_path / "state"))
+    started = time.monotonic()
+    async with Wiring(config, daemon_clock(sim), solver=SimulatorSolver(sim)) as services:
+        await warmup(services.clients(config.accounts), services.clock)
+        open_at = sim.now().astimezone(config.tz) + timedelta(seconds=30)
+        sim.set_open_at(open_at)
+        executor = Executor.from_wiring(services, Journal(config.state_dir, open_at.date()), day=open_at.date())
+        rows = await executor.run_open(config.accounts, open_at)
+    assert len(rows) == 4 and all(r.accepted for r in rows)
+    assert sim.now() >= open_at  # the simulator lived through the open on the same clock
+    assert time.monotonic() - started < 30  # not waited out: the open was 30 s of fake time ahead

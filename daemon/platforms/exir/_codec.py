@@ -29,7 +29,11 @@ USER_AGENT = (
 """A full browser UA on every call (exir-api.md, Login sequence: the bot's Chrome 124 string)."""
 SIGNATURE_HEADER = "X-App-N"
 SIDES = {"buy": "SIDE_BUY", "sell": "SIDE_SALE"}  # not "SELL" (exir-api.md, Placing an order)
-RETRY_CODES = frozenset({1005})  # inside the spacing, or the instrument group not taking orders yet [confirmed live]
+RETRY_CODES = frozenset({1005, 1017})
+"""1005: inside the spacing, or the instrument group not taking orders yet [confirmed live]. 1017: Ephoenix's
+"not open yet"; whether Exir uses it is unknown (open question 3), but a refusal for being early never books
+an order, so retrying it on the plan's next slot costs nothing, and stopping would lose the day's order to a
+clock a few ms fast."""
 MATCH_SLACK_S = 2.0
 """How much earlier than the earliest instant we could have sent it an order of ours may look: the clocks'
 disagreement, and entryDateTime's whole seconds."""
@@ -116,8 +120,8 @@ def interpret(status: int, body: Any) -> OrderAnswer:
 
     Any 2xx is accepted and its body kept, with an id if one is there (the success shape is unrecorded;
     the first live fire logged an 8-digit id), unless it says it is an error. Rejections are non-2xx with a
-    JSON code (an inference from the bot's logs): 1005 is retried after the spacing, any other code stops
-    the order. 5xx or no code at all is unknown: the order may or may not exist.
+    JSON code (an inference from the bot's logs): 1005 and 1017 are retried after the spacing, any other
+    code stops the order. 5xx or no code at all is unknown: the order may or may not exist.
     """
     code = error_code(body)
     message = error_message(body)

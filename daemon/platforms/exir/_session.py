@@ -4,7 +4,7 @@ fees, instruments (from RLC), holdings, today's and open orders, and the cheap a
 Each account session has its own cookie jar (a real aiohttp CookieJar: two cookies of one name on different
 paths are kept apart) on the shared pool's connections, environment proxies never used. Every authenticated
 call is signed with X-App-N over its exact target relative to the tenant root, for the current UTC second of
-the injected clock. Tokens, retries and the captcha's solving stay the client's (the `Authority`).
+the injected clock, moved by the tenant's own clock when its Date headers show it a second or more away. Tokens, retries and the captcha's solving stay the client's (the `Authority`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from daemon.platforms.exir._parse import (
     parse_holding,
     unique_orders,
 )
+from daemon.platforms.exir._server_clock import ServerClock
 from daemon.platforms.exir._signature import SeedError, Signer
 from daemon.platforms.rlc import RlcClient
 
@@ -86,6 +87,7 @@ class ExirSession(SessionDefaults):
         self._client_pool: aiohttp.ClientSession | None = None
         self._jar_token: str | None = None  # the token whose cookies the jar holds
         self._signers: dict[str, Signer] = {}
+        self.server_clock = ServerClock()  # the tenant's clock from its Date headers, for signing reads
         self.log = getattr(authority, "log", None) or get_logger(broker=endpoints.code)
 
     @property
@@ -167,7 +169,9 @@ class ExirSession(SessionDefaults):
         if body is not None:
             headers["Content-Type"] = "application/json"
         try:
+            sent = self._clock.time_ns()
             async with self.client.request(method, self.base_url + path, data=body, headers=headers) as response:
+                self.server_clock.note(response.headers.get("Date"), sent, self._clock.time_ns())
                 raw = await response.read()
                 if response.status == 429:
                     raise Throttled(finite(response.headers.get("Retry-After")), "HTTP 429")
@@ -231,9 +235,10 @@ class ExirSession(SessionDefaults):
             headers["Content-Type"] = "application/json"
         url = URL(self.base_url + target, encoded=True)
         try:
-            second = self._clock.time_ns() // 1_000_000_000
-            headers[SIGNATURE_HEADER] = self._signer(session.nt).sign(target, second)
+            sent = self._clock.time_ns()
+            headers[SIGNATURE_HEADER] = self._signer(session.nt).sign(target, self.server_clock.second(sent))
             async with self.client.request(method, url, data=body, headers=headers) as response:
+                self.server_clock.note(response.headers.get("Date"), sent, self._clock.time_ns())
                 return response.status, _json(await response.read())
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BrokerUnavailable(f"broker {self.broker}: {_path(target)} failed ({type(exc).__name__}).") from None
