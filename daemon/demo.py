@@ -25,8 +25,16 @@ from daemon.warmup import AccountWarmup, warmup
 from daemon.wiring import Wiring
 
 DEMO_PASSWORD = "demo-pass-not-secret"
-DEMO_BROKERS: tuple[str | tuple[str, str], ...] = ("gs", "shahr", "bbi", ("khobregan", "exir"), ("mofid", "easytrader"))
-"""Three Ephoenix brokers, one Exir tenant and Mofid on easytrader: every wired platform fires in the one open."""
+DEMO_BROKERS: tuple[str | tuple[str, str], ...] = (
+    "gs",
+    "shahr",
+    "bbi",
+    ("khobregan", "exir"),
+    ("hafez", "onlineplus"),
+    ("mofid", "easytrader"),
+)
+"""Three Ephoenix brokers, one Exir tenant, one Online+ tenant and Mofid on easytrader: every platform fires in
+the one open."""
 ORDER_ROUTES = ("new_order", "batch")
 """The simulator's routes that place an order (easytrader's batch of the draft made at the arm)."""
 

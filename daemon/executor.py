@@ -67,7 +67,7 @@ from daemon.net import (
     wait_until_monotonic,
     wire_probe,
 )
-from daemon.platforms import Codec, RequestBudget, SignedRequest, order_spacing_ms
+from daemon.platforms import Codec, RequestBudget, SignedRequest, order_origin, order_spacing_ms
 
 log = get_logger("executor")
 OutcomeState = Literal["accepted", "rejected", "not placed", "unknown"]
@@ -290,7 +290,7 @@ class Executor:
                     params.price,
                     params.volume,
                     account.priority,
-                    codec.origin_url,
+                    order_origin(codec, token),  # Online+: the API base the token's login page named
                     amount=params.amount,
                     codec=codec,
                 )
@@ -659,6 +659,7 @@ class Executor:
                     plan.volume, plan.price, plan.amount = params.volume, params.price, params.amount
                 plan.prepare(_order_request(client.codec, token, plan))
                 plan.spacing_ns = self._platform_spacing_ns(client.codec, token)
+                await self._follow_origin(plan, order_origin(client.codec, token))
             for old in replaced:  # only now: until the bytes were rebuilt, the old draft was what they sent
                 await self._discard_draft(client, old)
             ping = client.codec.probe_request(token)
@@ -686,6 +687,17 @@ class Executor:
         else:
             plan.prepared = None
         return old
+
+    async def _follow_origin(self, plan: FirePlan, origin: str) -> None:
+        """A new login may name another API base (Online+'s login page): the rebuilt bytes go there, so the
+        connection opened at the arm for the old one is replaced."""
+        if origin == plan.trading_url:
+            return
+        log.info("executor.origin_moved", account=plan.account, origin=origin)
+        plan.trading_url = origin
+        if plan.conn is not None:
+            plan.conn.close()
+            await self._open_connection(plan)
 
     async def _check_connection(self, plan: FirePlan, ping: bytes | SignedRequest | None) -> None:
         """A connection the broker closed while idle is reopened; a live one is pinged to stay warm (a ping charged

@@ -7,6 +7,7 @@ import pytest
 
 from daemon.platforms.easytrader import EasytraderToken
 from daemon.platforms.exir import ExirToken
+from daemon.platforms.onlineplus import OnlinePlusToken
 from tests.processes import run_daemon
 
 pytest.importorskip("ddddocr")
@@ -21,17 +22,17 @@ def test_demo_fires_every_account_and_leaks_no_secret(tmp_path):
     assert summary["accepted"] == summary["orders"] == 6
     assert summary["offset_error_ms"] < 25
     assert all(r["result"] == "accepted" and r["attempts"] == 1 for r in data["orders"])
-    # Ephoenix, Exir and Mofid on easytrader (its order a draft made at the arm, batched once)
-    assert {r["broker"] for r in data["orders"]} == {"gs", "shahr", "bbi", "khobregan", "mofid"}
+    # every platform: Ephoenix, Exir, Online+ and Mofid on easytrader (its order a draft made at the arm, batched once)
+    assert {r["broker"] for r in data["orders"]} == {"gs", "shahr", "bbi", "khobregan", "hafez", "mofid"}
 
     tokens = [orjson.loads(p.read_bytes())["data"]["token"] for p in (workdir / "cache").glob("token_*.json")]
     assert len(tokens) == 6
-    sessions = [ExirToken.unpack(t) for t in tokens if t.startswith('{"v"') and '"easytrader"' not in t]  # Exir's
-    assert len(sessions) == 1
+    sessions = [ExirToken.unpack(t) for t in tokens if '"nt"' in t]  # an Exir session: seed and cookies
+    jars = [OnlinePlusToken.unpack(t) for t in tokens if '"api"' in t]  # an Online+ session: its cookies
     bearers = [EasytraderToken.unpack(t).access_token for t in tokens if '"easytrader"' in t]
-    assert len(bearers) == 1
+    assert len(sessions) == len(jars) == len(bearers) == 1
     secrets = ["demo-pass-not-secret", *tokens, *(s.nt for s in sessions), *bearers]
-    secrets += [value for s in sessions for _, value, _ in s.cookies if len(value) > 8]
+    secrets += [value for s in [*sessions, *jars] for _, value, _ in s.cookies if len(value) > 8]
     journal = b"".join(p.read_bytes() for p in (workdir / "state").rglob("*.jsonl"))
     assert journal
     for where, text in {"stdout": result.stdout, "stderr": result.stderr, "journal": journal.decode()}.items():

@@ -255,8 +255,10 @@ async def test_a_full_morning_through_the_runner_stays_far_under_the_hourly_cap(
         await runner.aclose()
     (spent,) = [e for e in logs if e["event"] == "report.requests" and e["account"] == account.name]
     at_broker = easytrader_state(sim).in_window(MOFID, account.username)
-    print(f"\nMofid morning: {refreshes} refreshes, {spent['requests']} requests counted by the daemon "
-          f"({spent['by_kind']}), {at_broker} in the simulator's hour, cap {spent['cap']}")
+    print(
+        f"\nMofid morning: {refreshes} refreshes, {spent['requests']} requests counted by the daemon "
+        f"({spent['by_kind']}), {at_broker} in the simulator's hour, cap {spent['cap']}"
+    )
     assert refreshes >= 70
     assert spent["cap"] == 1500 and spent["requests"] < 150 and at_broker < 150
     assert spent["by_kind"].get("batch") == 1

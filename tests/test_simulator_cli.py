@@ -212,20 +212,23 @@ def test_brokers_may_name_their_platform() -> None:
         assert [a.broker for a in sim.accounts] == ["gs", "bbi", "gs"]
 
 
-async def test_the_default_brokers_are_three_on_ephoenix_an_exir_tenant_and_mofid_on_easytrader() -> None:
+async def test_the_default_brokers_are_three_on_ephoenix_an_exir_and_an_online_plus_tenant_and_mofid() -> None:
     sim = _build("--accounts", "5", "--seed", str(SIM_SEED))
     assert [(code, b.platform) for code, b in sim.state.brokers.items()] == [
         ("gs", "ephoenix"),
         ("shahr", "ephoenix"),
         ("bbi", "ephoenix"),
         ("khobregan", "exir"),
+        ("hafez", "onlineplus"),
         ("mofid", "easytrader"),
     ]
     async with sim:
         config = validate_config(sim.config_snippet().data)
     exir = config.broker("khobregan")
     assert (exir.platform, exir.url, exir.rlc_url) == ("exir", f"{sim.base_url}/khobregan", f"{sim.base_url}/rlc")
-    assert [a.broker for a in config.accounts] == ["gs", "shahr", "bbi", "khobregan", "mofid"]
+    online = config.broker("hafez")
+    assert (online.platform, online.url) == ("onlineplus", f"{sim.base_url}/hafez/online")
+    assert [a.broker for a in config.accounts] == ["gs", "shahr", "bbi", "khobregan", "hafez", "mofid"]
     assert config.broker("mofid").platform == "easytrader"
 
 

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--accounts",
         type=int,
         default=20,
-        help="simulated accounts over five brokers, three Ephoenix, one Exir and Mofid on easytrader (default 20)",
+        help="simulated accounts over six brokers: three Ephoenix, one Exir, one Online+ and Mofid on easytrader (default 20)",
     )
     parser.add_argument(
         "--skew-ms", type=float, default=1500.0, help="how far the simulated broker's clock is off (default 1500)"

@@ -44,18 +44,17 @@ SNIPPET_START = "# ---- config.yaml snippet for the simulator ----"
 SNIPPET_END = "# ---- end of snippet ----"
 
 
-SIMULATE_BROKERS = ",".join([*DEFAULT_BROKERS, "khobregan:exir", "mofid:easytrader"])
-"""The three Ephoenix brokers, an Exir tenant (khobregan, broker id 116) and Mofid on easytrader, so every wired
-platform is there to try."""
+SIMULATE_BROKERS = ",".join([*DEFAULT_BROKERS, "khobregan:exir", "hafez:onlineplus", "mofid:easytrader"])
+"""The three Ephoenix brokers, an Exir tenant (khobregan, broker id 116), an Online+ tenant (hafez) and Mofid on
+easytrader, so every wired platform is there to try."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser = subparsers.add_parser(
         "simulate",
         help="run a simulated Ephoenix broker on this machine",
-        description="Serve simulated brokers (by default three on Ephoenix, one Exir tenant and Mofid on easytrader: "
-        "captcha, login, "
-        "orders, market data) on one port, "
+        description="Serve simulated brokers (by default three on Ephoenix, an Exir and an Online+ tenant and Mofid on "
+        "easytrader: captcha, login, orders, market data) on one port, "
         "print the config snippet that points the daemon at them, and run until Ctrl-C or SIGTERM.",
     )
     add_common(parser, json=False)
