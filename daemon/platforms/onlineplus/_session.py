@@ -300,9 +300,21 @@ class OnlinePlusSession(AccountHttp):
 
     async def open_orders(self) -> list[BrokerOrder]:
         """Today's orders (the clock's Tehran day) with something left to trade, or unreadable (then it may be
-        open). Online+ has no open-orders list that is known."""
+        open). Online+ has no open-orders list that is known.
+
+        That the all-orders state lists unfilled orders at all is an assumption (onlineplus-api.md, open question
+        4). Unless today's list shows one (a row with nothing executed), an order missing from it may just be
+        unfilled, so this list cannot show an order absent: it is refused, and a lookup says unknown, never
+        absent. No order is then sent again on the strength of a list that could not have shown it."""
         today = self._clock.now().astimezone(TEHRAN).date()
-        return [o for o in await self.today_orders(today) if o.row.get("remaining") is None or o.row["remaining"] > 0]
+        listed = [broker_order(row) for row in await self._order_pages(today, ALL_ORDERS_STATE)]
+        if not any(o.executed == 0 for o in listed):
+            raise BrokerUnavailable(
+                f"broker {self.broker}: its order list shows no unfilled order today, so it cannot show that an "
+                "order is absent (OrderState 0 is assumed to list every order)."
+            )
+        orders = unique_orders([*listed, *(broker_order(r) for r in await self._order_pages(today, EXECUTED_STATE))])
+        return [o for o in orders if o.row.get("remaining") is None or o.row["remaining"] > 0]
 
     async def calculate_order(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
         """The doc's sizing from fresh reads, for the warmup's cross-check (Online+ has no calculation endpoint):
