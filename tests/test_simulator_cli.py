@@ -213,7 +213,7 @@ def test_brokers_may_name_their_platform() -> None:
 
 
 async def test_the_default_brokers_are_three_on_ephoenix_an_exir_and_an_online_plus_tenant_and_mofid() -> None:
-    sim = _build("--accounts", "5", "--seed", str(SIM_SEED))
+    sim = _build("--accounts", "6", "--seed", str(SIM_SEED))
     assert [(code, b.platform) for code, b in sim.state.brokers.items()] == [
         ("gs", "ephoenix"),
         ("shahr", "ephoenix"),
