@@ -362,6 +362,11 @@ class ExecutorSettings(_Strict):
     lookup_attempts: PositiveInt = Field(default=10, le=1000)
     lookup_spacing_ms: float = Field(default=500.0, ge=0, le=60_000)
     on_unknown: Literal["wait", "resend"] = "wait"
+    # From just before the final check to the end of the first-send loop the event loop's thread runs SCHED_FIFO at
+    # realtime_priority with its memory locked (README "Real-time priority"). auto: when permitted; on: not getting
+    # it is logged as an error (the open goes on); off: never tried.
+    realtime: Literal["auto", "on", "off"] = "auto"
+    realtime_priority: int = Field(default=20, ge=1, le=99)
 
     @field_validator("lead_ms")
     @classmethod

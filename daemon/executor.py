@@ -52,6 +52,7 @@ from daemon.net import (
     ClockSyncError,
     OffsetEstimate,
     Origin,
+    RealtimeWindow,
     WireConnection,
     WireError,
     WireResponse,
@@ -151,6 +152,8 @@ class Executor:
         self._budgets: dict[str, RequestBudget] = {}
         """The request budget of each account whose platform caps requests (easytrader): what the executor sends
         itself (batches, probes) is charged there too, and nothing is sent past the cap."""
+        self.realtime = RealtimeWindow(settings.realtime, settings.realtime_priority, clock)
+        """SCHED_FIFO with memory locked from just before the final check to the end of the first-send loop."""
 
     @classmethod
     def from_wiring(cls, services: Any, journal: Journal, day: date | None = None) -> Executor:
@@ -752,7 +755,9 @@ class Executor:
         unsure = [p for p in self.plans if p.unsure_since is not None]
         for plan in unsure:  # the broker decides first whether these are sent at all
             followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
-        with no_retries(), _no_gc_pause():  # in the window the plan itself is the retry policy
+        # In the window the plan itself is the retry policy. Real-time from here when fire runs alone; the loop's end
+        # leaves it either way (run_after_arm took it before the final check).
+        with self.realtime, no_retries(), _no_gc_pause():
             for group in _groups([p for p in self.plans if p.unsure_since is None]):
                 if self._budgets:  # charged before the wait: a capped account's batch past its cap never goes
                     group = [p for p in group if self._may_send(p)]
@@ -1119,27 +1124,32 @@ class Executor:
         return [r for r in summarize(self.journal.records()) if r.account in self._accounts]
 
     async def run_after_arm(self) -> None:
-        """The final check, cut short if it would run into the first send, then the fire."""
+        """The final check, cut short if it would run into the first send, then the fire; at real-time priority
+        from the final check to the end of the first-send loop (where `fire` leaves it)."""
         if self.plans:
             first_send = min(p.send_at_ns for p in self.plans)
             if first_send <= self.clock.monotonic_ns():  # armed after the open (a restart): fresh reads, then fire
+                with self.realtime:
+                    try:
+                        async with asyncio.timeout(self.settings.answer_timeout_s):
+                            await self.final_check()
+                    except TimeoutError:
+                        log.error("executor.final_check_late", consequence="firing the plans as they stand")
+                        await self._drop_unsendable()
+                    self._respace_from(self.clock.monotonic_ns())
+                    await self.fire()
+                return
+            await wait_until_monotonic(first_send - int(self.settings.final_check_s * NS), self.clock)
+            with self.realtime:
+                budget_s = max(first_send - FINAL_CHECK_MARGIN_NS - self.clock.monotonic_ns(), 0) / NS
                 try:
-                    async with asyncio.timeout(self.settings.answer_timeout_s):
+                    async with asyncio.timeout(budget_s):
                         await self.final_check()
                 except TimeoutError:
                     log.error("executor.final_check_late", consequence="firing the plans as they stand")
                     await self._drop_unsendable()
-                self._respace_from(self.clock.monotonic_ns())
                 await self.fire()
                 return
-            await wait_until_monotonic(first_send - int(self.settings.final_check_s * NS), self.clock)
-            budget_s = max(first_send - FINAL_CHECK_MARGIN_NS - self.clock.monotonic_ns(), 0) / NS
-            try:
-                async with asyncio.timeout(budget_s):
-                    await self.final_check()
-            except TimeoutError:
-                log.error("executor.final_check_late", consequence="firing the plans as they stand")
-                await self._drop_unsendable()
         await self.fire()
 
 

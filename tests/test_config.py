@@ -65,6 +65,9 @@ def test_env_var_names_the_config(tmp_path):
         ({"accounts": [ACCOUNT, ACCOUNT]}, "used twice"),
         ({"captcha": {"solver": "command"}}, "captcha.command"),
         ({"brokers": {"gs": {"trading_url": "ftp://x"}}}, "brokers.gs.trading_url"),
+        ({"executor": {"realtime": "yes"}}, "executor.realtime: Input should be 'auto', 'on' or 'off'"),
+        ({"executor": {"realtime_priority": 0}}, "executor.realtime_priority: Input should be greater than or equal"),
+        ({"executor": {"realtime_priority": 100}}, "executor.realtime_priority: Input should be less than or equal"),
         (
             {
                 "accounts": [

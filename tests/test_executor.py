@@ -272,3 +272,48 @@ async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(si
     assert unready["status"].startswith("not ready: ") and "password" in unready["status"]
     assert "not-the-password" not in out + err
     assert not sim.orders() and not sim.request_log.records(route="new_order")
+
+
+async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_send_loop(sim, tmp_path, monkeypatch):
+    """In fake time, with the OS calls recorded: FIFO and mlockall before the final check, the first sends inside,
+    the old policy and munlockall before any follower reads an answer."""
+    from daemon import executor as executor_module
+    from daemon.net import OsCalls, RealtimeWindow
+
+    ex, services, accounts, config = await armed(sim, tmp_path, accounts=4)
+    events: list[str] = []
+    calls = OsCalls(
+        get_scheduler=lambda: os.SCHED_OTHER,
+        get_priority=lambda: 0,
+        set_scheduler=lambda policy, priority: events.append("fifo" if policy & os.SCHED_FIFO else "normal"),
+        lock_memory=lambda: events.append("lock"),
+        unlock_memory=lambda: events.append("unlock"),
+    )
+    ex.realtime = RealtimeWindow("on", 20, daemon_clock(sim), calls)
+    check, fire_all, follow = ex.final_check, executor_module.fire_all, ex._follow
+
+    async def final_check():
+        events.append("check")
+        await check()
+
+    def sends(batch):
+        events.append("send")
+        return fire_all(batch)
+
+    async def follower(*args):
+        events.append("follow")
+        await follow(*args)
+
+    monkeypatch.setattr(ex, "final_check", final_check)
+    monkeypatch.setattr(executor_module, "fire_all", sends)
+    monkeypatch.setattr(ex, "_follow", follower)
+    async with services:
+        try:
+            await ex.run_after_arm()
+        finally:
+            await ex.aclose()
+    assert all(r.accepted for r in ex.outcome())
+    first_follow = events.index("follow")
+    assert events[:3] == ["fifo", "lock", "check"]
+    assert "send" in events[3:first_follow] and events[first_follow - 2 : first_follow] == ["normal", "unlock"]
+    assert events.count("fifo") == 1 and events.count("normal") == 1 and "send" not in events[first_follow:]

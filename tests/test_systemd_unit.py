@@ -77,3 +77,18 @@ def test_the_unit_is_a_notify_service_with_watchdog_state_and_hardening() -> Non
         assert service[setting] == "yes"
     assert service["ProtectSystem"] == "strict"
     assert service["RestrictAddressFamilies"] == "AF_INET AF_INET6 AF_UNIX"
+
+
+def test_the_unit_permits_real_time_for_the_open_by_limits_and_grants_no_capability() -> None:
+    """SCHED_FIFO up to the default executor.realtime_priority and mlockall of the whole process, and nothing more."""
+    from daemon.config import ExecutorSettings
+
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(UNIT.read_text())
+    service = parser["Service"]
+    assert service["RestrictRealtime"] == "no"
+    assert int(service["LimitRTPRIO"]) == ExecutorSettings().realtime_priority
+    assert service["LimitMEMLOCK"] == "infinity"
+    assert service["CapabilityBoundingSet"] == "" and service["AmbientCapabilities"] == ""
+    assert {"@system-service"} == set(service["SystemCallFilter"].split())  # has sched_setscheduler and mlockall

@@ -24,6 +24,7 @@ from daemon.net._clocksync import (
     wait_until_monotonic,
     wire_probe,
 )
+from daemon.net._realtime import OsCalls, RealtimeMode, RealtimeWindow, system_calls
 from daemon.net._wire import (
     Origin,
     ResponseReader,
@@ -46,7 +47,10 @@ __all__ = [
     "ClockSyncError",
     "OffsetEstimate",
     "Origin",
+    "OsCalls",
     "Reading",
+    "RealtimeMode",
+    "RealtimeWindow",
     "ResponseReader",
     "Sample",
     "WireClosedError",
@@ -71,6 +75,7 @@ __all__ = [
     "parse_timestamp",
     "sample_date_ticks",
     "sample_readings",
+    "system_calls",
     "tick_observations",
     "tls_context",
     "wait_until_monotonic",
