@@ -785,6 +785,7 @@ class Executor:
                     followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
         with no_retries():
             await asyncio.gather(*followers)
+        self.realtime.release_memory()  # the first-send loop kept it locked (munlockall costs ms): now it may go
         complete = await self.journal.close()
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
         metrics.fire_done(self.outcome)
@@ -1102,6 +1103,7 @@ class Executor:
         )
 
     async def aclose(self) -> None:
+        self.realtime.leave()  # a window cut short (an error, a cancel) still gives the policy and memory back
         for plan in self.plans:
             if plan.conn is not None:
                 plan.conn.close()

@@ -50,9 +50,12 @@ def test_the_policy_is_set_and_restored_and_memory_locked_and_unlocked():
     with capture_logs() as logs, window(fake, priority=33, clock=clock) as w:
         assert w.held and fake.calls == [("set_scheduler", FIFO, 33), ("mlockall",)]
         clock.advance(1.5)
-    assert fake.calls[2:] == [("set_scheduler", os.SCHED_BATCH, 0), ("munlockall",)]
+    assert fake.calls[2:] == [("set_scheduler", os.SCHED_BATCH, 0)]  # memory stays locked past the loop's end
     assert (fake.policy, w.held) == (os.SCHED_BATCH, False)
     assert [(e["event"], e["held_ms"]) for e in logs] == [("realtime.left", 1500.0)]
+    w.release_memory()  # when the window has closed
+    w.release_memory()
+    assert fake.calls[3:] == [("munlockall",)]
 
 
 def test_held_from_the_first_enter_to_the_first_exit():
@@ -61,8 +64,10 @@ def test_held_from_the_first_enter_to_the_first_exit():
     with outer:
         with outer:  # fire's loop inside run_after_arm's final check: no second set
             assert fake.calls == [("set_scheduler", FIFO, 20), ("mlockall",)]
-        assert not outer.held and fake.calls[2:] == [("set_scheduler", os.SCHED_OTHER, 0), ("munlockall",)]
-    assert len(fake.calls) == 4  # the outer exit has nothing left to undo
+        assert not outer.held and fake.calls[2:] == [("set_scheduler", os.SCHED_OTHER, 0)]
+    assert len(fake.calls) == 3  # the outer exit has nothing left to undo
+    outer.leave()  # the executor's close: the memory too
+    assert fake.calls[3:] == [("munlockall",)]
 
 
 @pytest.mark.parametrize(("mode", "level"), [("auto", "info"), ("on", "error")])
@@ -95,9 +100,11 @@ def test_off_makes_no_call():
 def test_the_real_calls_when_permitted():
     """As root (or with RLIMIT_RTPRIO and RLIMIT_MEMLOCK) the thread really runs SCHED_FIFO inside, then as before."""
     before = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
-    with capture_logs() as logs, RealtimeWindow("auto", 20, FakeClock()):
+    window = RealtimeWindow("auto", 20, FakeClock())
+    with capture_logs() as logs, window:
         inside = (os.sched_getscheduler(0), os.sched_getparam(0).sched_priority)
         locked = _status("VmLck")
+    window.release_memory()
     if any(e["event"] == "realtime.not_permitted" for e in logs):
         pytest.skip(f"real-time priority is not permitted here: {logs[0]['failed']}")
     assert inside == (FIFO, 20) and locked > 0
