@@ -62,13 +62,18 @@ async def running_simulator(
 
 def sim_config_data(sim: Simulator, **overrides: Any) -> dict[str, Any]:
     """A config dict for a running simulator (`daemon.sim_config`'s builder): its brokers and accounts, a fast
-    captcha spacing; each override replaces a top-level key, or is merged into it when both are dicts."""
+    captcha spacing, real-time priority off (several daemons and the simulator share a test machine's cores; the
+    real-time tests ask for it); each override replaces a top-level key, or is merged into it when both are
+    dicts."""
     captcha = {"solver": "ocr", "spacing_s": 0.05, "cooldown_s": 1.0, "throttle_waits": 5}
     overrides["captcha"] = (
         {**captcha, **overrides.get("captcha", {})}
         if isinstance(overrides.get("captcha", {}), dict)
         else overrides["captcha"]
     )
+    executor = overrides.get("executor", {})
+    if isinstance(executor, dict):  # a test's processes share two cores with the simulator: no SCHED_FIFO unless asked
+        overrides["executor"] = {"realtime": "off", **executor}
     return build_config_data(sim.config_snippet().data, **overrides)
 
 
