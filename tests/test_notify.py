@@ -69,11 +69,11 @@ def hook_url() -> str:
     return "json://127.0.0.1:${NOTIFY_PORT}/hook/${NOTIFY_TOKEN}"
 
 
-def morning_config(sim: Any, tmp_path: Path, **notify: Any) -> Any:
+def morning_config(sim: Any, tmp_path: Path, cache: dict[str, Any] | None = None, **notify: Any) -> Any:
     data = sim_config_data(
         sim,
         state_dir=str(tmp_path / "state"),
-        cache={"dir": str(tmp_path / "cache")},
+        cache={"dir": str(tmp_path / "cache"), **(cache or {})},
         executor={"clock_source": "none", "final_check_s": 1.0},
         schedule={"warmup": "07:40", "open": "08:45", "arm_before_s": 60, "window_s": 30, "refresh_s": 600},
         notify={"urls": [hook_url()], "retry_delay_s": 2, **notify},
@@ -134,6 +134,37 @@ async def test_a_morning_tells_the_warmup_failure_at_once_and_the_fire_only_afte
     assert TOKEN not in all_logged(logs)
     rows = summarize(read_journal(config.state_dir, open_at.date()))
     assert [r.account for r in rows if r.accepted] == [good.name]
+
+
+@pytest.mark.sim(accounts=2, loop_time=True)
+@pytest.mark.looptime
+async def test_a_login_that_cannot_be_renewed_after_a_good_warmup_is_told_once(sim, tmp_path, monkeypatch):
+    """Tokens cached for 5 minutes, refreshes every 10: after the warmup the password changes (as if someone
+    changed it at the broker), so each refresh's login fails; the user hears it once per account, before the arm."""
+    clock = daemon_clock(sim)
+    async with receiver(clock) as hook:
+        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
+        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+        monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", os.environ["OPENING_BELL_SIM_PASSWORD"])  # good at warmup
+        config = morning_config(sim, tmp_path, cache={"ttl": {"tokens": 300}})
+        open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
+        sim.set_open_at(open_at)
+        runner = make_runner(config, clock, solver=SimulatorSolver(sim))
+        scheduler = DayScheduler(config, runner, clock, ClockAlarm(clock))
+        try:
+            scheduler.start()
+            await clock.sleep_until(open_at.replace(hour=7, minute=45))  # the 07:40 warmup has logged both in
+            assert hook.got == []
+            monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", "changed-at-the-broker")
+            await clock.sleep_until(open_at - timedelta(seconds=60))  # refreshes at 07:50, 08:00, ... 08:40
+            renewals = [(t, body["message"]) for t, _, body in hook.got if "login not renewed" in body["title"]]
+            await clock.sleep_until(open_at + timedelta(seconds=90))
+            await scheduler.stop()
+        finally:
+            await runner.aclose()
+    bad = config.accounts[1]
+    assert len(renewals) == 1 and bad.name in renewals[0][1]  # once, though every refresh failed
+    assert "could not be renewed: account" in renewals[0][1] and "username or password" in renewals[0][1]
 
 
 @pytest.mark.sim(accounts=2, loop_time=True)

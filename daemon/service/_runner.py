@@ -104,14 +104,16 @@ class DaemonRunner:
         if budget is not None and (budget.left() or 0) < REFRESH_FLOOR:
             log.warning("refresh.skipped", account=account.name, reason="the hourly request cap", **budget.summary())
             return
+        renewing = True  # a failure before the token is a login that could not be renewed
         try:
             await client.token()
+            renewing = False
             for order, amount in zip(account.orders, await client.order_amounts(use_cache=True)):
                 await client.get_instrument(order.isin, use_cache=True)
                 await client.order_params(order, amount=amount, use_cache=False)
         except (BrokerError, ConfigError) as exc:
             log.warning("refresh.failed", account=account.name, reason=scrub(str(exc)))
-            if self.notify is not None and self._day is not None:
+            if renewing and self.notify is not None and self._day is not None:
                 self.notify.token_renewal_failed(self._day.day, account.name, scrub(str(exc)))
 
     async def arm(self, plan: DayPlan) -> None:
