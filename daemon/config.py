@@ -21,9 +21,11 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
     PositiveFloat,
     PositiveInt,
+    Tag,
     ValidationError,
     field_validator,
     model_validator,
@@ -402,6 +404,123 @@ class OrderSettings(_Strict):
         return value
 
 
+NOTIFY_EVENTS = (
+    "fire_summary",
+    "warmup_failed",
+    "token_renewal_failed",
+    "service_stopped_in_window",
+    "unknown_order",
+)
+"""What `notify.on` may name (README "Notifications")."""
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class NotifyUrlSource(_Strict):
+    """A notification URL kept out of the config: in an environment variable or a private file."""
+
+    url_env: str | None = Field(default=None, min_length=1)
+    url_file: FsPath | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> NotifyUrlSource:
+        if (self.url_env is None) == (self.url_file is None):
+            raise ValueError("give exactly one of url_env or url_file")
+        return self
+
+
+def _url_kind(value: Any) -> str:
+    return "function-source" if isinstance(value, dict | NotifyUrlSource) else "function-url"
+
+
+# a URL, or where to read one; the tags start "function-" so that an error names notify.urls[i] and not the tag
+NotifyUrl = Annotated[
+    Annotated[Annotated[str, Field(min_length=1)], Tag("function-url")]
+    | Annotated[NotifyUrlSource, Tag("function-source")],
+    Discriminator(_url_kind),
+]
+
+
+class NotifySettings(_Strict):
+    """Messages to the user through apprise URLs; secrets come from `${VAR}`, url_env or url_file."""
+
+    urls: list[NotifyUrl] = Field(default_factory=list, repr=False)
+    on: list[str] = Field(default_factory=lambda: list(NOTIFY_EVENTS))
+    persian_digits: bool = False
+    attempts: int = Field(default=3, ge=1, le=10)
+    retry_delay_s: PositiveFloat = 10.0
+    queue_size: int = Field(default=100, ge=1, le=10_000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_on(cls, data: Any) -> Any:
+        """YAML 1.1 reads a bare `on:` key as the boolean true: it is this setting's name, not a switch."""
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if key is True else key): value for key, value in data.items()}
+        return data
+
+    @field_validator("on")
+    @classmethod
+    def _known_events(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if name not in NOTIFY_EVENTS:
+                raise ValueError(f"{name!r} is not an event; choose from {', '.join(NOTIFY_EVENTS)}")
+        return value
+
+    @property
+    def has_literal_urls(self) -> bool:
+        """A URL written whole in the config (no `${VAR}` in it) may hold a token: the file must be private."""
+        return any(isinstance(u, str) and not _ENV_REF.search(u) for u in self.urls)
+
+    def resolve_urls(self, environ: dict[str, str] | None = None) -> list[str]:
+        """Every URL with its secrets read now; each secret (and each whole URL) is kept out of the logs."""
+        environ = os.environ if environ is None else environ
+        resolved = []
+        for index, given in enumerate(self.urls):
+            where = f"notify.urls[{index}]"
+            if isinstance(given, NotifyUrlSource):
+                url = _notify_url_from(given, where, environ)
+                _register_url_parts(url)
+            else:
+                url = _ENV_REF.sub(lambda m, w=where: _env_value(m.group(1), w, environ), given)
+            register_secret(url)
+            resolved.append(url)
+        return resolved
+
+
+def _register_url_parts(url: str) -> None:
+    """A whole URL from a secret source hides its tokens anywhere (a bot token is the host of `tgram://`), so its
+    long pieces are secrets too; names with a dot (hosts, addresses) and short words stay readable in logs."""
+    rest = url.split("://", 1)[-1]
+    for piece in re.split(r"[/:@?&=#]", rest):
+        if len(piece) >= 10 and "." not in piece:
+            register_secret(piece)
+
+
+def _env_value(name: str, where: str, environ: dict[str, str]) -> str:
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(f"{where} uses environment variable {name}, which is not set; export it or change the URL.")
+    register_secret(value)
+    return value
+
+
+def _notify_url_from(source: NotifyUrlSource, where: str, environ: dict[str, str]) -> str:
+    if source.url_env is not None:
+        return _env_value(source.url_env, where, environ).strip()
+    path = _expand_credentials(source.url_file)  # type: ignore[arg-type]
+    try:
+        mode = path.stat().st_mode
+        value = path.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or "not a readable text file"
+        raise ConfigError(f"{where}: url_file {path} cannot be read ({reason}).") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{where}: url_file {path} is readable by group or others; run chmod 600 {path}.")
+    if not value:
+        raise ConfigError(f"{where}: url_file {path} is empty; write the notification URL in it.")
+    return value
+
+
 class AccountSettings(_Strict):
     name: str = Field(min_length=1)
     broker: str = Field(min_length=1)
@@ -523,6 +642,7 @@ class Config(_Strict):
     client: ClientSettings = ClientSettings()
     executor: ExecutorSettings = ExecutorSettings()
     fees: FeeSettings = FeeSettings()
+    notify: NotifySettings = NotifySettings()
     accounts: list[AccountSettings] = Field(default_factory=list)
 
     @field_validator("timezone")
@@ -657,6 +777,8 @@ def load_config(
         raw = _read_yaml(path)
     data = apply_env_overrides(raw, environ)
     config = validate_config(data, source=str(path), overrides=_env_overrides(environ))
+    if config.notify.has_literal_urls:
+        _refuse_readable_secrets(path, "a notify URL written whole (no ${VAR} in it)")
     if any(a.password is not None for a in config.accounts):
         _refuse_readable_secrets(path)
         for account in config.accounts:
@@ -713,15 +835,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _refuse_readable_secrets(path: Path) -> None:
+def _refuse_readable_secrets(path: Path, what: str = "a literal password") -> None:
     try:
         mode = path.stat().st_mode
     except OSError:
         return
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(
-            f"config file {path} holds a literal password and is readable by group or others; run chmod 600 {path}."
-        )
+        raise ConfigError(f"config file {path} holds {what} and is readable by group or others; run chmod 600 {path}.")
 
 
 _YAML_VALUE_ERRORS = (Exception,)

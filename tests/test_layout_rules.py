@@ -126,8 +126,25 @@ def test_nobody_imports_the_cli():
             ("daemon.scheduler", "daemon.days"),
             ("daemon.client", "daemon.executor", "daemon.cache", "daemon.store", "daemon.warmup", "aiohttp"),
         ),
+        # notifications are told what happened: they reach no broker, open, journal or schedule themselves
+        (
+            ("daemon.notify",),
+            (
+                "daemon.client",
+                "daemon.account",
+                "daemon.platforms",
+                "daemon.executor",
+                "daemon.firing",
+                "daemon.net",
+                "daemon.cache",
+                "daemon.store",
+                "daemon.service",
+                "daemon.scheduler",
+                "aiohttp",
+            ),
+        ),
     ],
-    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler"],
+    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler", "notify"],
 )
 def test_a_part_imports_nothing_it_must_not_know(part, forbidden):
     assert offenders(part, forbidden) == {}

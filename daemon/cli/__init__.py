@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "daemon.cli.simulate",
     "daemon.cli.run",
     "daemon.cli.group",
+    "daemon.cli.notify",
 )
 
 

@@ -25,6 +25,7 @@ from daemon.errors import BrokerError, ConfigError
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal, summarize
 from daemon.logs import get_logger, scrub
+from daemon.notify import Notifications
 from daemon.service._group import Change, Group, group_from_services
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
@@ -36,12 +37,15 @@ and a read): the budget's reserve for the open is never touched anyway, this kee
 LATE_ARM_CUTOFF_S = 3.0
 """Accounts taken over later than this before the final check are not armed that day: an arm (plans,
 connections, the broker's clock) must be done before the last reads."""
+LATE_ARM_S = 5.0
+"""An arm this long after its time is a (re)start inside the window: the user is told (service_stopped_in_window)."""
 
 
 class DaemonRunner:
     def __init__(self, config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> None:
         self.config = config
         self.clock = clock
+        self.notify = Notifications.from_config(config, clock)  # before the wiring: a bad notify config opens nothing
         self.services = Wiring(config, clock, solver=solver)
         metrics.watch_cache(self.services.cache)
         self.group: Group | None = None
@@ -80,11 +84,10 @@ class DaemonRunner:
         results = await warmup(self.services.clients(accounts), self.services.clock)
         failed = [r for r in results if not r.ok]
         for result in failed:
-            log.warning(
-                "warmup.not_ready",
-                account=result.account,
-                reason=result.error or "; ".join(o.status for o in result.orders if o.status != "ok"),
-            )
+            reason = result.error or "; ".join(o.status for o in result.orders if o.status != "ok")
+            log.warning("warmup.not_ready", account=result.account, reason=reason)
+            if self.notify is not None:
+                self.notify.warmup_failed(plan.day, result.account, result.broker, scrub(reason))
         log.info("day.warmed", day=plan.day.isoformat(), ready=len(results) - len(failed), failed=len(failed))
 
     async def refresh(self, plan: DayPlan) -> None:
@@ -101,13 +104,17 @@ class DaemonRunner:
         if budget is not None and (budget.left() or 0) < REFRESH_FLOOR:
             log.warning("refresh.skipped", account=account.name, reason="the hourly request cap", **budget.summary())
             return
+        renewing = True  # a failure before the token is a login that could not be renewed
         try:
             await client.token()
+            renewing = False
             for order, amount in zip(account.orders, await client.order_amounts(use_cache=True)):
                 await client.get_instrument(order.isin, use_cache=True)
                 await client.order_params(order, amount=amount, use_cache=False)
         except (BrokerError, ConfigError) as exc:
             log.warning("refresh.failed", account=account.name, reason=scrub(str(exc)))
+            if renewing and self.notify is not None and self._day is not None:
+                self.notify.token_renewal_failed(self._day.day, account.name, scrub(str(exc)))
 
     async def arm(self, plan: DayPlan) -> None:
         await self.start()
@@ -117,6 +124,10 @@ class DaemonRunner:
         self._day = plan
         self._armed_day = plan.day
         self._journal = Journal(self.config.state_dir, plan.day)
+        if self.notify is not None:
+            self.notify.hold(until=plan.window_end)  # nothing is sent from here until the report
+            if self.clock.now() > plan.arm + timedelta(seconds=LATE_ARM_S):
+                self.notify.restarted_in_window(plan.day, self.clock.now().astimezone(self.config.tz))
         await self._arm(self.accounts, plan)
 
     async def _arm(self, accounts: list[AccountSettings], plan: DayPlan) -> Executor:
@@ -186,6 +197,9 @@ class DaemonRunner:
         for row in rows:
             log.info("report.order", **row.to_dict())
         log.info("report.day", day=plan.day.isoformat(), orders=len(rows), accepted=sum(r.accepted for r in rows))
+        if self.notify is not None:
+            self.notify.fire_summary(plan.day, rows)
+            self.notify.release()
         for account in self.accounts:  # what each capped account spent of its hourly requests this morning
             client = self.services.client(account)
             if client.requests is not None:
@@ -205,6 +219,8 @@ class DaemonRunner:
             await self.group.stop(release=True)
         await self._close_executors()
         await self.services.aclose()
+        if self.notify is not None:
+            await self.notify.aclose()
 
 
 def make_runner(config: Config, clock: Clock, solver: CaptchaSolver | None = None) -> DaemonRunner:
