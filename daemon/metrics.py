@@ -80,6 +80,24 @@ class Metrics:
             ["result", "code"],
             registry=r,
         )
+        self.fill_shares = Gauge(
+            PREFIX + "fill_shares",
+            "Today's order: shares traded so far, as the tracker last read the broker's lists.",
+            ["account", "isin"],
+            registry=r,
+        )
+        self.fill_rial = Gauge(
+            PREFIX + "fill_rial",
+            "Today's order: rial traded so far (shares x average price).",
+            ["account", "isin"],
+            registry=r,
+        )
+        self.tracker_errors = Counter(
+            PREFIX + "tracker_errors",
+            "Reads of a broker's order lists by the tracker that failed (each retried on its next beat).",
+            ["account", "broker"],
+            registry=r,
+        )
         self.warmup = Gauge(PREFIX + "warmup_duration_seconds", "How long the last warmup took.", registry=r)
         self.leases = Gauge(
             PREFIX + "group_leases_held", "Accounts this process holds the lease of (group operation).", registry=r
@@ -184,6 +202,18 @@ def fire_done(rows: Callable[[], Iterable[Any]]) -> None:
     """`rows` is only called (the journal only read) when metrics are on."""
     if _current is not None:
         _current.fire_done(rows())
+
+
+def fill_seen(account: str, isin: str, shares: int, rial: float) -> None:
+    """What the tracker read of an order's fills (after the window, never inside it)."""
+    if _current is not None:
+        _current.fill_shares.labels(account, isin).set(shares)
+        _current.fill_rial.labels(account, isin).set(rial)
+
+
+def tracker_error(account: str, broker: str) -> None:
+    if _current is not None:
+        _current.tracker_errors.labels(account, broker).inc()
 
 
 def warmup_done(seconds: float) -> None:

@@ -91,7 +91,24 @@ def test_without_metrics_the_hooks_do_nothing() -> None:
     metrics.fire_done(lambda: pytest.fail("the journal is read only when metrics are on"))
     metrics.warmup_done(1.0)
     metrics.leases_held(3)
+    metrics.fill_seen("a", "IRO1FOLD0001", 40, 223200.0)
+    metrics.tracker_error("a", "gs")
     assert metrics.current() is None
+
+
+def test_fills_and_tracker_errors_are_series_per_account() -> None:
+    series = metrics.enable(SystemClock())
+    try:
+        metrics.fill_seen("a", "IRO1FOLD0001", 40, 223200.0)
+        metrics.fill_seen("a", "IRO1FOLD0001", 100, 558000.0)  # the last reading counts
+        metrics.tracker_error("a", "gs")
+        metrics.tracker_error("a", "gs")
+        value = series.registry.get_sample_value
+        assert value("opening_bell_fill_shares", {"account": "a", "isin": "IRO1FOLD0001"}) == 100
+        assert value("opening_bell_fill_rial", {"account": "a", "isin": "IRO1FOLD0001"}) == 558000.0
+        assert value("opening_bell_tracker_errors_total", {"account": "a", "broker": "gs"}) == 2
+    finally:
+        metrics.disable()
 
 
 @pytest.mark.parametrize("text", ["9100", "localhost", "127.0.0.1:port", ":9100", "127.0.0.1:70000"])

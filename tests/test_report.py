@@ -187,3 +187,39 @@ def test_a_restart_that_cannot_plan_an_order_an_earlier_process_meant_to_send_le
     assert row.result == (
         "unknown: check the broker (an earlier process may have sent it; then not ready: wrong password)"
     )
+
+
+def fill(state, executed, average_price=5580.0, **more):
+    return rec(
+        "fill",
+        volume=100,
+        executed=executed,
+        average_price=average_price,
+        fill_value=None if average_price is None else executed * average_price,
+        fill_state=state,
+        fill_at="2026-12-01T09:00:00+03:30",
+        **more,
+    )
+
+
+ACCEPTED = [intent(), send(), answer(True, 0, serial=1000001)]
+
+
+def test_an_order_not_followed_after_the_window_has_no_fill_state():
+    row = one(ACCEPTED)
+    assert (row.fill_state, row.executed, row.fill_value) == (None, None, None)
+
+
+def test_the_last_fill_record_is_what_the_order_became():
+    row = one([*ACCEPTED, fill("queued", 0), fill("partly filled", 40), fill("filled", 100)])
+    assert (row.fill_state, row.executed, row.average_price, row.fill_value) == ("filled", 100, 5580.0, 558000.0)
+    assert row.state == "accepted" and resume_action(row, NOW) == "done"  # tracking never reopens an order
+
+
+def test_an_unknown_fill_keeps_what_was_seen_and_says_why():
+    row = one([*ACCEPTED, fill("partly filled", 40), rec("fill", fill_state="unknown", reason="HTTP 503")])
+    assert (row.fill_state, row.executed, row.fill_reason) == ("unknown", 40, "HTTP 503")
+
+
+def test_a_fill_state_the_report_does_not_know_reads_as_unknown():
+    assert one([*ACCEPTED, fill("exploded", 1)]).fill_state == "unknown"

@@ -28,6 +28,9 @@ from daemon.firing._plan import (
     new_order_request,
 )
 from daemon.firing._report import (
+    FILL_FIELDS,
+    FILL_STATES,
+    FillState,
     ReportRow,
     resume_action,
     summarize,
@@ -35,7 +38,10 @@ from daemon.firing._report import (
 )
 
 __all__ = [
+    "FILL_FIELDS",
+    "FILL_STATES",
     "Answer",
+    "FillState",
     "FirePlan",
     "Journal",
     "JournalBusy",

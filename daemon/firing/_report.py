@@ -2,7 +2,8 @@
 
 Journal record kinds (written by the executor): `arm`, `window` (the open on the local monotonic clock, the
 clock offset), `plan`, `intent` (written ahead of the first send, with its planned instant), `send`,
-`answer`, `error`, `lookup` (what the broker's order lists said), `skip` and `outcome`. The report is a
+`answer`, `error`, `lookup` (what the broker's order lists said), `skip` and `outcome`; after the window the
+tracker adds `fill` (what the broker's lists show of an accepted order: see `FILL_FIELDS`). The report is a
 pure function of them, so it is the same right after the window, days later, or in a process restarted
 inside the window: records from before and after a restart merge into one row per order (first send
 ever, attempts in all, the final answer). The same reading tells a restarted executor what is left to do
@@ -14,6 +15,10 @@ Each row ends in one state:
   not placed  every answer was "not yet" / "too soon" until the attempts or the window ran out
   unknown     sent, and neither an answer nor the broker's lists say whether it exists: check the broker
   not sent    never sent (not ready, nothing to sell, another process's account, ...), and why
+
+and an accepted order the tracker has followed also has a fill state (`FillState`): queued (nothing executed yet),
+partly filled, filled, cancelled (the broker ended it; `executed` says how much had traded) or unknown (the
+tracker could not read or could not find it: check the broker).
 """
 
 from __future__ import annotations
@@ -25,6 +30,13 @@ State = Literal["accepted", "rejected", "not placed", "unknown", "not sent"]
 Action = Literal["done", "plan", "ask_broker"]
 Key = tuple[str, str, str]
 FINAL_STATES = frozenset({"accepted", "rejected", "not placed"})
+FillState = Literal["queued", "partly filled", "filled", "cancelled", "unknown"]
+FILL_STATES: tuple[FillState, ...] = ("queued", "partly filled", "filled", "cancelled", "unknown")
+FILL_FIELDS = ("executed", "average_price", "fill_value", "fill_state", "fill_at")
+"""A `fill` record carries account, broker, isin, side, serial_number, tracking_number, volume, and these: `executed`
+(shares traded so far), `average_price` (rial per share, or None), `fill_value` (rial traded: executed x average
+price), `fill_state` (a `FillState`), `fill_at` (when the tracker read it, ISO, the exchange's zone), and `reason`
+for an unknown one. The last `fill` record of an order is what it became."""
 
 
 def order_key(record: dict[str, Any]) -> Key:
@@ -54,6 +66,12 @@ class ReportRow:
     planned_wall_ns: int | None = None  # the earliest planned first send of any intent (wall clock)
     planned_broker_time: str | None = None  # the same instant on the broker's clock (ISO)
     restarts: int = 0  # how many times a later process took this order up again
+    fill_state: FillState | None = None  # None: not followed after the window (yet)
+    executed: int | None = None  # shares traded
+    average_price: float | None = None
+    fill_value: float | None = None  # rial traded
+    fill_at: str | None = None  # when the broker's lists were last read for it
+    fill_reason: str | None = None  # why the fill state is unknown
 
     @property
     def key(self) -> Key:
@@ -88,7 +106,7 @@ def summarize(records: list[dict[str, Any]]) -> list[ReportRow]:
         if kind == "window":
             open_ns = record.get("open_monotonic_ns", open_ns)
             continue
-        if kind not in ("plan", "intent", "send", "answer", "error", "lookup", "skip", "outcome"):
+        if kind not in ("plan", "intent", "send", "answer", "error", "lookup", "skip", "outcome", "fill"):
             continue
         r = row(record)
         if kind in ("plan", "intent"):
@@ -134,6 +152,8 @@ def summarize(records: list[dict[str, Any]]) -> list[ReportRow]:
                 r.state, why[r.key] = "not sent", reason
         elif kind == "outcome":
             _outcome(r, record, why)
+        elif kind == "fill":
+            _fill(r, record)
     for r in rows.values():
         r.result = _result_text(r, why.get(r.key))
     return list(rows.values())
@@ -159,6 +179,17 @@ def _accept(r: ReportRow, record: dict[str, Any]) -> None:
     r.accepted, r.state = True, "accepted"
     r.serial_number = record.get("serial_number") or r.serial_number
     r.tracking_number = record.get("tracking_number") or r.tracking_number
+
+
+def _fill(r: ReportRow, record: dict[str, Any]) -> None:
+    state = record.get("fill_state")
+    r.fill_state = state if state in FILL_STATES else "unknown"
+    for name in ("executed", "average_price", "fill_value", "fill_at"):
+        if name in record:
+            setattr(r, name, record[name])
+    r.fill_reason = record.get("reason") if r.fill_state == "unknown" else None
+    r.serial_number = r.serial_number or record.get("serial_number")
+    r.tracking_number = r.tracking_number or record.get("tracking_number")
 
 
 def _outcome(r: ReportRow, record: dict[str, Any], why: dict[Key, str]) -> None:

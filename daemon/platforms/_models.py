@@ -133,7 +133,11 @@ class Holding:
 class BrokerOrder(Mapping[str, Any]):
     """An order in a broker's lists, typed; also a read-only mapping over `row`, the normalised row (the keys
     `isin`, `side` (1 buy, 2 sell), `serialNumber`, `trackingNumber`, `price`, `volume`, `executedVolume`,
-    `state`, `createdAt`, `created`, plus the platform's own fields), which matching and the tests read."""
+    `state`, `createdAt`, `created`, plus the platform's own fields), which matching and the tests read.
+
+    `executed`, `average_price` (rial per share over what was executed, None when the platform does not say) and
+    `cancelled` (the broker ended it: cancelled, expired or rejected after booking) are what the tracker follows
+    after the window."""
 
     isin: str | None
     side: str | None  # "buy", "sell" or None when unreadable
@@ -145,6 +149,8 @@ class BrokerOrder(Mapping[str, Any]):
     price: int | None = None
     state: int | None = None
     row: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    average_price: float | None = None
+    cancelled: bool = False
 
     def __getitem__(self, key: str) -> Any:
         return self.row[key]
