@@ -24,11 +24,19 @@ import signal
 import sys
 import traceback
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from daemon.clock import SystemClock
+from daemon.config import Config, load_config
+from daemon.firing import read_journal
 from daemon.sim import RequestRecord
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
+from daemon.testing import SimulatorSolver
+from daemon.warmup import warmup
+from daemon.wiring import Wiring
 from tests.processes import daemon_env
 
 LINE_LIMIT = 1 << 20  # a JSON log line carrying a broker's answer can be long; the default 64 KiB would cut the reader
@@ -288,7 +296,8 @@ class NewOrderTrap:
     the answer is written to the socket, so a SIGKILL sent from the action lands after the broker booked the
     order and before the daemon could see the answer, let alone write it to its journal."""
 
-    def __init__(self, sim: Simulator) -> None:
+    def __init__(self, sim: Simulator, route: str = "new_order") -> None:
+        self._route = route  # the platform's order route: easytrader's is "batch"
         self._log = sim.request_log
         self._add = sim.request_log.add
         self._watched: dict[frozenset[str], Callable[[RequestRecord], None]] = {}
@@ -309,12 +318,76 @@ class NewOrderTrap:
 
     def _added(self, record: RequestRecord) -> None:
         self._add(record)
-        if record.route != "new_order":
+        if record.route != self._route:
             return
         for usernames, action in list(self._watched.items()):
             if record.username in usernames:
                 del self._watched[usernames]
                 action(record)
+
+
+@dataclass
+class KilledOpen:
+    """A platform's kill test: what the broker held when the first `fire` died, and how the second one ended."""
+
+    config: Config
+    open_at: datetime
+    names: dict[str, str]  # {username: account name}
+    logins_warmed: int  # logins the simulator had seen once the warmup was done
+    held_at_kill: int  # orders the simulator had booked when the first process died
+    seen_at_kill: Any  # what `at_kill(sim)` returned then
+    restart_code: int | None
+    restart: DaemonProcess
+    rows: dict[tuple[str, str], dict[str, Any]]  # `report --json`'s rows after the restart
+
+    def assert_each_order_booked_once(self, sim: Simulator, isins: Iterable[str]) -> None:
+        """The broker holds each order once; the restart found what the killed process had booked (a `lookup`
+        record each) and sent the rest; and `report` says every order was accepted."""
+        isins = tuple(isins)
+        assert self.held_at_kill in (1, 2)  # the other account's first order left in the same loop, maybe booked too
+        assert self.restart_code == 0, self.restart.tail(30)
+        counts = counts_by_order(sim, self.names, isins)
+        assert counts == {key: 1 for key in counts} and len(counts) == len(self.names) * len(isins)
+        records = read_journal(self.config.state_dir, self.open_at.date())
+        found = [r for r in records if r["kind"] == "lookup" and r["presence"] == "found" and r["reason"] == "restart"]
+        assert len(found) == self.held_at_kill  # what the killed process sent and was booked, found in its lists
+        assert len(self.rows) == len(counts) and all(r["accepted"] for r in self.rows.values())
+
+
+async def fire_killed_at_first_order(
+    sim: Simulator,
+    path: Path,
+    fifo_dir: Path,
+    route: str = "new_order",
+    lead_s: float = 6.0,
+    at_kill: Callable[[Simulator], Any] = lambda sim: None,
+) -> KilledOpen:
+    """Warm the config's accounts, then `fire --at` an open `lead_s` ahead, SIGKILLed the moment the simulator has
+    booked the first order (before its answer is written); start it again at once, and read `report --json`."""
+    config = load_config(path)
+    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:  # the cache, warm
+        assert all(r.ok for r in await warmup(services.clients(list(config.accounts)), services.clock))
+    logins = len(sim.request_log.records(route="login"))
+    names = {a.username: a.name for a in config.accounts}
+    open_at = sim.now().astimezone(config.tz) + timedelta(seconds=lead_s)
+    open_at = open_at.replace(microsecond=open_at.microsecond // 1000 * 1000)
+    sim.set_open_at(open_at)
+    at = f"{open_at:%H:%M:%S.%f}"[:-3]
+    trap = NewOrderTrap(sim, route)
+    async with Zygote.running(fifo_dir) as daemons:
+        with trap.installed():
+            first = await daemons.start("fire", "--config", str(path), "--at", at)
+            hit = asyncio.Event()
+            trap.on_first(names, lambda record: (first.kill(), hit.set()))
+            async with asyncio.timeout(30):
+                await hit.wait()
+            assert await first.wait(timeout=30) == -9, first.tail()
+        held, seen = len(sim.orders()), at_kill(sim)
+        again = await daemons.start("fire", "--config", str(path), "--at", at)
+        code = await again.wait(timeout=60)
+        report = await daemons.start("report", "--config", str(path), "--json")
+        assert await report.wait(timeout=60) == 0, report.tail()
+    return KilledOpen(config, open_at, names, logins, held, seen, code, again, report_rows("\n".join(report.out)))
 
 
 def counts_by_order(sim: Simulator, usernames: dict[str, str], isins: Iterable[str]) -> dict[tuple[str, str], int]:

@@ -6,7 +6,6 @@ sending a draft twice, and a full morning through the runner in fake time far un
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -278,18 +277,7 @@ async def test_a_fire_killed_when_the_broker_placed_the_first_batch_never_sends_
     `report` agrees with the broker's books."""
     import logging
 
-    from daemon.config import load_config
-    from tests.crashhelp import NewOrderTrap, Zygote, counts_by_order, report_rows
-
-    class BatchTrap(NewOrderTrap):
-        def _added(self, record):  # the batch is easytrader's order route
-            self._add(record)
-            if record.route != "batch":
-                return
-            for usernames, action in list(self._watched.items()):
-                if record.username in usernames:
-                    del self._watched[usernames]
-                    action(record)
+    from tests.crashhelp import fire_killed_at_first_order
 
     caplog.set_level(logging.CRITICAL, "aiohttp.server")  # the killed daemon's half-read request is expected
     entries = [a for a in sim.config_snippet().data["accounts"] if a["broker"] == MOFID][:2]
@@ -304,38 +292,10 @@ async def test_a_fire_killed_when_the_broker_placed_the_first_batch_never_sends_
         schedule={"window_s": 8},
         accounts=entries,
     )
-    config = load_config(path)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:  # the cache, warm
-        assert all(r.ok for r in await warmup(services.clients(list(config.accounts)), services.clock))
-    names = {a.username: a.name for a in config.accounts}
-    open_at = sim.now().astimezone(config.tz) + timedelta(seconds=6)
-    open_at = open_at.replace(microsecond=open_at.microsecond // 1000 * 1000)
-    sim.set_open_at(open_at)
-    at = f"{open_at:%H:%M:%S.%f}"[:-3]
-    trap = BatchTrap(sim)
-    async with Zygote.running(tmp_path / "fifos") as daemons:
-        with trap.installed():
-            first = await daemons.start("fire", "--config", str(path), "--at", at)
-            hit = asyncio.Event()
-            trap.on_first(names, lambda record: (first.kill(), hit.set()))
-            async with asyncio.timeout(30):
-                await hit.wait()
-            assert await first.wait(timeout=30) == -9, first.tail()
-        placed_at_kill = len(sim.orders())
-        drafts_at_kill = len(sim.request_log.records(route="draft"))
-        again = await daemons.start("fire", "--config", str(path), "--at", at)
-        code = await again.wait(timeout=60)
-        report = await daemons.start("report", "--config", str(path), "--json")
-        assert await report.wait(timeout=60) == 0, report.tail()
-    assert placed_at_kill in (1, 2)  # the other account's first batch left in the same loop, maybe placed too
-    assert code == 0, again.tail(30)
-    assert drafts_at_kill == 4 and len(sim.request_log.records(route="draft")) == 4  # the restart made none
-    counts = counts_by_order(sim, names, (HOT, COLD))
-    assert counts == {key: 1 for key in counts} and len(counts) == 4
-    records = read_journal(config.state_dir, open_at.date())
-    found = [r for r in records if r["kind"] == "lookup" and r["presence"] == "found" and r["reason"] == "restart"]
-    assert len(found) == placed_at_kill  # what the killed process sent and was placed, found in today's orders
+    killed = await fire_killed_at_first_order(
+        sim, path, tmp_path / "fifos", route="batch", at_kill=lambda sim: len(sim.request_log.records(route="draft"))
+    )
+    killed.assert_each_order_booked_once(sim, (HOT, COLD))
+    assert killed.seen_at_kill == 4 and len(sim.request_log.records(route="draft")) == 4  # the restart made none
     sent = batches(sim)
     assert len(sent) == 4 and [r.error_code for r in sent] == [0] * 4  # one batch per order: none sent twice
-    rows = report_rows("\n".join(report.out))
-    assert len(rows) == 4 and all(r["accepted"] for r in rows.values())

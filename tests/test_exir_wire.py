@@ -321,8 +321,7 @@ async def test_a_fire_killed_when_the_broker_booked_its_first_exir_order_is_reco
     orderbookReport (no second send), sends the rest once, and `report` agrees with the broker's books."""
     import logging
 
-    from daemon.config import load_config
-    from tests.crashhelp import NewOrderTrap, Zygote, counts_by_order, report_rows
+    from tests.crashhelp import fire_killed_at_first_order
 
     caplog.set_level(logging.CRITICAL, "aiohttp.server")  # the killed daemon's half-read request is expected
     entries = [a for a in sim.config_snippet().data["accounts"] if a["broker"] in (KH, AG)][:2]
@@ -337,37 +336,8 @@ async def test_a_fire_killed_when_the_broker_booked_its_first_exir_order_is_reco
         schedule={"window_s": 8},
         accounts=entries,
     )
-    config = load_config(path)
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:  # the cache, warm
-        assert all(r.ok for r in await warmup(services.clients(list(config.accounts)), services.clock))
-    names = {a.username: a.name for a in config.accounts}
-    open_at = sim.now().astimezone(config.tz) + timedelta(seconds=6)
-    open_at = open_at.replace(microsecond=open_at.microsecond // 1000 * 1000)
-    sim.set_open_at(open_at)
-    at = f"{open_at:%H:%M:%S.%f}"[:-3]
-    trap = NewOrderTrap(sim)
-    async with Zygote.running(tmp_path / "fifos") as daemons:
-        with trap.installed():
-            first = await daemons.start("fire", "--config", str(path), "--at", at)
-            hit = asyncio.Event()
-            trap.on_first(names, lambda record: (first.kill(), hit.set()))
-            async with asyncio.timeout(30):
-                await hit.wait()
-            assert await first.wait(timeout=30) == -9, first.tail()
-        booked_at_kill = len(sim.orders())
-        again = await daemons.start("fire", "--config", str(path), "--at", at)
-        code = await again.wait(timeout=60)
-        report = await daemons.start("report", "--config", str(path), "--json")
-        assert await report.wait(timeout=60) == 0, report.tail()
-    assert booked_at_kill in (1, 2)  # the other account's first order left in the same loop, maybe booked too
-    assert code == 0, again.tail(30)
-    counts = counts_by_order(sim, names, (HOT, COLD))
-    assert counts == {key: 1 for key in counts} and len(counts) == 4
-    records = read_journal(config.state_dir, open_at.date())
-    found = [r for r in records if r["kind"] == "lookup" and r["presence"] == "found" and r["reason"] == "restart"]
-    assert len(found) == booked_at_kill  # what the killed process sent and was booked, found in orderbookReport
+    killed = await fire_killed_at_first_order(sim, path, tmp_path / "fifos")
+    killed.assert_each_order_booked_once(sim, (HOT, COLD))
     # nothing booked was sent again: a refused send is only 1005 (the restart cannot know when the killed
     # process last sent, so its first send may come inside sendOrderDelay; it is resent after it)
     assert [r.error_code for r in new_orders(sim) if r.error_code != 0] in ([], [TOO_SOON], [TOO_SOON] * 2)
-    rows = report_rows("\n".join(report.out))
-    assert len(rows) == 4 and all(r["accepted"] for r in rows.values())
