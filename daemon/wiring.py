@@ -8,6 +8,9 @@ from daemon.cache import Cache
 from daemon.client import BrokerClient, HttpPool, LoginLock, NoLoginLock
 from daemon.clock import Clock
 from daemon.config import AccountSettings, Config
+from daemon.logs import get_logger
+
+log = get_logger("wiring")
 
 
 class Wiring:
@@ -48,6 +51,13 @@ class Wiring:
 
     def clients(self, accounts: list[AccountSettings]) -> list[BrokerClient]:
         return [self.client(account) for account in accounts]
+
+    def log_requests(self, accounts: list[AccountSettings], event: str) -> None:
+        """A line per capped account (easytrader's hourly requests): what it has spent and what is left."""
+        for account in accounts:
+            client = self.client(account)
+            if client.requests is not None:
+                log.info(event, account=account.name, broker=client.broker, **client.requests.summary())
 
     async def aclose(self) -> None:
         await self.http.close()

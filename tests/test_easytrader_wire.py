@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 from structlog.testing import capture_logs
 
@@ -297,5 +298,8 @@ async def test_a_fire_killed_when_the_broker_placed_the_first_batch_never_sends_
     )
     killed.assert_each_order_booked_once(sim, (HOT, COLD))
     assert killed.seen_at_kill == 4 and len(sim.request_log.records(route="draft")) == 4  # the restart made none
+    spent = [orjson.loads(line) for line in killed.restart.err + killed.restart.out if '"fire.requests"' in line]
+    assert sorted(e["account"] for e in spent) == sorted(killed.names.values())  # `fire` says what each spent
+    assert all(0 < e["requests"] <= e["cap"] for e in spent), spent
     sent = batches(sim)
     assert len(sent) == 4 and [r.error_code for r in sent] == [0] * 4  # one batch per order: none sent twice

@@ -64,7 +64,9 @@ async def run(args: argparse.Namespace) -> int:
         journal = Journal(config.state_dir, day)
         executor = Executor.from_wiring(services, journal, day=day)
         if not (args.dry_run or args.now):
-            return print_summary(await executor.run_open(accounts, open_at), journal, args.json)
+            rows = await executor.run_open(accounts, open_at)
+            services.log_requests(accounts, "fire.requests")
+            return print_summary(rows, journal, args.json)
         try:  # the two variants of the open: armed only, or fired at once instead of at the open
             await executor.arm(accounts, open_at)
             if args.dry_run:
@@ -72,6 +74,7 @@ async def run(args: argparse.Namespace) -> int:
             await executor.final_check()
             executor.retarget(executor.broker_now() + timedelta(milliseconds=200))
             await executor.fire()
+            services.log_requests(accounts, "fire.requests")
         finally:
             await executor.aclose()
     return print_summary(executor.outcome(), journal, args.json)

@@ -200,10 +200,7 @@ class DaemonRunner:
         if self.notify is not None:
             self.notify.fire_summary(plan.day, rows)
             self.notify.release()
-        for account in self.accounts:  # what each capped account spent of its hourly requests this morning
-            client = self.services.client(account)
-            if client.requests is not None:
-                log.info("report.requests", account=account.name, broker=client.broker, **client.requests.summary())
+        self.services.log_requests(self.accounts, "report.requests")  # what capped accounts spent this morning
         await self._close_executors()
         self._day = self._armed_day = None  # accounts gained from now on wait for the next warmup
         if self.group is not None:
