@@ -46,7 +46,7 @@ def _book_the_day(sim) -> list:
         market.accept(mine, OrderRequest(HOT, SELL if n % 3 == 0 else BUY, 5580, 100 + n), open_ns + n * MS)
         for n in range(120)
     ]
-    market.cancel(mine, placed[0].serial_number)
+    market.cancel(mine, placed[0].serial_number, open_ns + 200 * MS)
     for when in (datetime(2026, 11, 20, 23, 59, 59, tzinfo=TEHRAN), datetime(2026, 11, 22, 0, 0, tzinfo=TEHRAN)):
         market.accept(mine, OrderRequest(HOT, BUY, 5580, 1000), to_ns(when))
     market.accept(other, OrderRequest(HOT, BUY, 5580, 1000), open_ns)

@@ -30,6 +30,7 @@ from daemon.cli.simulate import (
 )
 from daemon.config import ConfigLoader, validate_config
 from daemon.errors import UserError
+from daemon.sim import FillPlan, FillStep
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.processes import REPO_ROOT, run_daemon
 from tests.simhelp import SIM_SEED
@@ -303,3 +304,31 @@ def test_open_at_is_tehran_time_on_the_simulator_day() -> None:
     )
     with pytest.raises(UserError, match="--open-at"):
         parse_open_at("25:00:00", now)
+
+
+def test_a_fill_becomes_its_instruments_plan() -> None:
+    sim = _build("--fill", "IRO1FOLD0001=0.4@2s,1@1m:5570", "--fill", "IRO1IKCO0001=0.6@500ms")
+    assert sim.settings.fills == {
+        "IRO1FOLD0001": FillPlan((FillStep(2.0, 0.4), FillStep(60.0, 1.0, 5570))),
+        "IRO1IKCO0001": FillPlan((FillStep(0.5, 0.6),)),
+    }
+    assert _build().settings.fills == {}
+
+
+@pytest.mark.parametrize(
+    "values, words",
+    [
+        (["IRO1FOLD0001=1.5@5s"], ["between 0 and 1"]),
+        (["IRO1FOLD0001=0.6"], ["RATIO@DELAY"]),
+        (["IRO1NONE0001=0.6@5s"], ["IRO1NONE0001", "use one of IRO1FOLD0001"]),
+        (["IRO1FOLD0001=0.6@5s", "IRO1FOLD0001=1@9s"], ["twice"]),
+    ],
+)
+def test_a_bad_fill_is_a_user_error_naming_what_to_fix(values: list[str], words: list[str]) -> None:
+    with pytest.raises(UserError, match="--fill") as caught:
+        _build(*[part for value in values for part in ("--fill", value)])
+    assert all(word in str(caught.value) for word in words) and "\n" not in str(caught.value)
+
+
+def test_bad_fill_exits_2() -> None:
+    _one_sentence_error(run_daemon("simulate", "--port", "0", "--fill", "IRO1FOLD0001=2@5s"), "--fill", "between 0")

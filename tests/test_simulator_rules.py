@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from daemon.sim import (
+    Execution,
     BUY,
     SELL,
     Account,
@@ -147,9 +148,9 @@ def test_accepting_reserves_money_and_cancel_gives_it_back() -> None:
     order = market.accept(account, _order(volume=100), created_ns=0)
     assert account.remain == 5_000_000 - 501_856
     assert check_order(market, account, _order(volume=1000)) == INSUFFICIENT_BALANCE
-    assert cancel(market, account, order.serial_number) == OK
+    assert cancel(market, account, order.serial_number, now_ns=1) == OK
     assert account.remain == 5_000_000
-    assert cancel(market, account, order.serial_number) == ORDER_NOT_FOUND
+    assert cancel(market, account, order.serial_number, now_ns=2) == ORDER_NOT_FOUND
 
 
 def test_sells_check_holdings_not_money() -> None:
@@ -207,7 +208,8 @@ def test_an_orders_day_is_tehrans() -> None:
     late = market.accept(account, _order(volume=10), to_ns(datetime(2026, 11, 21, 20, 25, tzinfo=UTC)))  # 23:55
     early = market.accept(account, _order(volume=11), to_ns(datetime(2026, 11, 21, 20, 35, 0, 123456, tzinfo=UTC)))
     assert (late.day, early.day) == (date(2026, 11, 21), date(2026, 11, 22))
-    assert history_row(early)["created"] == "2026-11-22T00:05:00.123" and history_row(early)["date"] == "2026/11/22"
+    row = history_row(early, Execution(), Decimal(0))
+    assert row["created"] == "2026-11-22T00:05:00.123" and row["date"] == "2026/11/22"
     day = OrdersQuery(from_date=date(2026, 11, 22), to_date=date(2026, 11, 22))
     assert day.page_of(market.orders_of(account)) == ([early], 1)
     assert OrdersQuery(page=2, page_size=1).page_of(market.orders_of(account)) == ([late], 2)

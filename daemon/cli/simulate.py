@@ -28,6 +28,7 @@ from daemon.sim import (
     OrderRules,
     SimSettings,
     Simulator,
+    parse_fill,
     platform,
     platform_names,
     reserved_names,
@@ -87,6 +88,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         help="latency or failure injection, repeatable; e.g. new_order:delay_ms=20,jitter_ms=5 "
         "or login:status=503,rate=0.1 (kinds: status=N html malformed truncated drop no_image; "
         "after = answer lost after processing)",
+    )
+    parser.add_argument(
+        "--fill",
+        action="append",
+        default=[],
+        metavar="ISIN=RATIO@DELAY[:PRICE][,...]",
+        help="execute every accepted order of ISIN: floor(volume x RATIO) of it from DELAY after the open on "
+        "(s, ms or m), at PRICE (default: the order's own), repeatable, one per instrument; e.g. "
+        "IRO1FOLD0001=0.6@5s or IRO1FOLD0001=0.4@2s,1@60s:5570",
     )
     parser.add_argument("--request-log", type=Path, metavar="FILE", help="append every request as a JSON line to FILE")
     rules = parser.add_argument_group("broker behaviour")
@@ -197,9 +207,29 @@ def build_simulator(args: argparse.Namespace) -> Simulator:
             sim.add_fault(text)
         except ValueError as exc:
             raise UserError(f"--fault: {exc}.") from None
+    _add_fills(sim, args.fill)
     now = sim.now()
     sim.set_open_at(parse_open_at(args.open_at, now) if args.open_at else default_open_at(now))
     return sim
+
+
+def _add_fills(sim: Simulator, texts: list[str]) -> None:
+    """Each `--fill` as the plan of its instrument; a bad one, an unknown ISIN or one given twice is a UserError."""
+    given: set[str] = set()
+    for text in texts:
+        try:
+            isin, plan = parse_fill(text)
+        except ValueError as exc:
+            raise UserError(f"--fill: {exc}.") from None
+        if isin not in sim.instruments:
+            raise UserError(
+                f"--fill {text!r} names {isin}, which the simulator does not trade; use one of "
+                f"{', '.join(sim.instruments)}."
+            )
+        if isin in given:
+            raise UserError(f"--fill names {isin} twice; give one --fill per instrument, with all its steps.")
+        given.add(isin)
+        sim.set_fill(isin, plan)
 
 
 def _login_limit(text: str, cooldown_s: float, retry_after: bool) -> LimiterSettings:

@@ -3,7 +3,8 @@
 The shared market (instruments, accounts, buying power, orders, the clock, faults, the request log) is
 in the private modules; each platform's routes, codes and JSON are in its own module (`ephoenix`, `exir`,
 `onlineplus`, `easytrader`), which registers a `SimPlatform`; `rlc` is the market data Exir, Online+ and easytrader price from. It imports
-nothing of the daemon: it speaks the brokers' HTTP, nothing else.
+nothing of the daemon: it speaks the brokers' HTTP, nothing else. Orders execute by a per-instrument fill plan
+(`sim.set_fill(isin, "0.6@5s")`) or by hand (`sim.fill(order, 400)`, `sim.cancel(order)`), read at request time.
 
     async with Simulator.default(accounts=3, brokers=["gs", ("bbi", "ephoenix")]) as sim:
         sim.set_open_at(sim.now() + timedelta(seconds=5))
@@ -21,6 +22,7 @@ from daemon.sim._auth import CaptchaBook, LimiterSettings, b64url_decode
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._clock import HostClock, SimClock
 from daemon.sim._faults import Fault, FaultPlan, parse_fault
+from daemon.sim._fills import Execution, FillPlan, FillStep, Mark, Trade, parse_fill
 from daemon.sim._log import RequestLog, RequestRecord
 from daemon.sim._market import (
     BUY,
@@ -71,11 +73,15 @@ __all__ = [
     "BookLevel",
     "CaptchaBook",
     "ConfigSnippet",
+    "Execution",
     "Fault",
     "FaultPlan",
+    "FillPlan",
+    "FillStep",
     "HostClock",
     "Instrument",
     "LimiterSettings",
+    "Mark",
     "Market",
     "Order",
     "OrderRequest",
@@ -88,6 +94,7 @@ __all__ = [
     "SimPlatform",
     "SimSettings",
     "Simulator",
+    "Trade",
     "b64url_decode",
     "created_at",
     "easytrader",
@@ -95,6 +102,7 @@ __all__ = [
     "exir",
     "onlineplus",
     "parse_fault",
+    "parse_fill",
     "platform",
     "platform_names",
     "register_platform",

@@ -5,22 +5,28 @@ No HTTP, no platform's codes or JSON, and no clock reading here: callers pass th
 rule is a plain function of its inputs and can be tested without a server. A platform module turns a
 `Refusal` into its own code and a model into its own JSON. Money is in rial, as integers and Decimals,
 never floats.
+
+What an order has executed is read at an instant (`execution(order, now_ns, open_ns)`): the instrument's fill plan
+(`_fills`) and the fills marked by hand, up to the order's cancel. Every platform's rows show it in their own fields.
 """
 
 from __future__ import annotations
 
 import enum
 import random
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
+from daemon.sim._fills import Execution, FillPlan, Mark, execution
+
 BUY, SELL = 1, 2
 TEHRAN = ZoneInfo("Asia/Tehran")  # the brokers' own zone: an order's day is Tehran's
 
-OrderState = Literal["open", "cancelled"]  # nothing is ever filled in the simulator
+OrderState = Literal["open", "cancelled"]  # what executed is read at an instant (Market.execution), not a state
 OPEN: OrderState = "open"
 CANCELLED: OrderState = "cancelled"
 SpacingScope = Literal["account", "account_isin"]
@@ -96,9 +102,11 @@ class Order:
     state: OrderState = OPEN
     row_id: int = 0  # the order's place in the simulator's book, from 1
     symbol_title: str = ""
+    cancelled_ns: int | None = None  # simulator clock: nothing executes after it
 
     @property
     def is_open(self) -> bool:
+        """Not cancelled; whether it is still in the book also depends on what executed (`Market.is_live`)."""
         return self.state == OPEN
 
     @property
@@ -150,8 +158,15 @@ class OrderRequest:
 class Market:
     """Every broker's accounts and orders plus the shared instruments, with the NewOrder rules."""
 
-    def __init__(self, rules: OrderRules | None = None, rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        rules: OrderRules | None = None,
+        rng: random.Random | None = None,
+        fill_plans: Callable[[], Mapping[str, FillPlan]] | None = None,
+    ) -> None:
         self.rules = rules or OrderRules()
+        self._plans = fill_plans or dict
+        self._marks: dict[tuple[str, int], list[Mark]] = {}
         self.instruments: dict[str, Instrument] = {}
         self.accounts: dict[tuple[str, str], Account] = {}
         self.orders: dict[tuple[str, int], Order] = {}
@@ -246,21 +261,63 @@ class Market:
         self.orders[(account.broker, serial)] = booked
         return booked
 
-    def cancel(self, account: Account, serial_number: int) -> bool:
-        """Cancel the account's open order `serial_number` and free what it reserved; False when there is none."""
+    def cancel(self, account: Account, serial_number: int, now_ns: int, open_ns: int | None = None) -> bool:
+        """Cancel the account's order `serial_number` that still has something left at `now_ns` and free what the
+        unexecuted rest reserved; False when there is no such order."""
         order = self.orders.get((account.broker, serial_number))
-        if order is None or order.username != account.username or not order.is_open:
+        if order is None or order.username != account.username or not self.is_live(order, now_ns, open_ns):
             return False
-        order.state = CANCELLED
-        if order.side == BUY:
-            account.remain += order.charged
-        else:
-            account.holdings[order.isin] = account.holdings.get(order.isin, 0) + order.volume
+        self.end(order, now_ns, open_ns)
         return True
 
-    def orders_of(self, account: Account, open_only: bool = False) -> list[Order]:
-        return [
-            o
-            for o in self.orders.values()
-            if o.broker == account.broker and o.username == account.username and (o.is_open or not open_only)
-        ]
+    def end(self, order: Order, now_ns: int, open_ns: int | None = None) -> Execution:
+        """The broker ends `order` at `now_ns` (a cancel, an expiry, a rejection after booking): what executed by then
+        stays, nothing more executes, and the rest's reservation is freed. Ending an ended order changes nothing."""
+        done = self.execution(order, now_ns, open_ns)
+        if order.state == CANCELLED:
+            return done
+        order.state, order.cancelled_ns = CANCELLED, now_ns
+        rest = order.volume - done.quantity
+        account = self.accounts[(order.broker, order.username)]
+        if order.side == BUY:  # the executed part stays spent; the rest's cost with its fee comes back
+            account.remain += (
+                order.charged if rest == order.volume else self.cost(OrderRequest(order.isin, BUY, order.price, rest))
+            )
+        else:
+            account.holdings[order.isin] = account.holdings.get(order.isin, 0) + rest
+        return done
+
+    # ---- executions ---------------------------------------------------------------------------
+    def execution(self, order: Order, now_ns: int, open_ns: int | None = None) -> Execution:
+        """What `order` has executed by `now_ns`: its instrument's plan counted from the open (`open_ns`; None: the
+        market was open already, so from the order's own booking) and the marked fills, up to its cancel."""
+        start = open_ns if open_ns is not None else order.created_ns
+        until = now_ns if order.cancelled_ns is None else min(now_ns, order.cancelled_ns)
+        marks = self._marks.get((order.broker, order.serial_number), ())
+        return execution(order.volume, order.price, start, self._plans().get(order.isin), marks, until)
+
+    def is_live(self, order: Order, now_ns: int, open_ns: int | None = None) -> bool:
+        """Still in the book at `now_ns`: not cancelled and not fully executed."""
+        return order.is_open and self.execution(order, now_ns, open_ns).quantity < order.volume
+
+    def mark_fill(self, order: Order, now_ns: int, quantity: int | None = None, price: int | None = None) -> Mark:
+        """From `now_ns` on, `quantity` of `order` (all of it by default) executed in all, what this adds at `price`
+        (the order's own by default); a ValueError for a quantity that does not fit or an ended order."""
+        qty = order.volume if quantity is None else quantity
+        if isinstance(qty, bool) or not 0 < qty <= order.volume:
+            raise ValueError(f"a fill of {qty} does not fit an order of {order.volume}")
+        if price is not None and (isinstance(price, bool) or price <= 0):
+            raise ValueError(f"a fill price must be a positive number of rial, not {price}")
+        if order.cancelled_ns is not None and now_ns >= order.cancelled_ns:
+            raise ValueError(f"order {order.serial_number} was cancelled: nothing executes after that")
+        mark = Mark(now_ns, qty, order.price if price is None else price)
+        self._marks.setdefault((order.broker, order.serial_number), []).append(mark)
+        return mark
+
+    def orders_of(self, account: Account) -> list[Order]:
+        """Every order of the account, in any state."""
+        return [o for o in self.orders.values() if o.broker == account.broker and o.username == account.username]
+
+    def live_orders_of(self, account: Account, now_ns: int, open_ns: int | None = None) -> list[Order]:
+        """The account's orders still in the book at `now_ns` (open lists)."""
+        return [o for o in self.orders_of(account) if self.is_live(o, now_ns, open_ns)]

@@ -29,6 +29,7 @@ from daemon.sim import easytrader as _easytrader  # noqa: F401  (registers Mofid
 from daemon.sim._auth import CaptchaBook
 from daemon.sim._clock import HostClock, SimClock
 from daemon.sim._faults import Fault
+from daemon.sim._fills import Execution, FillPlan, FillStep, Mark, parse_fill
 from daemon.sim._http import build_app
 from daemon.sim._log import RequestLog
 from daemon.sim._market import Account, BookLevel, Instrument, Order
@@ -234,6 +235,49 @@ class Simulator:
             for o in self.state.market.orders.values()
             if (broker is None or o.broker == broker) and (username is None or o.username == username)
         ]
+
+    # ---- fills -----------------------------------------------------------------------------------
+    def set_fill(self, isin: str, *steps: FillStep | FillPlan | str | tuple[float, float]) -> FillPlan | None:
+        """From now on, accepted orders of `isin` execute by this plan: FillSteps, a FillPlan, `(ratio, delay_s)`
+        pairs, or the text form (`"0.6@5s"`, `"0.4@2s,1@60s:5570"`; see daemon.sim._fills). No steps: no plan,
+        nothing of `isin` executes unless marked. A ValueError says what is wrong."""
+        if isin not in self.state.market.instruments:
+            raise ValueError(f"the simulator has no instrument {isin!r}")
+        if not steps:
+            self.settings.fills.pop(isin, None)
+            return None
+        if len(steps) == 1 and isinstance(steps[0], FillPlan):
+            plan = steps[0]
+        else:
+            parts: list[FillStep] = []
+            for step in steps:
+                if isinstance(step, FillStep):
+                    parts.append(step)
+                elif isinstance(step, str):
+                    parts.extend(parse_fill(f"{isin}={step}")[1].steps)
+                elif isinstance(step, tuple):
+                    parts.append(FillStep(delay_s=float(step[1]), ratio=float(step[0])))
+                else:
+                    raise ValueError(f"a fill step is a FillStep, a (ratio, delay_s) pair or text, not {step!r}")
+            plan = FillPlan(tuple(parts))
+        self.settings.fills[isin] = plan
+        return plan
+
+    def fill(self, order: Order, quantity: int | None = None, price: int | None = None) -> Mark:
+        """Mark `order` executed now, as the exchange would: `quantity` in all (the whole order by default), what this
+        adds at `price` (the order's own by default). Every platform's rows show it from now on."""
+        return self.state.market.mark_fill(order, self.state.now_ns(), quantity, price)
+
+    def cancel(self, order: Order) -> Execution:
+        """The broker ends `order` now (cancelled, expired, rejected after booking): every platform's rows show it
+        cancelled with what it executed so far; a ValueError when it has nothing left to cancel."""
+        if not self.state.is_live(order):
+            raise ValueError(f"order {order.serial_number} has nothing left to cancel")
+        return self.state.market.end(order, self.state.now_ns(), self.state.open_ns())
+
+    def execution(self, order: Order) -> Execution:
+        """What `order` has executed by now on the simulator's clock."""
+        return self.state.execution(order)
 
     # ---- time ------------------------------------------------------------------------------------
     def now(self) -> datetime:

@@ -19,8 +19,9 @@ from typing import Literal
 from daemon.sim._auth import CallLimiter, CaptchaBook, LimiterSettings, TokenSigner
 from daemon.sim._clock import SimClock
 from daemon.sim._faults import FaultPlan
+from daemon.sim._fills import Execution, FillPlan
 from daemon.sim._log import RequestLog
-from daemon.sim._market import Market, OrderRules
+from daemon.sim._market import Market, Order, OrderRules
 from daemon.sim._platform import DEFAULT_PLATFORM, platform, reserved_names
 from daemon.sim._transport import ArrivalBook
 
@@ -30,6 +31,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 @dataclass
 class SimSettings:
     """The simulator's knobs; the object stays live, so changes while it runs apply to the next request.
+
+    `fills` maps an ISIN to its `FillPlan`: accepted orders of it execute that share of their volume from that long
+    after the open on (read lazily on the simulator's clock, so fake time serves; `Simulator.set_fill`).
 
     Options for what ephoenix-api.md leaves unconfirmed (they shape Ephoenix's answers only): `order_response` ("flat": ids and errorCode 0 at
     the top; "nested": no errorCode, ids under `result`), `rejection_status` (HTTP 200 or 400 for a refused
@@ -46,6 +50,7 @@ class SimSettings:
     open_at: datetime | None = None  # on the simulator clock; None = accepting orders already
     seed: int | None = None  # makes captchas, serial numbers and fault draws repeatable (each fault its own stream)
     request_log_path: Path | None = None
+    fills: dict[str, FillPlan] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,7 +75,7 @@ class SimState:
         self.clock = clock
         self.rng = random.Random(settings.seed)
         secret = self.rng.randbytes(32) if settings.seed is not None else secrets.token_bytes(32)
-        self.market = Market(settings.rules, self.rng)
+        self.market = Market(settings.rules, self.rng, lambda: self.settings.fills)
         self.captchas = CaptchaBook(secret, lambda: self.settings.captcha_ttl_s)
         self.tokens = TokenSigner(secret)
         self.limiter = CallLimiter(settings.login_limit)
@@ -90,6 +95,18 @@ class SimState:
     def is_open(self, now_ns: int) -> bool:
         open_at = self.settings.open_at
         return open_at is None or now_ns >= to_ns(open_at)
+
+    def open_ns(self) -> int | None:
+        """The open instant on the simulator clock (fill plans count from it); None: open already."""
+        return None if self.settings.open_at is None else to_ns(self.settings.open_at)
+
+    def execution(self, order: Order) -> Execution:
+        """What `order` has executed by now (the simulator clock), as every platform's rows show it."""
+        return self.market.execution(order, self.now_ns(), self.open_ns())
+
+    def is_live(self, order: Order) -> bool:
+        """Still in the book now: not cancelled, not fully executed (what open-order lists show)."""
+        return self.market.is_live(order, self.now_ns(), self.open_ns())
 
     def add_broker(
         self, code: str, captcha_format: Literal["png", "jpeg"] | None = None, platform_name: str = DEFAULT_PLATFORM

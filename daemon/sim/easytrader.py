@@ -762,7 +762,8 @@ async def money(request: web.Request) -> web.StreamResponse:
     account = authenticated(request)
     if isinstance(account, web.Response):
         return account
-    blocked = sum(o.charged for o in _state(request).market.orders_of(account, open_only=True))
+    st = _state(request)
+    blocked = sum(o.charged for o in st.market.live_orders_of(account, st.now_ns(), st.open_ns()))
     return json_response(
         {
             "balance": account.remain + blocked,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_FLOOR, Decimal
@@ -29,12 +30,11 @@ from typing import Any, Literal
 from aiohttp import web
 
 from daemon.sim._captcha_image import render_captcha
+from daemon.sim._fills import Execution
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import (
     BUY,
-    CANCELLED,
-    OPEN,
     SELL,
     TEHRAN,
     Account,
@@ -43,20 +43,28 @@ from daemon.sim._market import (
     Market,
     Order,
     OrderRequest,
-    OrderState,
     Refusal,
     created_at,
+    fee_of,
     round_half_up,
 )
 from daemon.sim._platform import register_platform
+from daemon.sim._state import SimState
 
 NAME = "ephoenix"
 
-# Order states (the API numbers them 1-11): 2 = registered and open, 4 = cancelled.
+# Order states (the API numbers them 1-11): 3 = fully executed is the document's (`includeStatus: [3]`); 2 registered
+# and open, 4 cancelled and 5 partly executed are the simulator's own guesses.
 STATE_ADDED = 2
+STATE_EXECUTED = 3
 STATE_CANCELED = 4
-STATE_CODES: dict[OrderState, int] = {OPEN: STATE_ADDED, CANCELLED: STATE_CANCELED}
-STATE_DESCRIPTIONS = {STATE_ADDED: "ثبت شده", STATE_CANCELED: "لغو شده"}
+STATE_PARTIAL = 5
+STATE_DESCRIPTIONS = {
+    STATE_ADDED: "ثبت شده",
+    STATE_EXECUTED: "اجرا شده",
+    STATE_CANCELED: "لغو شده",
+    STATE_PARTIAL: "بخشی اجرا شده",
+}
 MAX_PAGE_SIZE = 500  # GetOrders' largest page; a bigger pageSize is a malformed request
 
 # Codes from ephoenix-api.md, then the simulator's own for cases the document does not name.
@@ -106,13 +114,18 @@ def check_order(market: Market, account: Account, order: OrderRequest) -> int:
     return OK if refusal is None else REFUSAL_CODES[refusal]
 
 
-def cancel(market: Market, account: Account, serial_number: int) -> int:
-    """CancelOrder's code: OK, or 1020 when the account has no such open order."""
-    return OK if market.cancel(account, serial_number) else ORDER_NOT_FOUND
+def cancel(market: Market, account: Account, serial_number: int, now_ns: int, open_ns: int | None = None) -> int:
+    """CancelOrder's code: OK, or 1020 when the account has no such order with something left at `now_ns`."""
+    return OK if market.cancel(account, serial_number, now_ns, open_ns) else ORDER_NOT_FOUND
 
 
-def state_code(order: Order) -> int:
-    return STATE_CODES[order.state]
+def state_code(order: Order, done: Execution) -> int:
+    """Cancelled whatever executed before; else fully, partly or not yet executed."""
+    if not order.is_open:
+        return STATE_CANCELED
+    if done.quantity >= order.volume:
+        return STATE_EXECUTED
+    return STATE_PARTIAL if done.quantity else STATE_ADDED
 
 
 def book_level_json(level: BookLevel, isin: str, row: int) -> dict[str, Any]:
@@ -138,7 +151,7 @@ def instrument_json(instrument: Instrument) -> dict[str, Any]:
     }
 
 
-def order_json(order: Order, created_iso: str) -> dict[str, Any]:
+def order_json(order: Order, created_iso: str, done: Execution) -> dict[str, Any]:
     """A GetOpenOrders entry."""
     o = order
     return {
@@ -149,20 +162,25 @@ def order_json(order: Order, created_iso: str) -> dict[str, Any]:
         "side": o.side,
         "price": o.price,
         "volume": o.volume,
-        "executedVolume": 0,
-        "state": state_code(o),
+        "executedVolume": done.quantity,
+        "state": state_code(o, done),
         "validity": o.validity,
         "validityDate": o.validity_date,
         "createdAt": created_iso,
     }
 
 
-def history_row(order: Order) -> dict[str, Any]:
-    """A GetOrders row. Nothing is ever filled here, so the executed figures are 0 and executionDate null;
-    `created` is Tehran wall time without an offset (the client must read either form)."""
+def history_row(order: Order, done: Execution, fee_rate: Decimal) -> dict[str, Any]:
+    """A GetOrders row. `executedAmount` is the gross rial traded, `totalFee` its fee (half up, as the market charges
+    it) and `netTradedValue` the account's side of it (gross plus fee for a buy, less it for a sell): the simulator's
+    reading of fields the document names without their meaning. `executionDate` is the last trade's Tehran wall time,
+    null before any; `created` is Tehran wall time without an offset (the client must read either form)."""
     o = order
     created = created_at(o.created_ns)
-    state = state_code(o)
+    state = state_code(o, done)
+    gross = done.value
+    fee = sum(fee_of(t.price, t.quantity, fee_rate) for t in done.trades)
+    last = done.last_ns
     return {
         "id": o.row_id,
         "serialNumber": o.serial_number,
@@ -173,16 +191,18 @@ def history_row(order: Order) -> dict[str, Any]:
         "orderSide": o.side,
         "price": o.price,
         "volume": o.volume,
-        "executedVolume": 0,
-        "executedAmount": 0,
-        "netTradedValue": 0,
-        "totalFee": 0,
+        "executedVolume": done.quantity,
+        "executedAmount": gross,
+        "netTradedValue": gross + fee if o.side == BUY else gross - fee,
+        "totalFee": fee,
         "state": state,
         "stateDesc": STATE_DESCRIPTIONS.get(state, ""),
-        "isDone": not o.is_open,
+        "isDone": state in (STATE_EXECUTED, STATE_CANCELED),
         "date": f"{created:%Y/%m/%d}",
         "created": created.replace(tzinfo=None).isoformat(timespec="milliseconds"),
-        "executionDate": None,
+        "executionDate": None
+        if last is None
+        else created_at(last).replace(tzinfo=None).isoformat(timespec="milliseconds"),
         "pamCode": pam_code(o.broker, o.username),
     }
 
@@ -205,20 +225,28 @@ class OrdersQuery:
     include_status: frozenset[int] = frozenset()  # empty: every state
     pam_code: str | None = None
 
-    def selects(self, order: Order) -> bool:
+    def selects(self, order: Order, state: int) -> bool:
+        """Whether `order`, in `state` now, passes every filter."""
         day = order.day
         return (
             (self.from_date is None or day >= self.from_date)
             and (self.to_date is None or day <= self.to_date)
             and (self.side is None or order.side == self.side)
             and (self.isin is None or order.isin == self.isin)
-            and (not self.include_status or state_code(order) in self.include_status)
+            and (not self.include_status or state in self.include_status)
             and (self.pam_code is None or pam_code(order.broker, order.username) == self.pam_code)
         )
 
-    def page_of(self, orders: list[Order]) -> tuple[list[Order], int]:
-        """This query's page of `orders` and how many pass the filters in all (`totalRecords`)."""
-        chosen = sorted((o for o in orders if self.selects(o)), key=lambda o: (o.created_ns, o.row_id), reverse=True)
+    def page_of(
+        self,
+        orders: list[Order],
+        state_of: Callable[[Order], int] = lambda o: STATE_ADDED if o.is_open else STATE_CANCELED,
+    ) -> tuple[list[Order], int]:
+        """This query's page of `orders` and how many pass the filters in all (`totalRecords`); `state_of` gives an
+        order's state now (by default: open or cancelled, nothing executed)."""
+        chosen = sorted(
+            (o for o in orders if self.selects(o, state_of(o))), key=lambda o: (o.created_ns, o.row_id), reverse=True
+        )
         start = (self.page - 1) * self.page_size
         return chosen[start : start + self.page_size], len(chosen)
 
@@ -492,20 +520,23 @@ async def new_order(request: web.Request) -> web.StreamResponse:
     request[ERROR_CODE] = OK
     ids = {"serialNumber": booked.serial_number, "trackingNumber": booked.tracking_number}
     if st.settings.order_response == "nested":
-        return json_response({"isSuccess": True, "result": {**ids, "state": state_code(booked)}})
+        return json_response({"isSuccess": True, "result": {**ids, "state": state_code(booked, st.execution(booked))}})
     return json_response({"isSuccess": True, "errorCode": OK, "errorMessage": None, **ids})
 
 
-def _orders_json(orders: list[Order]) -> list[dict[str, Any]]:
+def _orders_json(st: SimState, orders: list[Order]) -> list[dict[str, Any]]:
     return [
-        order_json(o, datetime.fromtimestamp(o.created_ns / 1e9, TEHRAN).isoformat(timespec="milliseconds"))
+        order_json(
+            o, datetime.fromtimestamp(o.created_ns / 1e9, TEHRAN).isoformat(timespec="milliseconds"), st.execution(o)
+        )
         for o in orders
     ]
 
 
 async def open_orders(request: web.Request) -> web.StreamResponse:
+    """GetOpenOrders: the account's orders still in the book now (a fully executed or cancelled one has left)."""
     st = _state(request)
-    return json_response(_orders_json(st.market.orders_of(authorized(request), open_only=True)))
+    return json_response(_orders_json(st, st.market.live_orders_of(authorized(request), st.now_ns(), st.open_ns())))
 
 
 async def orders_history(request: web.Request) -> web.StreamResponse:
@@ -514,8 +545,15 @@ async def orders_history(request: web.Request) -> web.StreamResponse:
     query = parse_orders_query(await read_json(request))
     if query is None:
         return rejection(request, INVALID_REQUEST, status=400)
-    rows, total = query.page_of(_state(request).market.orders_of(account))
-    return json_response({"rows": [history_row(o) for o in rows], "totalRecords": total})
+    st = _state(request)
+    done = {o.row_id: st.execution(o) for o in st.market.orders_of(account)}
+    rows, total = query.page_of(st.market.orders_of(account), lambda o: state_code(o, done[o.row_id]))
+    return json_response(
+        {
+            "rows": [history_row(o, done[o.row_id], st.market.rules.fee_rate(o.side)) for o in rows],
+            "totalRecords": total,
+        }
+    )
 
 
 async def cancel_order(request: web.Request) -> web.StreamResponse:
@@ -523,7 +561,8 @@ async def cancel_order(request: web.Request) -> web.StreamResponse:
     raw = request.query.get("serialNumber", "")
     if not raw.isdigit():
         return rejection(request, INVALID_REQUEST)
-    code = cancel(_state(request).market, account, int(raw))
+    st = _state(request)
+    code = cancel(st.market, account, int(raw), st.now_ns(), st.open_ns())
     if code != OK:
         return rejection(request, code)
     request[ERROR_CODE] = OK

@@ -16,7 +16,13 @@ from daemon.platforms.ephoenix._codec import (
     probe_request,
 )
 from daemon.platforms.ephoenix._endpoints import BOOK_PATH, NEW_ORDER_PATH
-from daemon.platforms.ephoenix._parse import broker_time, normalise_order, parse_holdings, parse_instrument
+from daemon.platforms.ephoenix._parse import (
+    broker_order,
+    broker_time,
+    normalise_order,
+    parse_holdings,
+    parse_instrument,
+)
 from daemon.platforms.ephoenix._session import EphoenixSession
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "EphoenixCodec",
     "EphoenixSession",
     "bearer",
+    "broker_order",
     "broker_time",
     "classify",
     "find_order",

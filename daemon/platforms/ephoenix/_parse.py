@@ -12,6 +12,9 @@ from daemon.sizing import Limits
 
 BROKER_ZONE = ZoneInfo("Asia/Tehran")  # where a broker's times without an offset are wall-clock times
 SIDE_NAMES = {1: "buy", 2: "sell"}
+STATE_CANCELLED = 4
+"""The order state read as "the broker ended it" (ephoenix-api.md numbers states 1-11 and names only 3, fully
+executed); `isDone` true with something left reads the same (README, "Ephoenix fills")."""
 
 
 def error_code(body: Any) -> int | None:
@@ -135,8 +138,16 @@ def normalise_order(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def broker_order(row: dict[str, Any]) -> BrokerOrder:
-    """A raw order row as the project's model (a mapping over `normalise_order`'s row)."""
+    """A raw order row as the project's model (a mapping over `normalise_order`'s row), with what it executed:
+    `executedVolume` shares at `executedAmount / executedVolume` rial each (GetOrders only; None otherwise), and
+    cancelled when its state is 4 or `isDone` is true with something left."""
     norm = normalise_order(row)
+    volume, executed = norm["volume"], norm["executedVolume"]
+    amount = finite(row.get("executedAmount"))
+    traded = executed is not None and executed > 0
+    average = amount / executed if traded and amount is not None and amount > 0 else None
+    complete = volume is not None and executed is not None and executed >= volume
+    ended = norm["state"] == STATE_CANCELLED or row.get("isDone") is True
     return BrokerOrder(
         isin=norm["isin"],
         side=SIDE_NAMES.get(norm["side"]),
@@ -148,6 +159,8 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         price=norm["price"],
         state=norm["state"],
         row=norm,
+        average_price=average,
+        cancelled=ended and not complete,
     )
 
 
