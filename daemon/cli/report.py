@@ -1,10 +1,11 @@
 """`python -m daemon report`: per order, when it left against the open, how it ended and what it became (the
-tracker's fills); a day's summary, or with `--days N` a table per trading day and a total."""
+tracker's fills); a day's summary, or with `--days N` a table per trading day and a total; `--plot` draws it."""
 
 from __future__ import annotations
 
 import argparse
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 from daemon.cli import add_common
@@ -45,6 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="N",
         help=f"the N trading days ending at --date (1 to {MAX_DAYS}): a table per day with a journal, and a total",
     )
+    parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the first sends and answers against the open, one row per account (needs the plot extra)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -65,6 +71,8 @@ def _one_day(args: argparse.Namespace, config: Config, day: date) -> int:
         )
     rows = summarize(records)
     summary = summarize_rows(rows)
+    if args.plot:
+        _plot(args.plot, [(day, rows)], f"first sends and answers against the open, {day}")
     if args.json:
         print_json(
             {"date": day.isoformat(), "window": window_info(records), "orders": _dicts(rows), "summary": summary}
@@ -90,6 +98,8 @@ def _range(args: argparse.Namespace, config: Config, end: date, count: int) -> i
     days = [(day, summarize(records)) for day, records in found]
     total = summarize_rows(row for _, rows in days for row in rows)
     accounts = account_totals(days)
+    if args.plot:
+        _plot(args.plot, days, f"first sends and answers against the open, {trading[0]} to {trading[-1]}")
     if args.json:
         windows = {day: window_info(records) for day, records in found}
         print_json(
@@ -194,6 +204,12 @@ def _cells(r: ReportRow) -> list[Any]:
 def _dicts(rows: list[ReportRow]) -> list[dict[str, Any]]:
     """Each order's row, with its fill in the table's words (`fill`: a fill state, "not followed", or None)."""
     return [{**r.to_dict(), "fill": fill_label(r)} for r in rows]
+
+
+def _plot(target: str, days: list[tuple[date, list[ReportRow]]], title: str) -> None:
+    from daemon.cli._plot import draw  # matplotlib is imported there, and only for --plot
+
+    draw(Path(target), days, title)
 
 
 def _read(config: Config, day: date) -> list[dict[str, Any]]:
