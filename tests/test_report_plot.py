@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from daemon.cli import main
-from daemon.cli._plot import COLOURS, marks, render
+from daemon.cli._plot import COLOURS, figure, marks, render
 from daemon.firing import ReportRow
 from tests.test_report_cli import SUNDAY, TUESDAY, config, write_journal  # noqa: F401  (config: a fixture)
 
@@ -133,3 +133,12 @@ def _open_line_x(png: bytes) -> int:
     """The open's black vertical line: the column (inside the plot) with the most black pixels."""
     dark = numpy.asarray(Image.open(BytesIO(png)).convert("L"))[:, 100:PLOT_RIGHT] < 40
     return 100 + int(dark.sum(axis=0).argmax())
+
+
+def test_many_orders_are_a_few_collections_not_an_artist_each():
+    """An artist per order made a year of 20 accounts (5560 orders) take 503 s to draw; collections take seconds."""
+    days = [(date(2026, 12, 1), [row(f"a{i % 20}", send=i / 100, answer=i / 100 + 8) for i in range(2000)])]
+    (axes,) = figure(days, "many").axes
+    assert len(axes.collections) == 3  # the send-answer segments, the first sends, the first answers
+    assert len(axes.lines) == 1  # the open
+    assert [len(c.get_offsets()) for c in axes.collections[1:]] == [2000, 2000]

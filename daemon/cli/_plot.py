@@ -79,13 +79,20 @@ def draw(path: Path, days: Sequence[tuple[date, Sequence[ReportRow]]], title: st
 
 
 def render(days: Sequence[tuple[date, Sequence[ReportRow]]], title: str) -> bytes:
+    buffer = io.BytesIO()
+    figure(days, title).savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def figure(days: Sequence[tuple[date, Sequence[ReportRow]]], title: str) -> Any:
+    """The matplotlib Figure of `days` (on an Agg canvas), before it is saved."""
     figure_class, canvas_class, line_class = _matplotlib()
     accounts, drawn = marks(days)
     not_drawn = sum(len(rows) for _, rows in days) - len(drawn)
     height = min(MAX_INCHES, 1.6 + ROW_INCHES * max(len(accounts), 3))
-    figure = figure_class(figsize=(10, height), dpi=DPI, layout="constrained")
-    canvas_class(figure)
-    axes = figure.add_subplot()
+    drawing = figure_class(figsize=(10, height), dpi=DPI, layout="constrained")
+    canvas_class(drawing)
+    axes = drawing.add_subplot()
     axes.axvline(0, color="black", linewidth=1.2, zorder=1)
     # one collection per kind of mark, not an artist per order: a year of 20 accounts is 5000+ orders
     segments = [
@@ -128,9 +135,7 @@ def render(days: Sequence[tuple[date, Sequence[ReportRow]]], title: str) -> byte
     suffix = f" ({not_drawn} not sent, not drawn)" if not_drawn else ""
     axes.set_title(title + suffix, fontsize=10)
     axes.legend(handles=_legend({m.state for m in drawn}), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return drawing
 
 
 def _legend(states: set[str]) -> list[Any]:
