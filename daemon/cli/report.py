@@ -88,7 +88,10 @@ def _range(args: argparse.Namespace, config: Config, end: date, count: int) -> i
     skipped: list[date] = []
     for day in trading:
         records = _read(config, day)
-        (found.append((day, records)) if records else skipped.append(day))
+        if records:
+            found.append((day, records))
+        else:
+            skipped.append(day)
     span = f"the {count} trading day{'s' if count > 1 else ''} from {trading[0]} to {trading[-1]}"
     if not found:
         raise UserError(
@@ -234,7 +237,7 @@ def _count(text: str | None) -> int | None:
     return count
 
 
-def _day(text: str | None, config, clock: SystemClock) -> date:
+def _day(text: str | None, config: Config, clock: SystemClock) -> date:
     if not text:
         return clock.now().astimezone(config.tz).date()
     try:
