@@ -117,11 +117,11 @@ def figure(days: Sequence[tuple[date, Sequence[ReportRow]]], title: str) -> Any:
             )
     placed = {mark.account for mark in drawn}
     for row, account in enumerate(accounts):
-        if account not in placed:  # every order of it unsent: said on its row rather than left blank
+        if account not in placed:  # none of its orders was sent (in this journal): said on its row, not left blank
             axes.text(
                 0.01,
                 row,
-                "not sent",
+                "no send",
                 transform=axes.get_yaxis_transform(),
                 color=COLOURS["not sent"],
                 fontsize=8,
@@ -132,7 +132,7 @@ def figure(days: Sequence[tuple[date, Sequence[ReportRow]]], title: str) -> Any:
     axes.set_ylim(len(accounts) - 0.5, -0.5)  # the first account at the top, as in the table
     axes.set_xlabel("ms after the open (negative: before it)")
     axes.grid(axis="x", alpha=0.3)
-    suffix = f" ({not_drawn} not sent, not drawn)" if not_drawn else ""
+    suffix = f" ({not_drawn} without a send, not drawn)" if not_drawn else ""
     axes.set_title(title + suffix, fontsize=10)
     axes.legend(handles=_legend({m.state for m in drawn}), loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     return drawing
