@@ -23,7 +23,7 @@ from daemon.platforms.exir import ExirToken
 from daemon.sim.exir import BAD_SIGNATURE, TOO_SOON, exir_state
 from daemon.simulator import Simulator
 from daemon.sizing import Limits, buy_volume
-from daemon.testing import SimulatorSolver
+from daemon.testing import SimulatorSolver, daemon_clock
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 from tests.processes import run_daemon
@@ -53,11 +53,18 @@ def make_config(sim: Simulator, tmp_path: Path, executor: dict | None = None, wi
 
 
 async def fire(
-    sim: Simulator, config, accounts, open_at: datetime | None = None, open_in_s: float = 2.5, warm=None, armed=None
+    sim: Simulator,
+    config,
+    accounts,
+    open_at: datetime | None = None,
+    open_in_s: float = 2.5,
+    warm=None,
+    armed=None,
+    clock=None,
 ):
     """Warmup, then one open through the real executor; `warm(services)` runs after the warmup, `armed(executor,
-    services)` between the arm and the final check."""
-    async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
+    services)` between the arm and the final check. `clock`: the host's by default, `daemon_clock(sim)` in fake time."""
+    async with Wiring(config, clock or SystemClock(), solver=SimulatorSolver(sim)) as services:
         warmed = await warmup(services.clients(accounts), services.clock)
         assert all(r.ok for r in warmed), [r.to_dict() for r in warmed]
         if warm is not None:
@@ -159,10 +166,13 @@ async def test_an_exir_account_s_orders_are_spaced_by_send_order_delay_not_the_s
     assert {p.spacing_ns for p in ex.plans} == {420_000_000}
 
 
+@pytest.mark.sim(accounts=6, brokers=MIXED, loop_time=True)
+@pytest.mark.looptime
 async def test_1005_is_retried_after_send_order_delay(sim, tmp_path):
     """Another client of the account sent an order 150 ms before the open (the market refused it as closed, and
     the broker counts it): the executor's first send meets 1005 and is sent again no sooner than sendOrderDelay
-    after it, though the executor's own spacing is shorter; one order is booked."""
+    after it, though the executor's own spacing is shorter; one order is booked. In fake time: on a loaded
+    machine the other client's order could otherwise reach the broker after the open."""
     config = make_config(sim, tmp_path, executor={"spacing_ms": 100, "spacing_margin_ms": 20})
     account = exir_accounts(config)[0]
     open_at = sim.now().astimezone(config.tz) + timedelta(seconds=3)
@@ -178,7 +188,7 @@ async def test_1005_is_retried_after_send_order_delay(sim, tmp_path):
 
         other.append(asyncio.ensure_future(send()))
 
-    ex, _ = await fire(sim, config, [account], open_at=open_at, armed=other_client)
+    ex, _ = await fire(sim, config, [account], open_at=open_at, armed=other_client, clock=daemon_clock(sim))
     await other[0]
     codes = [(r.error_code, r.time_ns) for r in new_orders(sim, account.username)]
     assert [c for c, _ in codes] == [1017, TOO_SOON, 0]
