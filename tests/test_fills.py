@@ -13,7 +13,10 @@ from decimal import Decimal
 import pytest
 
 from daemon.platforms import BrokerOrder, Verdict
+from daemon.platforms.easytrader import broker_order as easytrader_order
 from daemon.platforms.ephoenix import broker_order as ephoenix_order
+from daemon.platforms.exir import broker_order as exir_order
+from daemon.platforms.onlineplus import broker_order as onlineplus_order
 from daemon.sim import (
     BUY,
     SELL,
@@ -30,8 +33,8 @@ from daemon.sim import (
 from daemon.testing import LoopClock, SimulatorSolver, daemon_clock, running_simulator, sim_config, sim_settings
 from daemon.wiring import Wiring
 
-HOT, OTHER = "IRO1FOLD0001", "IRO1IKCO0001"  # default instruments: 5,580 / 3,038 rial at the upper limit
-PLATFORMS = {"ephoenix": "gs"}
+HOT, OTHER, COLD = "IRO1FOLD0001", "IRO1IKCO0001", "IRO1MSMI0001"  # default instruments: 5,580 / 3,038 / 7,340 rial
+PLATFORMS = {"ephoenix": "gs", "exir": "khobregan", "onlineplus": "hafez", "easytrader": "mofid"}
 NO_AVERAGE = {"onlineplus"}  # its order list has no traded value or price (onlineplus-api.md)
 SEED = 1717
 
@@ -65,7 +68,9 @@ async def test_a_planned_partial_fill_then_the_whole_order_and_a_cancel_read_thr
             hot = await client.session.new_order(HOT, "buy", 5580, 1000)
             await asyncio.sleep(0.5)
             other = await client.session.new_order(OTHER, "buy", 3038, 2000)
-            assert hot.verdict is Verdict.ACCEPTED and other.verdict is Verdict.ACCEPTED
+            await asyncio.sleep(0.5)
+            cold = await client.session.new_order(COLD, "buy", 7340, 700)  # no plan: it never executes
+            assert all(a.verdict is Verdict.ACCEPTED for a in (hot, other, cold))
             day = sim.now().astimezone(config.tz).date()
 
             before = ours(await client.today_orders(day), HOT)  # +1 s: the first step is at +5 s
@@ -75,7 +80,8 @@ async def test_a_planned_partial_fill_then_the_whole_order_and_a_cancel_read_thr
             partly = ours(await client.today_orders(day), HOT)
             assert (partly.executed, partly.cancelled) == (600, False)
             assert partly.average_price == average(platform, 5570)
-            assert sorted((o.isin, o.executed) for o in await client.session.open_orders()) == [(HOT, 600), (OTHER, 0)]
+            live = sorted((o.isin, o.executed) for o in await client.session.open_orders())
+            assert live == [(HOT, 600), (OTHER, 0), (COLD, 0)]
 
             [booked_other] = [o for o in sim.orders() if o.isin == OTHER]
             sim.fill(booked_other, 500)  # by hand: a quarter, then the broker ends the order
@@ -83,13 +89,15 @@ async def test_a_planned_partial_fill_then_the_whole_order_and_a_cancel_read_thr
             ended = ours(await client.today_orders(day), OTHER)
             assert (ended.executed, ended.cancelled) == (500, True)
             assert ended.average_price == average(platform, 3038)
-            assert [o.isin for o in await client.session.open_orders()] == [HOT]
+            assert sorted(o.isin for o in await client.session.open_orders()) == [HOT, COLD]
 
             await asyncio.sleep((open_at + timedelta(seconds=60) - sim.now()).total_seconds())
             whole = ours(await client.today_orders(day), HOT)
             assert (whole.executed, whole.cancelled) == (1000, False)
             assert whole.average_price == average(platform, (600 * 5570 + 400 * 5580) / 1000)
-            assert await client.session.open_orders() == []  # fully executed and cancelled: neither is open
+            # fully executed and cancelled: neither is open
+            assert [(o.isin, o.executed, o.cancelled) for o in await client.session.open_orders()] == [(COLD, 0, False)]
+            assert not any(o.cancelled for o in await client.today_orders(day) if o.isin != OTHER)
 
 
 # ---- the plan and the market's executions (pure) --------------------------------------------------------------
@@ -194,3 +202,63 @@ def test_ephoenix_rows_read_executed_average_and_cancelled_and_garbage_is_none_o
         order = ephoenix_order({**row, **junk, "state": "?"})
         assert order.average_price is None and order.cancelled is False
     assert ephoenix_order({**row, "executedVolume": -5, "executedAmount": 10}).average_price is None
+
+
+# ---- Exir's, Online+'s and easytrader's rows read (garbage never raises) ----------------------------------------
+
+
+def test_exir_rows_read_the_average_and_a_cancel_by_its_status_or_by_nothing_left() -> None:
+    row = {"insMaxLCode": HOT, "orderSideName": "خريد", "mmtpOrderId": 30_000_001, "quantity": 1000}
+    partly = exir_order({**row, "tradedQuantity": 600, "remainingQuantity": 400, "averageTradedPrice": 5574.5})
+    assert (partly.executed, partly.average_price, partly.cancelled) == (600, 5574.5, False)
+    assert (
+        exir_order({**row, "tradedQuantity": 0, "remainingQuantity": 1000, "averageTradedPrice": 0}).average_price
+        is None
+    )
+    assert exir_order({**row, "tradedQuantity": 600, "remainingQuantity": 0}).cancelled  # nothing left, 400 untraded
+    assert exir_order(
+        {**row, "tradedQuantity": 0, "remainingQuantity": 1000, "mmtpOrderStatusName": "حذف شده"}
+    ).cancelled
+    done = exir_order({**row, "tradedQuantity": 1000, "remainingQuantity": 0, "mmtpOrderStatusName": "انجام کلي"})
+    assert not done.cancelled
+    assert not exir_order(
+        {**row, "tradedQuantity": 1, "remainingQuantity": 999, "mmtpOrderStatusName": "در صف"}
+    ).cancelled
+    for junk in (
+        {"averageTradedPrice": "x"},
+        {"mmtpOrderStatusName": 4},
+        {"remainingQuantity": "?"},
+        {"quantity": None},
+    ):
+        order = exir_order({**row, "tradedQuantity": "six", **junk})
+        assert (order.executed, order.average_price, order.cancelled) == (None, None, False)
+
+
+def test_online_plus_rows_have_no_average_and_read_a_cancel_from_the_state_text() -> None:
+    row = {"SymbolIsin": HOT, "OrderSide": "خرید", "OrderId": 1, "Quantity": 1000, "ExcutedAmount": 400}
+    assert (onlineplus_order(row).executed, onlineplus_order(row).average_price) == (400, None)
+    assert onlineplus_order({**row, "OrderState": "لغو شده"}).cancelled
+    assert not onlineplus_order({**row, "OrderState": "بخشی اجرا شده"}).cancelled
+    assert not onlineplus_order({**row, "ExcutedAmount": 1000, "OrderState": "لغو شده"}).cancelled  # all of it done
+    for junk in ({"OrderState": None}, {"OrderState": 7}, {"OrderState": "کاردان"}, {"ExcutedAmount": "x"}):
+        assert onlineplus_order({**row, **junk}).cancelled is False
+
+
+def test_easytrader_rows_average_their_trades_and_read_a_cancel_from_the_state() -> None:
+    row = {"id": "Ab3dE5gH9k.XyZ1", "symbolIsin": HOT, "side": 0, "quantity": 1000, "executedQuantity": 600}
+    trades = [{"price": 5570, "quantity": 400}, {"price": 5580, "quantity": 200}]
+    assert easytrader_order({**row, "trades": trades}).average_price == pytest.approx((400 * 5570 + 200 * 5580) / 600)
+    assert easytrader_order({**row, "trades": []}).average_price is None  # as seen live: no trades listed
+    assert easytrader_order({**row, "orderStateStr": "Canceled"}).cancelled
+    assert easytrader_order({**row, "orderStateStr": "expired"}).cancelled
+    assert not easytrader_order({**row, "orderStateStr": "PartiallyExecuted"}).cancelled
+    assert not easytrader_order({**row, "executedQuantity": 1000, "orderStateStr": "Executed"}).cancelled
+    for junk in (
+        {"trades": [{"price": "x", "quantity": 600}]},
+        {"trades": [{"price": 5570, "quantity": 500}]},  # not what executedQuantity says
+        {"trades": "lots"},
+        {"trades": [None]},
+        {"orderStateStr": 3},
+    ):
+        order = easytrader_order({**row, **junk})
+        assert order.average_price is None and order.cancelled is False

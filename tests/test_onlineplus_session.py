@@ -319,10 +319,10 @@ async def test_orders_before_the_open_retry_then_accepted_found_filled_and_refus
         assert client.codec.find_order(orders, HOT, "buy", sent_at + timedelta(seconds=10), config.tz) is None
         assert [o.serial for o in await client.session.open_orders()] == [ours["serialNumber"]]
         market_order = next(o for o in sim.state.market.orders_of(sim.state.market.account(HZ, account.username)))
-        onlineplus_state(sim).fill(market_order, 400)
+        sim.fill(market_order, 400)
         partly = (await client.session.today_orders(day))[0]
         assert (partly.executed, partly.row["filled"], partly.row["remaining"]) == (400, True, 600)
-        onlineplus_state(sim).fill(market_order)
+        sim.fill(market_order)
         with pytest.raises(BrokerUnavailable, match="cannot show that an order is absent"):
             await client.session.open_orders()  # nothing unfilled listed: no proof the list shows unfilled orders
         assert [o.executed for o in await client.session.today_orders(day)] == [1000]  # both lists, merged once

@@ -305,7 +305,7 @@ async def test_a_filled_order_is_found_by_the_reconciliation_where_only_executed
     async with Wiring(config, SystemClock(), solver=SimulatorSolver(sim)) as services:
         client = services.client(account)
         before = await look_up(client, ex.day, HOT, "buy", since, config.tz, None, match=client.codec.find_order)
-        onlineplus_state(sim).fill(order)
+        sim.fill(order)
         after = await look_up(client, ex.day, HOT, "buy", since, config.tz, None, match=client.codec.find_order)
         rows = await client.session.today_orders(ex.day)
     # open question 4: an untraded order is not listed here, so the lists cannot show it absent: unknown, never

@@ -652,19 +652,19 @@ async def test_fills_and_the_jalali_create_date_show_on_the_order_rows(
     await mofid.batch([draft_id])
     [order] = sim.orders(MOFID, USER)
     state = easytrader_state(sim)
-    state.fill(order, 400)
+    sim.fill(order, 400)
     row = (await mofid.call("GET", "/core/api/order"))[1]["orders"][0]
     assert (row["executedQuantity"], row["orderStateStr"], row["trades"]) == (
         400,
         "PartiallyExecuted",
         [{"price": 5_580, "quantity": 400}],
     )
-    state.fill(order)
+    sim.fill(order)
     state.settings.create_date_format = "jalali"
     row = (await mofid.call("GET", "/core/api/order"))[1]["orders"][0]
     assert (row["orderStateStr"], row["createDateTime"]) == ("Executed", "1405/08/30 08:45:00")
     with pytest.raises(ValueError, match="does not fit"):
-        state.fill(order, 1_001)
+        sim.fill(order, 1_001)
 
 
 # ---- the hourly cap -----------------------------------------------------------------------------------------

@@ -409,7 +409,7 @@ async def test_orderbook_report_rows_by_jalali_dates_with_fills_and_the_status_t
     assert buy["mmtpOrderId"] == (sim.orders(KH)[0].serial_number + 30_000_000) and buy["uuid"]
     assert {"farsiName", "mmtpOrderStatusName", "remainingQuantity", "averageTradedPrice", "totalValue"} <= set(buy)
     assert {"pureValue", "accountNumber", "bourseAccount", "customerBourseAccount", "validityTypeName"} <= set(buy)
-    exir_state(sim).fill(sim.orders(KH)[0])
+    sim.fill(sim.orders(KH)[0])
     status, body = await kh.get(target + "&orderStatusId=3")
     [filled] = body["result"]
     assert (filled["tradedQuantity"], filled["remainingQuantity"], filled["averageTradedPrice"]) == (1000, 0, 5580)

@@ -592,20 +592,19 @@ async def test_the_order_list_gives_todays_orders_and_fills_from_excutedamount(
     assert (sell["OrderId"], sell["OrderSide"], sell["OrderTime"]) == (2, "فروش", "08:45:00")
     assert "\u06cc" in buy["OrderSide"]  # the Persian yeh, as the document writes it
     assert (await hz.orders(OrderState="1"))[1] == {"Data": {"TotalRecord": 0, "Result": []}}
-    state = onlineplus_state(sim)
     first, second = sorted(sim.orders(HAFEZ, USER), key=lambda o: o.row_id)
-    state.fill(first, 400)
+    sim.fill(first, 400)
     [partial] = (await hz.orders(OrderState="1"))[1]["Data"]["Result"]
     assert (partial["OrderId"], partial["ExcutedAmount"], partial["OrderState"]) == (1, 400, STATE_PARTIAL)
-    state.fill(first)
-    state.fill(second)
+    sim.fill(first)
+    sim.fill(second)
     rows = (await hz.orders(OrderState="1"))[1]["Data"]["Result"]
     assert [(r["OrderId"], r["ExcutedAmount"], r["OrderState"]) for r in rows] == [
         (2, 2000, STATE_DONE),
         (1, 1000, STATE_DONE),
     ]
     with pytest.raises(ValueError, match="does not fit"):
-        state.fill(first, 1001)
+        sim.fill(first, 1001)
 
 
 async def test_the_order_list_pages_from_0_selects_gregorian_days_and_refuses_a_bad_body(

@@ -80,9 +80,12 @@ async def test_simulate_prints_a_working_config_and_stops_on_sigterm(tmp_path: P
         str(log_path),
         "--seed",
         "5",
+        "--fill",
+        "IRO1FOLD0001=0.4@2s,1@1m:5570",
     )
     try:
         assert "bound to 127.0.0.1" in lines[0]
+        assert "Orders of IRO1FOLD0001 execute 40% at +2 s, 100% at +60 s for 5570 after the open." in lines
         assert any("08:45:00.000 Asia/Tehran" in line and "+250 ms" in line for line in lines)
         assert f"  export {PASSWORD_ENV}={DEFAULT_PASSWORD}" in lines
         snippet = yaml.safe_load("\n".join(lines[lines.index(SNIPPET_START) + 1 : -1]))

@@ -16,7 +16,8 @@ from PIL import Image
 from daemon.clock import FakeClock
 from daemon.config import validate_config
 from daemon.sim import b64url_decode
-from daemon.sim.ephoenix import STATE_CANCELED
+from daemon.sim._market import fee_of
+from daemon.sim.ephoenix import STATE_CANCELED, STATE_EXECUTED, STATE_PARTIAL
 from daemon.simulator import DEFAULT_PASSWORD, PASSWORD_ENV, Simulator
 from tests.sim_support import GS_USER, HOT, SHAHR_USER, BrokerClient
 
@@ -549,3 +550,43 @@ async def test_config_snippet_is_valid_daemon_config(sim: Simulator) -> None:
     sim.add_account("gs", "other", "another-password")
     env = sim.config_snippet().env
     assert len(env) == 3 and set(env.values()) == {DEFAULT_PASSWORD, "another-password"}
+
+
+# ---- fills: a plan, a cancel of the rest, a full execution -------------------------------------------------
+async def test_fills_show_in_both_lists_and_a_cancel_frees_only_the_unexecuted_rest(
+    sim: Simulator, gs: BrokerClient, clock: FakeClock
+) -> None:
+    await gs.sign_in(GS_USER)
+    sim.set_fill(HOT, "0.25@2s", "1@10s:5570")  # no open set: counted from each order's booking
+    serial = (await (await gs.new_order(1000)).json())["serialNumber"]
+    [row], _ = await _rows(gs)
+    assert (row["executedVolume"], row["state"], row["isDone"], row["executionDate"]) == (0, 2, False, None)
+    clock.advance(2)
+    [row], _ = await _rows(gs)
+    fee = fee_of(5580, 250, sim.settings.rules.buy_fee)
+    assert (row["executedVolume"], row["executedAmount"], row["totalFee"], row["netTradedValue"]) == (
+        250,
+        250 * 5580,
+        fee,
+        250 * 5580 + fee,
+    )
+    assert (row["state"], row["isDone"], row["executionDate"]) == (STATE_PARTIAL, False, "2026-11-21T07:30:02.000")
+    [listed] = await (await gs.open_orders()).json()
+    assert (listed["executedVolume"], listed["state"]) == (250, STATE_PARTIAL)
+    assert (await _rows(gs, includeStatus=[STATE_EXECUTED]))[1] == 0
+    power = (await (await gs.trading_book()).json())["buyingPower"]
+    assert await _error_code(await gs.cancel(serial)) == 0
+    rest = 750 * 5580 + fee_of(5580, 750, sim.settings.rules.buy_fee)
+    assert (await (await gs.trading_book()).json())["buyingPower"] == power + rest
+    clock.advance(10)  # past the plan's last step: nothing executes after the cancel
+    [row], _ = await _rows(gs)
+    assert (row["executedVolume"], row["state"], row["isDone"]) == (250, STATE_CANCELED, True)
+    assert await (await gs.open_orders()).json() == []
+
+    second = (await (await gs.new_order(1000)).json())["serialNumber"]
+    clock.advance(10)
+    done, total = await _rows(gs, includeStatus=[STATE_EXECUTED])
+    assert total == 1 and done[0]["serialNumber"] == second and done[0]["isDone"] is True
+    assert (done[0]["executedVolume"], done[0]["executedAmount"]) == (1000, 250 * 5580 + 750 * 5570)
+    assert await (await gs.open_orders()).json() == []
+    assert await _error_code(await gs.cancel(second)) == 1020  # nothing left to cancel

@@ -333,6 +333,12 @@ def _announce(sim: Simulator, host: str) -> None:
             f"The market opens at {wall} Asia/Tehran on the simulator clock "
             f"(skew {sim.settings.skew_ms:+g} ms); NewOrder answers 1017 before that."
         )
+    for isin, plan in sim.settings.fills.items():
+        steps = ", ".join(
+            f"{step.ratio:.0%} at +{step.delay_s:g} s" + (f" for {step.price}" if step.price else "")
+            for step in plan.steps
+        )
+        lines.append(f"Orders of {isin} execute {steps} after the open.")
     lines.append("Before starting the daemon, export the simulated accounts' password:")
     lines += [f"  export {name}={shlex.quote(value)}" for name, value in snippet.env.items()]
     lines += [SNIPPET_START, snippet_yaml(sim).rstrip("\n"), SNIPPET_END, "Stop with Ctrl-C (or SIGTERM)."]

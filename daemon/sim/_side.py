@@ -1,16 +1,14 @@
 """What each platform module keeps beside the shared market, the same way for all (Exir, Online+, easytrader): its
-side of a simulator made on first use and dropped with it, its seeded random draws, and the fills a test marks.
-Fills live here rather than on the market because only these platforms' order rows show them."""
+side of a simulator made on first use and dropped with it, and its seeded random draws. (Fills are the market's,
+`_fills`: every platform's rows show them.)"""
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from weakref import WeakKeyDictionary
 
-from daemon.sim._market import Order
 from daemon.sim._state import SimState
 
 S = TypeVar("S")
@@ -36,20 +34,3 @@ def side_rng(state: SimState, platform: str) -> random.Random:
     """The platform's own random draws: from the simulator's seed when it has one, so a seeded run repeats."""
     seed = state.settings.seed
     return random.Random(f"{seed}/{platform}") if seed is not None else random.Random()
-
-
-@dataclass(frozen=True)
-class Fill:
-    quantity: int
-    price: int
-
-
-def record_fill(
-    fills: dict[tuple[str, int], Fill], order: Order, quantity: int | None = None, price: int | None = None
-) -> Fill:
-    """Mark `order` (partly) traded at `price` (its own by default); the whole order when no quantity is given."""
-    qty = order.volume if quantity is None else quantity
-    if not 0 < qty <= order.volume:
-        raise ValueError(f"a fill of {qty} does not fit an order of {order.volume}")
-    done = fills[(order.broker, order.serial_number)] = Fill(qty, order.price if price is None else price)
-    return done

@@ -47,11 +47,12 @@ from aiohttp import web
 from daemon.sim import rlc
 from daemon.sim._auth import b64url, b64url_decode
 from daemon.sim._captcha_image import render_captcha
+from daemon.sim._fills import Execution
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at
 from daemon.sim._platform import register_platform
-from daemon.sim._side import Fill, Sides, record_fill, side_rng
+from daemon.sim._side import Sides, side_rng
 from daemon.sim._state import SimState
 
 NAME = "easytrader"
@@ -223,7 +224,6 @@ class EasytraderState:
         self.drafts: dict[str, Draft] = {}
         self.order_ids: dict[tuple[str, int], str] = {}
         self.batch_ids: dict[str, tuple[str, int]] = {}  # an id a batch answered -> the order it placed
-        self.fills: dict[tuple[str, int], Fill] = {}
         self.last_order_ns: dict[tuple[str, str], int] = {}
         self._hits: dict[tuple[str, str], deque[int]] = {}
         self.counted: dict[tuple[str, str], int] = {}  # requests counted against the cap since the start
@@ -278,10 +278,6 @@ class EasytraderState:
         except (ValueError, TypeError):
             return None
         return payload if isinstance(payload, dict) else None
-
-    def fill(self, order: Order, quantity: int | None = None, price: int | None = None) -> Fill:
-        """Mark `order` (partly) traded: its row then shows executedQuantity and a trade."""
-        return record_fill(self.fills, order, quantity, price)
 
 
 _SIDES: Sides[EasytraderState] = Sides(EasytraderState)
@@ -806,16 +802,16 @@ def _create_date(created_ns: int, fmt: str) -> str:
     return moment.replace(tzinfo=None).isoformat(timespec="milliseconds")
 
 
-def order_row(et: EasytraderState, order: Order) -> dict[str, Any]:
-    fill = et.fills.get((order.broker, order.serial_number))
-    executed = fill.quantity if fill is not None else 0
+def order_row(et: EasytraderState, order: Order, done: Execution) -> dict[str, Any]:
+    """A /core/api/order row with what `order` executed: `executedQuantity`, one `trades` entry per trade."""
+    executed = done.quantity
     if order.state == CANCELLED:
         state = CANCELED
     elif executed >= order.volume:
         state = EXECUTED
     else:
         state = PARTIAL if executed else ON_BOARD
-    trades = [{"price": fill.price, "quantity": fill.quantity}] if fill is not None else []
+    trades = [{"price": t.price, "quantity": t.quantity} for t in done.trades]
     return {
         "id": et.order_id(order),
         "symbolIsin": order.isin,
@@ -840,7 +836,7 @@ async def orders(request: web.Request) -> web.StreamResponse:
     today = created_at(st.now_ns()).date()
     mine = [o for o in st.market.orders_of(account) if o.day == today]
     mine.sort(key=lambda o: (o.created_ns, o.row_id), reverse=True)
-    return json_response({"orders": [order_row(et, o) for o in mine], "algoSuffixCharacters": "ـ"})
+    return json_response({"orders": [order_row(et, o, st.execution(o)) for o in mine], "algoSuffixCharacters": "ـ"})
 
 
 async def drafts_list(request: web.Request) -> web.StreamResponse:

@@ -39,11 +39,12 @@ from aiohttp import web
 from daemon.sim import rlc
 from daemon.sim._auth import b64url, b64url_decode
 from daemon.sim._captcha_image import render_captcha
+from daemon.sim._fills import Execution
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at, fee_of
 from daemon.sim._platform import register_platform
-from daemon.sim._side import Fill, Sides, record_fill, side_rng
+from daemon.sim._side import Sides, side_rng
 from daemon.sim._state import SimState
 
 NAME = "exir"
@@ -180,7 +181,8 @@ class ExirSession:
 
 
 class ExirState:
-    """One simulator's Exir side: its settings, bootstrap cookies, spent captchas, sessions, spacing and fills."""
+    """One simulator's Exir side: its settings, bootstrap cookies, spent captchas, sessions and spacing (fills are
+    the market's: `sim.fill`, `sim.set_fill`)."""
 
     def __init__(self, state: SimState) -> None:
         self.settings = ExirSettings()
@@ -191,15 +193,10 @@ class ExirState:
         self.spent_captchas: dict[str, int] = {}  # captcha id -> its expiry (epoch s), so each is answered once
         self.sessions: dict[str, ExirSession] = {}
         self.last_order_ns: dict[tuple[str, str], int] = {}
-        self.fills: dict[tuple[str, int], Fill] = {}
 
     def broker_id(self, code: str) -> int:
         """The numeric broker id of a tenant: configured, or a stable made-up one (100-999) from the code."""
         return self.settings.broker_ids.get(code) or 100 + zlib.crc32(code.encode()) % 900
-
-    def fill(self, order: Order, quantity: int | None = None, price: int | None = None) -> Fill:
-        """Mark `order` (partly) traded, as the exchange would: its report row then shows tradedQuantity > 0."""
-        return record_fill(self.fills, order, quantity, price)
 
     # ---- signed tokens (HS256 JWTs) -----------------------------------------------------------------
     def jwt(self, payload: dict[str, Any]) -> str:
@@ -603,12 +600,15 @@ def status_of(order: Order, traded: int, today: date) -> tuple[int, str]:
     return (STATUS_FILLED if traded >= order.volume else STATUS_ACTIVE), name
 
 
-def report_row(ex: ExirState, order: Order, today: date, fee_rate: Decimal) -> dict[str, Any]:
-    fill = ex.fills.get((order.broker, order.serial_number))
-    traded, average = (fill.quantity, fill.price) if fill is not None else (0, 0)
+def report_row(ex: ExirState, order: Order, today: date, fee_rate: Decimal, done: Execution) -> dict[str, Any]:
+    """An orderbookReport row with what `order` executed: `averageTradedPrice` over its trades (a whole number when
+    it is one), `totalValue` the gross traded, `pureValue` with the fee (each trade's, half up, as the market charges
+    it), `remainingQuantity` 0 once the order is cancelled."""
+    traded = done.quantity
+    average = done.average_price
     status_id, status_name = status_of(order, traded, today)
-    total = traded * average
-    fee = fee_of(average, traded, fee_rate)  # half up, as the market charges it
+    total = done.value
+    fee = sum(fee_of(t.price, t.quantity, fee_rate) for t in done.trades)
     bourse = bourse_account(order.username)
     return {
         "mmtpOrderId": order_id(order),
@@ -618,7 +618,7 @@ def report_row(ex: ExirState, order: Order, today: date, fee_rate: Decimal) -> d
         "remainingQuantity": 0 if order.state == CANCELLED else order.volume - traded,
         "tradedQuantity": traded,
         "price": order.price,
-        "averageTradedPrice": average,
+        "averageTradedPrice": 0 if average is None else int(average) if average == int(average) else float(average),
         "totalValue": total,
         "pureValue": total + fee if order.side == BUY else total - fee,
         "insMaxLCode": order.isin,
@@ -656,7 +656,7 @@ async def orderbook_report(request: web.Request) -> web.StreamResponse:
     for order in orders:
         if (start is not None and order.day < start) or (end is not None and order.day > end):
             continue
-        row = report_row(ex, order, today, st.market.rules.fee_rate(order.side))
+        row = report_row(ex, order, today, st.market.rules.fee_rate(order.side), st.execution(order))
         if status is None or row["orderStatusId"] == int(status):
             rows.append(row)
     return json_response({"result": rows[: int(size)]})

@@ -39,7 +39,7 @@ from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_res
 from daemon.sim._http import state_of as _state
 from daemon.sim._market import BUY, CANCELLED, SELL, Account, Order, OrderRequest, Refusal, created_at
 from daemon.sim._platform import register_platform
-from daemon.sim._side import Fill, Sides, record_fill, side_rng
+from daemon.sim._side import Sides, side_rng
 from daemon.sim._state import SimState
 
 NAME = "onlineplus"
@@ -202,7 +202,8 @@ class OnlinePlusSession:
 
 
 class OnlinePlusState:
-    """One simulator's Online+ side: settings, front-door cookies, captchas, sessions, account flags and fills."""
+    """One simulator's Online+ side: settings, front-door cookies, captchas, sessions and account flags (fills are
+    the market's: `sim.fill`, `sim.set_fill`)."""
 
     def __init__(self, state: SimState) -> None:
         self.settings = OnlinePlusSettings()
@@ -211,16 +212,11 @@ class OnlinePlusState:
         self.captchas: dict[str, Captcha] = {}
         self.sessions: dict[str, OnlinePlusSession] = {}
         self.flags: dict[tuple[str, str], AccountFlags] = {}
-        self.fills: dict[tuple[str, int], Fill] = {}
 
     def set_flags(self, broker: str, username: str, **flags: bool) -> AccountFlags:
         """Mark an account as having SMS/OTP on or a password to change (`active_otp=True`, ...)."""
         found = self.flags[(broker, username)] = AccountFlags(**flags)
         return found
-
-    def fill(self, order: Order, quantity: int | None = None) -> Fill:
-        """Mark `order` (partly) executed, as the exchange would: its GetOrderList row then has ExcutedAmount > 0."""
-        return record_fill(self.fills, order, quantity)
 
     def token(self, n: int) -> str:
         return f"{self.rng.getrandbits(n * 4):0{n}x}"
@@ -571,7 +567,7 @@ def state_text(order: Order, executed: int) -> str:
     return STATE_PARTIAL if executed else STATE_QUEUED
 
 
-def order_rows(op: OnlinePlusState, orders: list[Order]) -> list[dict[str, Any]]:
+def order_rows(st: SimState, orders: list[Order]) -> list[dict[str, Any]]:
     """The account's orders as GetOrderList rows, newest first; `OrderId` is the account's sequence of the day."""
     sequence: dict[int, int] = {}
     per_day: dict[date, int] = {}
@@ -579,8 +575,7 @@ def order_rows(op: OnlinePlusState, orders: list[Order]) -> list[dict[str, Any]]
         per_day[order.day] = sequence[order.row_id] = per_day.get(order.day, 0) + 1
     rows = []
     for order in sorted(orders, key=lambda o: (o.created_ns, o.row_id), reverse=True):
-        fill = op.fills.get((order.broker, order.serial_number))
-        executed = fill.quantity if fill is not None else 0
+        executed = st.execution(order).quantity
         placed = jdatetime.datetime.fromgregorian(datetime=created_at(order.created_ns))
         rows.append(
             {
@@ -618,7 +613,7 @@ async def order_list(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return envelope(request, INVALID_REQUEST)
     orders = [o for o in st.market.orders_of(account) if start <= o.day <= end]
-    rows = order_rows(op, orders)
+    rows = order_rows(st, orders)
     if state == EXECUTED_STATE:
         rows = [r for r in rows if r["ExcutedAmount"] > 0]
     elif state != op.settings.all_orders_state:

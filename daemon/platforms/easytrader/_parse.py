@@ -31,6 +31,8 @@ REJECTED = "رد درخواست"  # IdentityServer's "request rejected" page: ab
 CLOSED_STATES = frozenset({"Executed", "Canceled", "Cancelled", "Expired", "Rejected", "Deleted"})
 """orderStateStr values taken as no longer open: only "OnBoard" (open) was seen live; these are guesses, and any
 other text with something left counts as open (never "no open order" by mistake)."""
+ENDED_STATES = frozenset(state.lower() for state in CLOSED_STATES - {"Executed"})
+"""The closed states that mean the broker ended the order (cancelled, expired, rejected, deleted): guesses too."""
 
 
 # ---- the token ---------------------------------------------------------------------------------------------
@@ -244,6 +246,7 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         "createdAt": row.get("createDateTime"),
         "created": created,
     }
+    complete = volume is not None and executed is not None and executed >= volume
     return BrokerOrder(
         isin=isin,
         side=SIDE_NAMES.get(side) if side is not None else None,
@@ -254,7 +257,24 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         executed=executed,
         price=price,
         row=norm,
+        average_price=trades_average(row.get("trades"), executed),
+        cancelled=state is not None and state.strip().lower() in ENDED_STATES and not complete,
     )
+
+
+def trades_average(trades: Any, executed: int | None) -> float | None:
+    """Rial per share over a row's `trades` ({price, quantity} each, as the simulator writes them: the live rows
+    seen had none), when they are all readable and add up to `executedQuantity`; None otherwise."""
+    if not isinstance(trades, list) or not trades or executed is None or executed <= 0:
+        return None
+    value = quantity = 0.0
+    for trade in trades:
+        price = finite(trade.get("price")) if isinstance(trade, dict) else None
+        shares = whole(trade.get("quantity")) if isinstance(trade, dict) else None
+        if price is None or price <= 0 or shares is None or shares <= 0:
+            return None
+        value, quantity = value + price * shares, quantity + shares
+    return value / quantity if quantity == executed else None
 
 
 def orders_of_day(orders: list[BrokerOrder], day: date, tz: Any = TEHRAN) -> list[BrokerOrder]:

@@ -25,6 +25,10 @@ FALLBACK_FEE = 0.005
 """Above the real buy rate (0.3712 % seen), so a missing rate under-sizes; 0 once over-spent (exir-api.md, Fees)."""
 SIDE_NAMES = {1: "buy", 2: "sell"}
 SIDE_LETTERS = {"خ": 1, "ف": 2}  # خريد buy, فروش sell: the first letter, whatever the yeh (exir-api.md)
+CANCELLED_WORDS = frozenset({"حذف", "لغو", "منقضی", "رد"})
+"""Words of `mmtpOrderStatusName` (whole words) read as "the broker ended it" (deleted, cancelled, expired,
+rejected): assumed, the document shows only `در صف` and `انجام کلي`; a row with nothing left and not all of it
+traded reads the same."""
 TOKEN_VERSION = 1
 
 
@@ -219,7 +223,9 @@ def order_rows(body: Any, broker: str) -> list[dict[str, Any]]:
 def broker_order(row: dict[str, Any]) -> BrokerOrder:
     """An orderbookReport row as the project's model, over a row normalised to the keys matching reads
     (`isin`, `side` 1/2, `serialNumber` = mmtpOrderId, `trackingNumber` = uuid, `volume`, `executedVolume` =
-    tradedQuantity, `remaining`, `filled` = tradedQuantity > 0 [confirmed live], `created`), plus Exir's own."""
+    tradedQuantity, `remaining`, `filled` = tradedQuantity > 0 [confirmed live], `created`), plus Exir's own.
+    The average price is `averageTradedPrice` once something traded (the doc: "the actual fill price"); cancelled
+    is `ended` (see `CANCELLED_WORDS`)."""
     isin = next((row[k] for k in ("insMaxLCode", "insMaxLcode") if isinstance(row.get(k), str)), None)
     side = side_of(row.get("orderSideName"))
     serial = whole(row.get("mmtpOrderId"))
@@ -245,6 +251,7 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         "createdAt": row.get("entryDateTime"),
         "created": created,
     }
+    average = norm["averagePrice"]
     return BrokerOrder(
         isin=isin,
         side=SIDE_NAMES.get(side) if side is not None else None,
@@ -255,7 +262,21 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         executed=executed,
         price=price,
         row=norm,
+        average_price=average
+        if executed is not None and executed > 0 and average is not None and average > 0
+        else None,
+        cancelled=ended(row.get("mmtpOrderStatusName"), volume, executed, remaining),
     )
+
+
+def ended(status_name: Any, volume: int | None, executed: int | None, remaining: int | None) -> bool:
+    """Whether the broker ended the order short of a full execution: its status names a cancel, an expiry or a
+    rejection, or nothing is left of it though not all of it traded. Unreadable: not ended."""
+    if volume is not None and executed is not None and executed >= volume:
+        return False
+    if isinstance(status_name, str) and CANCELLED_WORDS & set(status_name.split()):
+        return True
+    return remaining == 0 and volume is not None and executed is not None and executed < volume
 
 
 def unique_orders(orders: Iterable[BrokerOrder]) -> list[BrokerOrder]:

@@ -258,10 +258,11 @@ class ExirSession(AccountHttp, SessionDefaults):
         return unique_orders(broker_order(row) for row in rows)
 
     async def open_orders(self) -> list[BrokerOrder]:
-        """Today's orders (the clock's Tehran day) with something left: remainingQuantity > 0, or unreadable
-        (then it may be open). Exir has no open-orders list of its own that is known."""
+        """Today's orders (the clock's Tehran day) with something left and not ended: remainingQuantity > 0, or
+        unreadable (then it may be open). Exir has no open-orders list of its own that is known."""
         today = self._clock.now().astimezone(TEHRAN).date()
-        return [o for o in await self.today_orders(today) if o.row.get("remaining") is None or o.row["remaining"] > 0]
+        orders = await self.today_orders(today)
+        return [o for o in orders if not o.cancelled and (o.row.get("remaining") is None or o.row["remaining"] > 0)]
 
     async def calculate_order(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
         """Exir's own sizing [confirmed live, exir-api.md Price and volume], from fresh reads: a buy is

@@ -39,6 +39,9 @@ TOKEN_VERSION = 1
 WRONG_CREDENTIALS = "OMS_1000"  # [confirmed live]: never retried
 WRONG_CAPTCHA = "INVALIDCAPTCHA"  # [confirmed live]: a new captcha
 RATE_LIMIT = "OMS_2080"  # [listed]: back off (a login waits like an Ephoenix 429; an order retries after spacing)
+CANCELLED_WORDS = frozenset({"لغو", "حذف", "منقضی", "رد"})
+"""Whole words of a row's `OrderState` text read as "the broker ended it" (cancelled, deleted, expired, rejected):
+the document knows no values but "1" in the request (open question 4), so this is assumed."""
 MARKET_CLOSED = "OMS_8018"  # [listed]: the order is early, retried on the plan's next slot
 
 _API_BASE = re.compile(r"""ApiBaseURl\s*=\s*(['"])(.*?)\1""", re.IGNORECASE)
@@ -310,7 +313,8 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
     """A GetOrderList row as the project's model, over a row normalised to the keys matching reads (`isin`, `side`
     1/2, `serialNumber` = OrderId (the account's sequence of that day), `volume` = Quantity, `executedVolume` =
     ExcutedAmount (sic), `remaining`, `filled` = ExcutedAmount > 0, `created` from OrderDate and OrderTime), plus
-    Online+'s own fields."""
+    Online+'s own fields. No average price: the list has no traded value or price (onlineplus-api.md); cancelled
+    when `OrderState` names a cancel, an expiry or a rejection (`CANCELLED_WORDS`, assumed) short of a full fill."""
     isin = next((row[k] for k in ("SymbolIsin", "SymbolISIN") if isinstance(row.get(k), str)), None)
     side = side_of(row.get("OrderSide"))
     serial = whole(row.get("OrderId"))
@@ -332,6 +336,8 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         "createdAt": f"{row.get('OrderDate')}-{row.get('OrderTime')}" if created is not None else None,
         "created": created,
     }
+    state = row.get("OrderState")
+    complete = volume is not None and executed is not None and executed >= volume
     return BrokerOrder(
         isin=isin,
         side=SIDE_NAMES.get(side) if side is not None else None,
@@ -342,6 +348,7 @@ def broker_order(row: dict[str, Any]) -> BrokerOrder:
         executed=executed,
         price=price,
         row=norm,
+        cancelled=isinstance(state, str) and bool(CANCELLED_WORDS & set(state.split())) and not complete,
     )
 
 

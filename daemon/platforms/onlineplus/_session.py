@@ -299,8 +299,8 @@ class OnlinePlusSession(AccountHttp):
         return rows
 
     async def open_orders(self) -> list[BrokerOrder]:
-        """Today's orders (the clock's Tehran day) with something left to trade, or unreadable (then it may be
-        open). Online+ has no open-orders list that is known.
+        """Today's orders (the clock's Tehran day) with something left to trade and not cancelled, or unreadable
+        (then it may be open). Online+ has no open-orders list that is known.
 
         That the all-orders state lists unfilled orders at all is an assumption (onlineplus-api.md, open question
         4). Unless today's list shows one (a row with nothing executed), an order missing from it may just be
@@ -314,7 +314,7 @@ class OnlinePlusSession(AccountHttp):
                 "order is absent (OrderState 0 is assumed to list every order)."
             )
         orders = unique_orders([*listed, *(broker_order(r) for r in await self._order_pages(today, EXECUTED_STATE))])
-        return [o for o in orders if o.row.get("remaining") is None or o.row["remaining"] > 0]
+        return [o for o in orders if not o.cancelled and (o.row.get("remaining") is None or o.row["remaining"] > 0)]
 
     async def calculate_order(self, isin: str, side: str, price: int, amount: int) -> dict[str, Any]:
         """The doc's sizing from fresh reads, for the warmup's cross-check (Online+ has no calculation endpoint):
