@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from daemon.sim.ephoenix import OK
+from daemon.sim.ephoenix import MARKET_CLOSED, OK, TOO_SOON
 from daemon.simulator import PASSWORD_ENV, Simulator
 from tests.processes import daemon_env
 from tests.simhelp import sim_settings, squeezed_day_data
@@ -147,8 +147,12 @@ async def run_group(
 
 
 def fired_once_each(sim: Simulator) -> None:
-    sends = Counter(r.username for r in sim.request_log.records(route="new_order"))
-    assert len(sends) == ACCOUNTS and set(sends.values()) == {1}, sends
+    records = sim.request_log.records(route="new_order")
+    accepted = Counter(r.username for r in records if r.error_code == OK)
+    assert len(accepted) == ACCOUNTS and set(accepted.values()) == {1}, accepted
+    # a busy machine may put a first send a hair before the open: the broker's "not yet" is retried, never booked
+    refused = Counter(r.error_code for r in records if r.error_code != OK)
+    assert set(refused) <= {MARKET_CLOSED, TOO_SOON}, refused
     logins = Counter(r.username for r in sim.request_log.records(route="login") if r.error_code == OK)
     assert len(logins) == ACCOUNTS and set(logins.values()) == {1}, logins  # one login per account, group-wide
     assert len(sim.orders()) == ACCOUNTS
