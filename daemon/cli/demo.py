@@ -10,6 +10,7 @@ from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.demo import run_demo
 from daemon.errors import UserError
+from daemon.logs import register_secret
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dir", type=Path, help="keep the demo's cache, journal and config here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--notify",
+        metavar="URL",
+        help='an apprise URL (README "Notifications") that gets the fire summary and the fill summary',
+    )
     parser.set_defaults(afunc=run)
 
 
@@ -39,7 +45,13 @@ async def run(args: argparse.Namespace) -> int:
             f"{args.skew_ms:+.0f} ms off. Logging in (captchas read by OCR), warming up, then the open...",
             flush=True,
         )
-    result = await run_demo(SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir)
+    if args.notify is not None:
+        if not args.notify.strip():
+            raise UserError("--notify needs an apprise URL, e.g. json://127.0.0.1:8080/hook or tgram://TOKEN/CHAT.")
+        register_secret(args.notify)  # a URL may carry a bot token: never in the output
+    result = await run_demo(
+        SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir, notify_url=args.notify
+    )
     summary = result.summary()
     if args.json:
         print_json(
@@ -61,9 +73,24 @@ async def run(args: argparse.Namespace) -> int:
             "answer after open (ms)",
             "attempts",
             "result",
+            "fill",
+            "executed",
+            "fill value (rial)",
         ],
         [
-            [r.account, r.broker, r.price, r.volume, r.first_send_ms, r.first_answer_ms, r.attempts, r.result]
+            [
+                r.account,
+                r.broker,
+                r.price,
+                r.volume,
+                r.first_send_ms,
+                r.first_answer_ms,
+                r.attempts,
+                r.result,
+                r.fill_state or "-",
+                r.executed,
+                None if r.fill_value is None else f"{round(r.fill_value):,}",
+            ]
             for r in result.rows
         ],
     )
@@ -79,4 +106,12 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"First orders reached the broker {a['min']:.2f} to {a['max']:.2f} ms after the open (median {a['p50']:.2f} ms)."
         )
+    print(
+        f"After the open: {summary['orders_seen_filled']} orders filled in part or in full, "
+        f"{summary['filled_shares']:,} shares for {summary['filled_rial']:,} rial "
+        f"(the simulator filled {summary['fills_made']}; {summary['tracking_beats']} reads of each account's orders)."
+    )
+    if args.notify is not None:
+        told = ", ".join(summary["notified"]) or "nothing"
+        print(f"Notified: {told}." + ("" if not result.notify_failed else " The URL refused a message (see the log)."))
     return 0 if result.ok else 1
