@@ -101,6 +101,7 @@ class Tracker:
         lists = await asyncio.gather(*(self._read(clients[name]) for name in names))
         left: list[ReportRow] = []
         unknown: list[ReportRow] = []
+        changes: list[dict[str, Any]] = []
         for name, (orders, why) in zip(names, lists):
             client = clients[name]
             for row in by_account[name]:
@@ -115,10 +116,12 @@ class Tracker:
                 reading = read_fill(order, row.volume)
                 metrics.fill_seen(name, row.isin, reading.executed, reading.fill_value or 0.0)
                 if changed(row, reading):
-                    self._record(row, client.broker, order, reading)
+                    changes.append(self._record(row, client.broker, order, reading))
                 if reading.state not in FINAL and not final:
                     left.append(row)
-        await self.journal.flush(durable=True)
+        written = await self.journal.flush(durable=True)
+        for fields in changes:  # logged once on disk (a kill before the fsync loses the change and its line alike)
+            log.info("tracking.change", written=written, **fields)
         if left:
             return False
         self.ended = True
@@ -175,7 +178,7 @@ class Tracker:
             "fill_at": self.clock.now().astimezone(self.tz).isoformat(),
         }
 
-    def _record(self, row: ReportRow, broker: str, order: Mapping[str, Any], reading: Reading) -> None:
+    def _record(self, row: ReportRow, broker: str, order: Mapping[str, Any], reading: Reading) -> dict[str, Any]:
         fields = self._fields(row, broker)
         typed = order if isinstance(order, BrokerOrder) else None
         if fields["serial_number"] is None and typed is not None:
@@ -190,16 +193,15 @@ class Tracker:
             fill_value=reading.fill_value,
             fill_state=reading.state,
         )
-        log.info(
-            "tracking.change",
-            account=row.account,
-            isin=row.isin,
-            side=row.side,
-            was=row.fill_state,
-            now=reading.state,
-            executed=reading.executed,
-            volume=row.volume,
-        )
+        return {
+            "account": row.account,
+            "isin": row.isin,
+            "side": row.side,
+            "was": row.fill_state,
+            "now": reading.state,
+            "executed": reading.executed,
+            "volume": row.volume,
+        }
 
     def _record_unknown(self, row: ReportRow, broker: str, why: str) -> None:
         self.journal.record("fill", **self._fields(row, broker), fill_state="unknown", reason=why)
