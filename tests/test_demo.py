@@ -97,3 +97,17 @@ def test_demo_fires_every_account_tracks_the_fills_notifies_and_leaks_no_secret(
 def test_demo_refuses_a_silly_account_count():
     result = run_daemon("demo", "--accounts", "0")
     assert result.returncode == 2 and "--accounts" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (f"nosuchservice://{HOOK_TOKEN}", "error: --notify is not a URL apprise can send to (scheme 'nosuchservice')"),
+        ("  ", "error: --notify needs an apprise URL"),
+    ],
+)
+def test_demo_refuses_a_notification_url_it_cannot_use_before_starting(url, expected):
+    result = run_daemon("demo", "--notify", url)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1
+    assert HOOK_TOKEN not in result.stderr

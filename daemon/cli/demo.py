@@ -8,9 +8,11 @@ from pathlib import Path
 from daemon.cli import add_common
 from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
+from daemon.config import validate_config
 from daemon.demo import run_demo
-from daemon.errors import UserError
+from daemon.errors import ConfigError, UserError
 from daemon.logs import register_secret
+from daemon.notify import Notifications
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -36,19 +38,30 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(afunc=run)
 
 
+async def check_notify_url(url: str) -> None:
+    """A URL apprise cannot use (or no apprise) is one sentence before the simulator starts; the URL is a secret."""
+    if not url.strip():
+        raise UserError("--notify needs an apprise URL, e.g. json://127.0.0.1:8080/hook or tgram://TOKEN/CHAT.")
+    register_secret(url)  # a URL may carry a bot token: never in the output
+    try:
+        notify = Notifications.from_config(validate_config({"notify": {"urls": [url]}}), SystemClock())
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("notify.urls[0]", "--notify")) from None
+    if notify is not None:
+        await notify.aclose()
+
+
 async def run(args: argparse.Namespace) -> int:
     if not 1 <= args.accounts <= 2000:
         raise UserError("--accounts must be between 1 and 2000.")
+    if args.notify is not None:
+        await check_notify_url(args.notify)
     if not args.json:
         print(
             f"Starting a simulated broker on 127.0.0.1 with {args.accounts} accounts; its clock is "
             f"{args.skew_ms:+.0f} ms off. Logging in (captchas read by OCR), warming up, then the open...",
             flush=True,
         )
-    if args.notify is not None:
-        if not args.notify.strip():
-            raise UserError("--notify needs an apprise URL, e.g. json://127.0.0.1:8080/hook or tgram://TOKEN/CHAT.")
-        register_secret(args.notify)  # a URL may carry a bot token: never in the output
     result = await run_demo(
         SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir, notify_url=args.notify
     )
