@@ -77,13 +77,14 @@ class ScheduleSettings(_Strict):
     arm_before_s: Seconds = 60.0
     window_s: Seconds = 30.0
     refresh_s: Seconds = 20.0
+    close: time | None = None
     trading_days: list[Weekday] = Field(default_factory=lambda: ["sat", "sun", "mon", "tue", "wed"], min_length=1)
     holidays: list[ConfiguredDay] = Field(default_factory=list)
     holidays_file: FsPath | None = None
     official_holidays: bool = True
     open_days: list[ConfiguredDay] = Field(default_factory=list)
 
-    @field_validator("warmup", "open", mode="before")
+    @field_validator("warmup", "open", "close", mode="before")
     @classmethod
     def _yaml_sexagesimal(cls, value: Any) -> Any:
         """YAML 1.1 reads an unquoted 08:45:00 as the number 31500; take it as seconds after midnight.
@@ -98,10 +99,10 @@ class ScheduleSettings(_Strict):
             return "0" + value.strip()
         return value
 
-    @field_validator("warmup", "open")
+    @field_validator("warmup", "open", "close")
     @classmethod
-    def _local_time(cls, value: time) -> time:
-        if value.tzinfo is not None:
+    def _local_time(cls, value: time | None) -> time | None:
+        if value is not None and value.tzinfo is not None:
             raise ValueError("give a plain time of day like 08:45:00; the zone is the top-level timezone setting")
         return value
 
@@ -120,6 +121,11 @@ class ScheduleSettings(_Strict):
             raise ValueError(
                 f"window_s: a window of {self.window_s:g} s after the open would run past midnight; shorten it"
             )
+        if self.close is not None and datetime.combine(day, self.close) <= open_at + timedelta(seconds=self.window_s):
+            raise ValueError(
+                f"close: {self.close.isoformat()} is not after the fire window's end; give the market's close "
+                "(12:30 in Tehran), later than open plus window_s"
+            )
         for day in self.open_days:
             if WEEKDAYS[day.weekday()] not in self.trading_days:
                 raise ValueError(
@@ -128,6 +134,27 @@ class ScheduleSettings(_Strict):
             if day in self.holidays:
                 raise ValueError(f"open_days: {day} is also in holidays; keep it in one of the two lists")
         return self
+
+
+class TrackingSettings(_Strict):
+    """Following the accepted orders through the broker's lists after the window (README "Order tracking")."""
+
+    enabled: bool = True
+    every_s: float = Field(default=30.0, ge=1, le=3600)
+    until: time = time(9, 0)
+    then_every_s: float = Field(default=300.0, ge=1, le=3600)
+
+    @field_validator("until", mode="before")
+    @classmethod
+    def _yaml_time(cls, value: Any) -> Any:
+        return ScheduleSettings._yaml_sexagesimal(value)
+
+    @field_validator("until")
+    @classmethod
+    def _plain_time(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("give a plain time of day like 09:00; the zone is the top-level timezone setting")
+        return value
 
 
 class CacheTTL(_Strict):
@@ -406,6 +433,7 @@ class OrderSettings(_Strict):
 
 NOTIFY_EVENTS = (
     "fire_summary",
+    "fill_summary",
     "warmup_failed",
     "token_renewal_failed",
     "service_stopped_in_window",
@@ -643,6 +671,7 @@ class Config(_Strict):
     executor: ExecutorSettings = ExecutorSettings()
     fees: FeeSettings = FeeSettings()
     notify: NotifySettings = NotifySettings()
+    tracking: TrackingSettings = TrackingSettings()
     accounts: list[AccountSettings] = Field(default_factory=list)
 
     @field_validator("timezone")

@@ -20,6 +20,11 @@ called right after `arm`, about a minute early, and the runner waits for the ope
 wait. Warmup and arm never hold each other up: a warmup still running at arm time is logged loudly and
 arm and fire go on for the accounts that are ready. A runner method that raises is one log line.
 
+After the report, the day's accepted orders are followed (`track`) on the `tracking` cadence
+(`daemon.tracking.Cadence`) until every one has ended or the market closes (`plan.close`); a daemon (re)started
+then goes straight to tracking. A stop during tracking cancels it at once: every change is already in the
+journal, which is where a restart takes it up.
+
 A daemon (re)started inside the fire window (from the arm time to the window's end: systemd restarting
 it after a crash at 08:44:59.950, say) arms at once, with no warmup (the arm works from the cache and
 logs in only where a token is missing), fires what is left of the window and reports; the executor reads
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal, Protocol
 
 from apscheduler.jobstores.base import JobLookupError
@@ -42,8 +47,9 @@ from daemon.clock import Clock
 from daemon.config import Config
 from daemon.days import DayPlan, Phase, TradingCalendar, calendar_for, next_events, phase_at, time_of_day
 from daemon.logs import get_logger
+from daemon.tracking import Cadence
 
-Step = Literal["warmup", "refresh", "arm", "fire", "report"]
+Step = Literal["warmup", "refresh", "arm", "fire", "report", "track"]
 
 
 class DayRunner(Protocol):
@@ -67,6 +73,11 @@ class DayRunner(Protocol):
 
     async def report(self, plan: DayPlan) -> None:
         """Write the day's report to the log."""
+
+    async def track(self, plan: DayPlan, final: bool) -> bool:
+        """One beat of order tracking (after the report, until `plan.close`, on the `tracking` cadence): read the
+        broker's lists once per account and journal what changed; True once nothing is left to follow. `final`
+        is the close's beat, after which the day's tracking is over whatever it returns."""
 
     async def aclose(self) -> None: ...
 
@@ -184,6 +195,7 @@ class DayScheduler:
         self._task: asyncio.Task[None] | None = None
         self._window: asyncio.Task[None] | None = None
         self._window_end: datetime | None = None
+        self._tracked: date | None = None  # the day whose tracking ended early (every order final)
         self._log = get_logger("scheduler")
 
     def start(self) -> asyncio.Task[None]:
@@ -211,11 +223,18 @@ class DayScheduler:
 
     async def run(self) -> None:
         while True:
-            await self._day(phase_at(self.config, self.clock.now(), self.calendar))
+            phase = phase_at(self.config, self.clock.now(), self.calendar)
+            if phase.name == "tracking" and phase.plan.day == self._tracked:  # ended early: on to the next day
+                phase = phase_at(self.config, phase.plan.close or phase.plan.window_end, self.calendar)
+            await self._day(phase)
 
     async def _day(self, phase: Phase) -> None:
         plan = phase.plan
         log = self._log.bind(day=plan.day.isoformat())
+        if phase.name == "tracking":
+            log.warning("started after the fire window: tracking the day's orders", close=str(plan.close))
+            await self._track(plan)
+            return
         if phase.name == "in_window":
             log.warning(
                 "started inside the fire window: arming now",
@@ -224,6 +243,7 @@ class DayScheduler:
                 window_end=plan.window_end.isoformat(),
             )
             await self._run_window(plan, None, None, started_at=self.clock.now())
+            await self._track(plan)
             return
         now = self.clock.now()
         if now < plan.warmup:
@@ -254,6 +274,45 @@ class DayScheduler:
             for task in (warm, refresher):
                 task.cancel()
             await asyncio.gather(warm, refresher, return_exceptions=True)
+        await self._track(plan)
+
+    async def _track(self, plan: DayPlan) -> None:
+        """Beats of `track` from the window's end to the close; it ends early once the runner says nothing is left.
+        A beat that raises is one log line and the next beat comes as planned."""
+        if not plan.tracks or plan.close is None:
+            return
+        settings = self.config.tracking
+        cadence = Cadence.of_day(
+            plan.day,
+            self.config.tz,
+            plan.window_end,
+            plan.close,
+            settings.every_s,
+            settings.until,
+            settings.then_every_s,
+        )
+        log = self._log.bind(day=plan.day.isoformat(), step="track")
+        beat = cadence.first_from(self.clock.now())
+        if beat is None:
+            return
+        self._status(f"tracking the day's orders until {when_text(plan.close)}")
+        log.info("track started", close=plan.close.isoformat())
+        while beat is not None:
+            await self.alarm.until(beat)
+            final = beat >= plan.close
+            try:
+                done = await self.runner.track(plan, final)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 (a tracking failure must leave the service running)
+                log.error("track failed", reason=one_line(exc))
+                done = False
+            if done or final:
+                log.info("track done", at_close=final, ended_early=not final)
+                if not final:
+                    self._tracked = plan.day
+                return
+            beat = cadence.next_after(self.clock.now())
 
     async def _run_window(
         self,

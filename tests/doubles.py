@@ -28,7 +28,8 @@ class Call:
 class RecordingRunner:
     """`takes` makes a step last that many (fake) seconds; `fails` makes a step raise after recording itself.
 
-    `fire` waits for the open and then for the window's end, as the real one does.
+    `fire` waits for the open and then for the window's end, as the real one does. `track` says everything is
+    final after `track_beats` beats (None: never, so tracking runs to the close); `finals` notes each beat's flag.
     """
 
     config: Config
@@ -37,6 +38,8 @@ class RecordingRunner:
     fails: set[str] = field(default_factory=set)
     log_calls: bool = False
     calls: list[Call] = field(default_factory=list)
+    track_beats: int | None = None
+    finals: list[bool] = field(default_factory=list)
 
     async def _step(self, step: str, plan: DayPlan | None, until: list[datetime] | None = None) -> None:
         call = Call(step, plan.day if plan else None, self.clock.now())
@@ -67,6 +70,11 @@ class RecordingRunner:
 
     async def report(self, plan: DayPlan) -> None:
         await self._step("report", plan)
+
+    async def track(self, plan: DayPlan, final: bool) -> bool:
+        await self._step("track", plan)
+        self.finals.append(final)
+        return self.track_beats is not None and len(self.finals) >= self.track_beats
 
     async def aclose(self) -> None:
         await self._step("aclose", None)

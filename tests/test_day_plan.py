@@ -16,8 +16,9 @@ SATURDAY = date(2026, 11, 21)  # a week with no official holiday
 WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-def config(**schedule: object) -> Config:
-    return validate_config({"schedule": schedule})
+def config(tracking: dict[str, object] | None = None, **schedule: object) -> Config:
+    """The day as it was before order tracking, unless `tracking` settings are given (tracking's own tests)."""
+    return validate_config({"schedule": schedule, "tracking": tracking or {"enabled": False}})
 
 
 def tehran(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:

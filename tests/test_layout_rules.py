@@ -126,6 +126,11 @@ def test_nobody_imports_the_cli():
             ("daemon.scheduler", "daemon.days"),
             ("daemon.client", "daemon.executor", "daemon.cache", "daemon.store", "daemon.warmup", "aiohttp"),
         ),
+        # order tracking only reads the broker's lists: it reaches no executor, wire, schedule or service
+        (
+            ("daemon.tracking",),
+            ("daemon.executor", "daemon.net", "daemon.scheduler", "daemon.service", "daemon.cache", "daemon.store"),
+        ),
         # notifications are told what happened: they reach no broker, open, journal or schedule themselves
         (
             ("daemon.notify",),
@@ -144,7 +149,7 @@ def test_nobody_imports_the_cli():
             ),
         ),
     ],
-    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler", "notify"],
+    ids=["cache", "metrics", "platforms", "client", "executor", "warmup", "scheduler", "tracking", "notify"],
 )
 def test_a_part_imports_nothing_it_must_not_know(part, forbidden):
     assert offenders(part, forbidden) == {}

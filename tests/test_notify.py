@@ -27,6 +27,7 @@ from daemon.logs import scrub
 from daemon.notify import Notifications, Words
 from daemon.scheduler import ClockAlarm, DayScheduler
 from daemon.service import make_runner
+from daemon.sim.exir import exir_state
 from tests.processes import daemon_env
 from tests.simhelp import SimulatorSolver, daemon_clock, plan_in, sim_config_data
 
@@ -230,6 +231,99 @@ async def test_a_failing_receiver_is_tried_a_bounded_number_of_times_logged_once
     rows = summarize(read_journal(config.state_dir, plan.day))
     accepted = [r for r in rows if r.accepted]
     assert len(accepted) == 1 and 0 <= accepted[0].first_send_ms < 5  # on time, the dead hook notwithstanding
+
+
+@pytest.mark.sim(accounts=2, brokers=(("khobregan", "exir"), "gs"), loop_time=True)
+@pytest.mark.looptime
+async def test_the_fill_summary_comes_at_the_close_per_account_in_shares_and_rial(sim, tmp_path, monkeypatch):
+    """Tracking to a 09:30 close: the Exir order is half filled by the exchange after the open, the Ephoenix one
+    stays queued; the summary is sent once, at the close, and nothing before it but the fire summary."""
+    clock = daemon_clock(sim)
+    async with receiver(clock) as hook:
+        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
+        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+        monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", os.environ["OPENING_BELL_SIM_PASSWORD"])  # both accounts good
+        data = sim_config_data(
+            sim,
+            state_dir=str(tmp_path / "state"),
+            cache={"dir": str(tmp_path / "cache")},
+            executor={"clock_source": "none", "final_check_s": 1.0},
+            schedule={"warmup": "08:30", "open": "08:45", "window_s": 30, "refresh_s": 600, "close": "09:30"},
+            notify={"urls": [hook_url()], "retry_delay_s": 2},
+        )
+        config = validate_config(data)
+        open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
+        close = open_at.replace(hour=9, minute=30)
+        sim.set_open_at(open_at)
+        runner = make_runner(config, clock, solver=SimulatorSolver(sim))
+        scheduler = DayScheduler(config, runner, clock, ClockAlarm(clock))
+        try:
+            scheduler.start()
+            await clock.sleep_until(open_at + timedelta(minutes=3))
+            (order,) = sim.orders("khobregan")
+            exir_state(sim).fill(order, order.volume // 2)
+            await clock.sleep_until(close - timedelta(seconds=1))
+            assert hook.titles() == ["opening-bell: 2/2 in"]  # nothing of the fills before the close
+            await clock.sleep_until(close + timedelta(minutes=2))
+            await scheduler.stop()
+        finally:
+            await runner.aclose()
+    half = order.volume // 2
+    assert hook.titles() == ["opening-bell: 2/2 in", f"opening-bell: {half:,} shares filled"]
+    sent_at, _, body = hook.got[1]
+    assert close <= sent_at < close + timedelta(seconds=5)
+    exir, ephoenix = sorted(config.accounts, key=lambda a: a.broker != "khobregan")
+    lines = body["message"].splitlines()
+    assert (
+        lines[0]
+        == f"{open_at.date()}: {half:,} shares filled for {half * order.price:,} rial; 0 of 2 orders filled in full."
+    )
+    assert sorted(lines[1:]) == sorted([
+        f"{exir.name} (khobregan): {half:,} shares, {half * order.price:,} rial: IRO1FOLD0001 {half:,} of {order.volume:,} partly filled",
+        f"{ephoenix.name} (gs): 0 shares, 0 rial: IRO1FOLD0001 0 of {sim.orders('gs')[0].volume:,} queued",
+    ])  # fmt: skip
+
+
+def test_the_fill_summary_in_persian_digits_and_an_unknown_one_says_why():
+    rows = [
+        ReportRow(account="ali", broker="gs", isin="IRO1FOLD0001", volume=1500, accepted=True, state="accepted",
+                  fill_state="partly filled", executed=500, fill_value=6_170_000.0),
+        ReportRow(account="ali", broker="gs", isin="IRO1IKCO0001", volume=200, accepted=True, state="accepted",
+                  fill_state="unknown", fill_reason="its orders could not be read (HTTP 503)"),
+        ReportRow(account="sara", broker="shahr", isin="IRO1FOLD0001", volume=100, accepted=True, state="accepted",
+                  fill_state="filled", executed=100, fill_value=1_234_000.0),
+    ]  # fmt: skip
+    persian = Words(persian_digits=True).fill_summary(date(2026, 12, 1), rows)
+    assert persian.title == "opening-bell: ۶۰۰ shares filled"
+    assert persian.body.splitlines() == [
+        "۲۰۲۶-۱۲-۰۱: ۶۰۰ shares filled for ۷,۴۰۴,۰۰۰ rial; ۱ of ۳ orders filled in full.",
+        "ali (gs): ۵۰۰ shares, ۶,۱۷۰,۰۰۰ rial: IRO1FOLD0001 ۵۰۰ of ۱,۵۰۰ partly filled; "
+        "IRO1IKCO0001 unknown, check the broker (its orders could not be read (HTTP 503))",
+        "sara (shahr): ۱۰۰ shares, ۱,۲۳۴,۰۰۰ rial: IRO1FOLD0001 ۱۰۰ of ۱۰۰ filled",
+    ]
+    alert = Words().unknown_fills(date(2026, 12, 1), rows[1:2])
+    assert (alert.event, alert.title) == ("unknown_order", "opening-bell: fill state unknown")
+    assert alert.body.splitlines()[1] == "ali (gs) buy IRO1IKCO0001: its orders could not be read (HTTP 503)"
+
+
+async def test_the_fill_summary_is_sent_once_a_day_and_only_with_accepted_orders(monkeypatch):
+    clock = SystemClock()
+    async with receiver(clock) as hook:
+        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
+        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+        notify = Notifications.from_config(validate_config({"notify": {"urls": [hook_url()]}}), clock)
+        assert notify is not None
+        day = date(2026, 12, 1)
+        filled = ReportRow(account="ali", broker="gs", isin="IRO1FOLD0001", volume=10, accepted=True,
+                           fill_state="filled", executed=10, fill_value=100.0)  # fmt: skip
+        notify.fill_summary(day, [ReportRow(account="sara", broker="gs", isin="IRO1FOLD0001")])  # none accepted
+        notify.fill_summary(day, [filled])
+        notify.fill_summary(day, [filled])
+        assert await notify.outbox.drain(10)
+        await notify.aclose()
+    assert hook.titles() == ["opening-bell: 10 shares filled"]
+    off = validate_config({"notify": {"urls": [hook_url()], "on": ["fire_summary"]}})
+    assert "fill_summary" in validate_config({}).notify.on and "fill_summary" not in off.notify.on
 
 
 # ---- config, words, the missing library --------------------------------------------------------------------------

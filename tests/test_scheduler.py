@@ -24,8 +24,9 @@ SATURDAY = date(2026, 11, 21)  # a week with no official holiday
 DAY = timedelta(days=1)
 
 
-def config(**schedule: object) -> Config:
-    return validate_config({"schedule": schedule})
+def config(tracking: dict[str, object] | None = None, **schedule: object) -> Config:
+    """The day as it was before order tracking, unless `tracking` settings are given (tracking's own tests)."""
+    return validate_config({"schedule": schedule, "tracking": tracking or {"enabled": False}})
 
 
 def tehran(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
@@ -42,10 +43,16 @@ async def run_until(cfg: Config, clock: FakeClock, runner: RecordingRunner, unti
 
 
 def assert_full_day(cfg: Config, runner: RecordingRunner, day: date) -> None:
-    """warmup, arm, fire, report in that order; refreshes only after warmup and before the window's end."""
+    """warmup, arm, fire, report in that order; refreshes only after warmup and before the window's end; tracking
+    beats only after the report, until the close."""
     plan = day_plan(cfg, day)
     calls = [call for call in runner.calls if call.day == day]
-    assert [call.step for call in calls if call.step != "refresh"] == ["warmup", "arm", "fire", "report"]
+    assert [call.step for call in calls if call.step not in ("refresh", "track")] == ["warmup", "arm", "fire", "report"]
+    tracks = [call.start for call in calls if call.step == "track"]
+    assert all(plan.window_end <= moment <= plan.close for moment in tracks)
+    assert [c.step for c in calls].index("report") < min(
+        (i for i, c in enumerate(calls) if c.step == "track"), default=len(calls)
+    )
     warm, arm, fire, report = (
         next(call for call in calls if call.step == step) for step in ("warmup", "arm", "fire", "report")
     )

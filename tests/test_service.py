@@ -190,7 +190,7 @@ async def test_systemd_hears_ready_status_watchdog_and_stopping(tmp_path: Path) 
         "arming for the open at 2026-11-21 08:45 +0330",
         "armed: firing at 2026-11-21 08:45 +0330",
         "reporting",
-        "idle until 2026-11-22 08:20 +0330",
+        "tracking the day's orders until 2026-11-21 12:30 +0330",  # stopped at 09:00, during order tracking
     ]
     # WATCHDOG_USEC=60 s: a ping every 30 s of the loop's (fake) time, from start to stop
     assert messages.count("WATCHDOG=1") == 121

@@ -8,8 +8,11 @@ from pathlib import Path
 from daemon.cli import add_common
 from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
+from daemon.config import validate_config
 from daemon.demo import run_demo
-from daemon.errors import UserError
+from daemon.errors import ConfigError, UserError
+from daemon.logs import register_secret
+from daemon.notify import Notifications
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,19 +30,41 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dir", type=Path, help="keep the demo's cache, journal and config here (default: a temporary folder)"
     )
+    parser.add_argument(
+        "--notify",
+        metavar="URL",
+        help='an apprise URL (README "Notifications") that gets the fire summary and the fill summary',
+    )
     parser.set_defaults(afunc=run)
+
+
+async def check_notify_url(url: str) -> None:
+    """A URL apprise cannot use (or no apprise) is one sentence before the simulator starts; the URL is a secret."""
+    if not url.strip():
+        raise UserError("--notify needs an apprise URL, e.g. json://127.0.0.1:8080/hook or tgram://TOKEN/CHAT.")
+    register_secret(url)  # a URL may carry a bot token: never in the output
+    try:
+        notify = Notifications.from_config(validate_config({"notify": {"urls": [url]}}), SystemClock())
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("notify.urls[0]", "--notify")) from None
+    if notify is not None:
+        await notify.aclose()
 
 
 async def run(args: argparse.Namespace) -> int:
     if not 1 <= args.accounts <= 2000:
         raise UserError("--accounts must be between 1 and 2000.")
+    if args.notify is not None:
+        await check_notify_url(args.notify)
     if not args.json:
         print(
             f"Starting a simulated broker on 127.0.0.1 with {args.accounts} accounts; its clock is "
             f"{args.skew_ms:+.0f} ms off. Logging in (captchas read by OCR), warming up, then the open...",
             flush=True,
         )
-    result = await run_demo(SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir)
+    result = await run_demo(
+        SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir, notify_url=args.notify
+    )
     summary = result.summary()
     if args.json:
         print_json(
@@ -61,9 +86,24 @@ async def run(args: argparse.Namespace) -> int:
             "answer after open (ms)",
             "attempts",
             "result",
+            "fill",
+            "executed",
+            "fill value (rial)",
         ],
         [
-            [r.account, r.broker, r.price, r.volume, r.first_send_ms, r.first_answer_ms, r.attempts, r.result]
+            [
+                r.account,
+                r.broker,
+                r.price,
+                r.volume,
+                r.first_send_ms,
+                r.first_answer_ms,
+                r.attempts,
+                r.result,
+                r.fill_state or "-",
+                r.executed,
+                None if r.fill_value is None else f"{round(r.fill_value):,}",
+            ]
             for r in result.rows
         ],
     )
@@ -79,4 +119,12 @@ async def run(args: argparse.Namespace) -> int:
         print(
             f"First orders reached the broker {a['min']:.2f} to {a['max']:.2f} ms after the open (median {a['p50']:.2f} ms)."
         )
+    print(
+        f"After the open: {summary['orders_seen_filled']} orders filled in part or in full, "
+        f"{summary['filled_shares']:,} shares for {summary['filled_rial']:,} rial "
+        f"(the simulator filled {summary['fills_made']}; {summary['tracking_beats']} reads of each account's orders)."
+    )
+    if args.notify is not None:
+        told = ", ".join(summary["notified"]) or "nothing"
+        print(f"Notified: {told}." + ("" if not result.notify_failed else " The URL refused a message (see the log)."))
     return 0 if result.ok else 1

@@ -15,18 +15,21 @@ from daemon.days._dates import (
     time_of_day,
 )
 from daemon.days._day_plan import (
+    MARKET_CLOSE,
     AgendaDay,
     DayPlan,
     Event,
     Phase,
     agenda,
     calendar_for,
+    close_of,
     day_plan,
     next_events,
     phase_at,
 )
 
 __all__ = [
+    "MARKET_CLOSE",
     "WEEKDAYS",
     "AgendaDay",
     "DayPlan",
@@ -36,6 +39,7 @@ __all__ = [
     "TradingCalendar",
     "agenda",
     "calendar_for",
+    "close_of",
     "day_plan",
     "jalali",
     "next_events",

@@ -7,16 +7,19 @@ walk a whole week without sleeping (arq keeps its cron arithmetic apart from its
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import TYPE_CHECKING, Literal
 
 from daemon.days._calendar import TradingCalendar
 
 if TYPE_CHECKING:
-    from daemon.config import Config
+    from daemon.config import Config, ScheduleSettings
+
+MARKET_CLOSE = time(12, 30)
+"""Tehran's continuous trading ends here: the tracker's last read when `schedule.close` is not given."""
 
 EventKind = Literal["warmup", "arm", "open", "window_end"]
-PhaseName = Literal["before_warmup", "warm_now", "in_window", "after_window", "closed_day"]
+PhaseName = Literal["before_warmup", "warm_now", "in_window", "tracking", "after_window", "closed_day"]
 
 
 @dataclass(frozen=True)
@@ -27,13 +30,20 @@ class Event:
 
 @dataclass(frozen=True)
 class DayPlan:
-    """One day's instants, aware, in the exchange's time zone."""
+    """One day's instants, aware, in the exchange's time zone. `close` ends the day's order tracking (the market's
+    close); None: no tracking that day (a plan a test builds by hand)."""
 
     day: date
     warmup: datetime
     arm: datetime
     open: datetime
     window_end: datetime
+    close: datetime | None = None
+
+    @property
+    def tracks(self) -> bool:
+        """Whether there is time between the window's end and the close to follow the orders."""
+        return self.close is not None and self.close > self.window_end
 
     def events(self) -> list[Event]:
         return [
@@ -48,9 +58,10 @@ class DayPlan:
 class Phase:
     """What a daemon started at some moment must do first.
 
-    before_warmup / warm_now / in_window: `plan` is today's. in_window runs from the arm time to the
+    before_warmup / warm_now / in_window / tracking: `plan` is today's. in_window runs from the arm time to the
     window's end: a daemon (re)started then arms at once and fires what is left of the window, since a
-    restart at 08:44:59.950 must still send today. after_window / closed_day: `plan` is the next trading
+    restart at 08:44:59.950 must still send today. tracking runs from the window's end to the close when
+    `tracking.enabled`: a daemon (re)started then goes straight to following the day's orders. after_window / closed_day: `plan` is the next trading
     day's, whose warmup is the thing to wait for; `closed` says why today is closed.
     """
 
@@ -78,7 +89,15 @@ def day_plan(config: Config, day: date) -> DayPlan:
         arm=open_at - timedelta(seconds=schedule.arm_before_s),
         open=open_at,
         window_end=open_at + timedelta(seconds=schedule.window_s),
+        close=close_of(schedule, day, tz) if config.tracking.enabled else None,
     )
+
+
+def close_of(schedule: ScheduleSettings, day: date, tz: tzinfo) -> datetime:
+    """When order tracking ends on `day`: `schedule.close`, or 12:30; never before the fire window's end (an open
+    set after 12:30, as a simulator's or a test's day is, has no tracking unless it names its own close)."""
+    window_end = datetime.combine(day, schedule.open, tzinfo=tz) + timedelta(seconds=schedule.window_s)
+    return max(datetime.combine(day, schedule.close or MARKET_CLOSE, tzinfo=tz), window_end)
 
 
 def calendar_for(config: Config) -> TradingCalendar:
@@ -112,6 +131,8 @@ def phase_at(config: Config, now: datetime, calendar: TradingCalendar | None = N
         return Phase("warm_now", plan)
     if now < plan.window_end:
         return Phase("in_window", plan)
+    if plan.tracks and plan.close is not None and now < plan.close:
+        return Phase("tracking", plan)
     return Phase("after_window", day_plan(config, calendar.next_trading_day(today, include_today=False)))
 
 

@@ -66,6 +66,17 @@ class Notifications:
         if unknown:
             self._put(self.words.unknown_orders(day, unknown))
 
+    def fill_summary(self, day: date, rows: Sequence[Any]) -> None:
+        """What the accepted orders became, at the close (or once every one had ended); once per day."""
+        followed = [r for r in rows if r.accepted]
+        if followed:
+            self._put(self.words.fill_summary(day, followed), once=(day, ""))
+
+    def unknown_fills(self, day: date, rows: Sequence[Any]) -> None:
+        """Accepted orders the tracker could never read or find in the broker's lists by the close."""
+        if rows:
+            self._put(self.words.unknown_fills(day, rows), once=(day, "fills"))
+
     def warmup_failed(self, day: date, account: str, broker: str, reason: str) -> None:
         self._put(self.words.warmup_failed(day, account, broker, reason), once=(day, account))
 

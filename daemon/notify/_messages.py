@@ -48,6 +48,43 @@ class Words:
                 lines.append(f"NOT in: {where} {r.side} {r.isin}: {r.result}")
         return Message("fire_summary", f"{TITLE}: {self.n(len(accepted))}/{self.n(len(rows))} in", "\n".join(lines))
 
+    def fill_summary(self, day: date, rows: Sequence[Any]) -> Message:
+        """What the accepted orders became: the day's shares and rial filled, then one line per account."""
+        shares = sum(r.executed or 0 for r in rows)
+        rial = round(sum(r.fill_value or 0 for r in rows))
+        filled = sum(r.fill_state == "filled" for r in rows)
+        lines = [
+            f"{self.day(day)}: {self.n(shares)} shares filled for {self.n(rial)} rial; "
+            f"{self.n(filled)} of {self.n(len(rows))} orders filled in full."
+        ]
+        accounts: dict[str, list[Any]] = {}
+        for r in rows:
+            accounts.setdefault(r.account, []).append(r)
+        for account, own in accounts.items():
+            broker = own[0].broker
+            where = f"{account} ({broker})" if broker else account
+            got = round(sum(r.fill_value or 0 for r in own))
+            parts = [self._fill_part(r) for r in own]
+            lines.append(
+                f"{where}: {self.n(sum(r.executed or 0 for r in own))} shares, {self.n(got)} rial: " + "; ".join(parts)
+            )
+        return Message("fill_summary", f"{TITLE}: {self.n(shares)} shares filled", "\n".join(lines))
+
+    def _fill_part(self, r: Any) -> str:
+        state = r.fill_state or "not followed"
+        if state == "unknown":
+            return f"{r.isin} unknown, check the broker ({r.fill_reason or 'not read'})"
+        done = f" {self.n(r.executed or 0)} of {self.n(r.volume)}" if r.volume else ""
+        return f"{r.isin}{done} {state}"
+
+    def unknown_fills(self, day: date, rows: Sequence[Any]) -> Message:
+        lines = [
+            f"{self.day(day)}: {self.n(len(rows))} accepted order(s) could not be followed to the close; "
+            "check them in the broker's order list."
+        ]
+        lines += [f"{r.account} ({r.broker}) {r.side} {r.isin}: {r.fill_reason or 'not read'}" for r in rows]
+        return Message("unknown_order", f"{TITLE}: fill state unknown", "\n".join(lines))
+
     def warmup_failed(self, day: date, account: str, broker: str, reason: str) -> Message:
         return Message(
             "warmup_failed",

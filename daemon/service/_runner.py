@@ -1,4 +1,4 @@
-"""The trading day's work, called by the scheduler: warmup, keeping fresh, arm, fire, report.
+"""The trading day's work, called by the scheduler: warmup, keeping fresh, arm, fire, report, track.
 
 The scheduler decides when; this decides how, by wiring warmup, the client and the executor. After the
 arm, refreshing stops: the executor's final check does the last reads itself, and after it nothing but
@@ -8,6 +8,10 @@ In a group (`group.enabled`, several processes on one Redis, see `daemon.service
 the accounts it holds the lease of, and follows the leases as they move: an account gained after the
 warmup is warmed at once, one gained after the arm (its owner died) is warmed and armed on its own
 executor, up to `LATE_ARM_CUTOFF_S` before the final check; an account lost is dropped at the final check.
+
+After the report each `track` beat follows the day's accepted orders of the accounts this process works (in a
+group those it holds then) through the broker's lists (`daemon.tracking.Tracker`), from the journal, so a restarted
+process resumes where the last one stopped.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from daemon.firing import Journal, read_journal, summarize
 from daemon.logs import get_logger, scrub
 from daemon.notify import Notifications
 from daemon.service._group import Change, Group, group_from_services
+from daemon.tracking import Tracker
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
@@ -57,6 +62,7 @@ class DaemonRunner:
         self._armed_day = None
         self._runs: list[asyncio.Task[None]] | None = None  # set while firing
         self._late_arms: set[asyncio.Task[None]] = set()
+        self._tracker: Tracker | None = None
 
     @property
     def executor(self) -> Executor | None:
@@ -205,6 +211,21 @@ class DaemonRunner:
         self._day = self._armed_day = None  # accounts gained from now on wait for the next warmup
         if self.group is not None:
             self.group.thaw()
+
+    async def track(self, plan: DayPlan, final: bool = False) -> bool:
+        """One tracking beat (see `daemon.tracking`); a capped account below REFRESH_FLOOR is not read this beat."""
+        await self.start()
+        if self._tracker is None or self._tracker.day != plan.day:
+            self._tracker = Tracker(
+                self.config.state_dir,
+                plan.day,
+                self.config.tz,
+                self.clock,
+                lambda: [self.services.client(a) for a in self.accounts],
+                notify=self.notify,
+                budget_floor=REFRESH_FLOOR,
+            )
+        return await self._tracker.beat(final)
 
     async def _close_executors(self) -> None:
         executors, self.executors = self.executors, []

@@ -97,11 +97,13 @@ def squeezed_day_data(
     arm_before_s: float,
     window_s: float,
     refresh_s: float,
+    close_in_s: float | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
     """A config dict whose trading day runs in seconds from now: warmup and open `warmup_in_s` and `open_in_s`
     ahead, every weekday a trading day, in a zone where it is about noon (the day never crosses midnight).
-    The simulator opens at that instant too."""
+    The simulator opens at that instant too. Order tracking runs to a close `close_in_s` ahead when that is given,
+    else it is off (unless `tracking` is among the overrides): noon is near the market's default close."""
     now = sim.now()
     offset = 12 - now.hour
     zone = f"Etc/GMT{-offset:+d}" if offset else "UTC"
@@ -117,6 +119,9 @@ def squeezed_day_data(
         "trading_days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
         "official_holidays": False,
     }
+    if close_in_s is not None:
+        schedule["close"] = f"{local + timedelta(seconds=close_in_s):%H:%M:%S.%f}"
+    overrides.setdefault("tracking", {"enabled": close_in_s is not None})
     return sim_config_data(sim, timezone=zone, schedule=schedule, **overrides)
 
 
