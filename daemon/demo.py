@@ -26,9 +26,6 @@ from daemon.executor import Executor
 from daemon.firing import Journal, ReportRow
 from daemon.logs import get_logger
 from daemon.notify import Notifications
-from daemon.sim.easytrader import easytrader_state
-from daemon.sim.exir import exir_state
-from daemon.sim.onlineplus import onlineplus_state
 from daemon.sim_config import sim_config_data
 from daemon.simulator import PASSWORD_ENV, SimSettings, Simulator
 from daemon.tracking import Tracker
@@ -52,9 +49,9 @@ ORDER_ROUTES = ("new_order", "batch")
 """The simulator's routes that place an order (easytrader's batch of the draft made at the arm)."""
 FILL_AFTER_S = 2.0
 """The simulator's exchange fills part of some orders this long after its open."""
-FILLED_BROKERS = {"khobregan": exir_state, "hafez": onlineplus_state, "mofid": easytrader_state}
-"""The brokers whose simulated order lists show fills today: per broker its first order is filled by half, its
-second in full."""
+FILLED_BROKERS = ("khobregan", "hafez", "mofid")
+"""The brokers whose orders the demo's exchange fills (`sim.fill`): per broker its first order by half, its second in
+full; the Ephoenix brokers' orders stay queued, so the report shows that state too."""
 TRACK_EVERY_S = 1.0
 TRACK_BEATS = 15
 """The demo's tracking: a read of every account's orders each second, at most this many, then the close's."""
@@ -122,12 +119,12 @@ def demo_config(sim: Simulator, workdir: Path, spacing_s: float, notify_url: str
 def fill_some(sim: Simulator) -> int:
     """The simulator's exchange trades: per broker of FILLED_BROKERS half of its first order, all of its second."""
     made = 0
-    for broker, side in FILLED_BROKERS.items():
+    for broker in FILLED_BROKERS:
         orders = sorted(sim.orders(broker), key=lambda o: o.serial_number)
         if orders:
-            side(sim).fill(orders[0], max(1, orders[0].volume // 2))
+            sim.fill(orders[0], max(1, orders[0].volume // 2))
         if len(orders) > 1:
-            side(sim).fill(orders[1])
+            sim.fill(orders[1])
         made += min(len(orders), 2)
     return made
 

@@ -27,7 +27,6 @@ from daemon.logs import scrub
 from daemon.notify import Notifications, Words
 from daemon.scheduler import ClockAlarm, DayScheduler
 from daemon.service import make_runner
-from daemon.sim.exir import exir_state
 from tests.processes import daemon_env
 from tests.simhelp import SimulatorSolver, daemon_clock, plan_in, sim_config_data
 
@@ -261,7 +260,7 @@ async def test_the_fill_summary_comes_at_the_close_per_account_in_shares_and_ria
             scheduler.start()
             await clock.sleep_until(open_at + timedelta(minutes=3))
             (order,) = sim.orders("khobregan")
-            exir_state(sim).fill(order, order.volume // 2)
+            sim.fill(order, order.volume // 2)
             await clock.sleep_until(close - timedelta(seconds=1))
             assert hook.titles() == ["opening-bell: 2/2 in"]  # nothing of the fills before the close
             await clock.sleep_until(close + timedelta(minutes=2))

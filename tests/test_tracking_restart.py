@@ -26,7 +26,6 @@ import yaml
 from daemon.config import validate_config
 from daemon.days import day_plan
 from daemon.firing import read_journal, summarize
-from daemon.sim.exir import exir_state
 from daemon.simulator import PASSWORD_ENV, Simulator
 from daemon.tracking import Cadence
 from tests.processes import daemon_env
@@ -143,16 +142,16 @@ async def test_a_run_killed_during_tracking_resumes_from_the_journal_and_sends_n
             exir = names[order.username]
             third = order.volume // 3
             await first.until(change(exir, "queued"), "the Exir order read queued")
-            exir_state(sim).fill(order, third)
+            sim.fill(order, third)
             await first.until(change(exir, "partly filled", third), "the first fill seen")
             first.proc.send_signal(signal.SIGKILL)
             assert await first.stop(signal.SIGKILL) == -signal.SIGKILL
             killed_at = sim.now()
-            exir_state(sim).fill(order, 2 * third)  # while no daemon runs
+            sim.fill(order, 2 * third)  # while no daemon runs
             second = await Run.start(config_path)
             await second.until(lambda e: e.get("event") == "track started", "tracking resumed")
             await second.until(change(exir, "partly filled", 2 * third), "the second fill seen")
-            exir_state(sim).fill(order)
+            sim.fill(order)
             await second.until(change(exir, "filled", order.volume), "the order seen filled")
             done = await second.until(lambda e: e.get("event") == "tracking.done", "the close")
             assert await second.stop(signal.SIGTERM) == 0

@@ -11,7 +11,6 @@ import pytest
 from daemon.firing import read_journal, summarize
 from daemon.scheduler import ClockAlarm, DayScheduler
 from daemon.service import make_runner
-from daemon.sim.exir import exir_state
 from daemon.tracking import Cadence
 from tests.simhelp import SimulatorSolver, daemon_clock, sim_config
 
@@ -40,9 +39,9 @@ async def test_the_tracker_finds_the_fills_the_report_shows_them_and_its_reads_s
         scheduler.start()
         await clock.sleep_until(open_at + timedelta(minutes=2, seconds=10))
         part, whole = sorted(sim.orders(KH), key=lambda o: o.username)
-        exir_state(sim).fill(part, part.volume // 3)  # the exchange trades a third of one order
+        sim.fill(part, part.volume // 3)  # the exchange trades a third of one order
         await clock.sleep_until(open_at + timedelta(minutes=20))
-        exir_state(sim).fill(whole)  # and the other in full
+        sim.fill(whole)  # and the other in full
         await clock.sleep_until(close + timedelta(minutes=5))
         await scheduler.stop()
     finally:
