@@ -73,3 +73,50 @@ async def test_the_tracker_finds_the_fills_the_report_shows_them_and_its_reads_s
     assert reads[whole.username] == 29 + 2  # 08:45:30 ... 08:59:30, 09:00, and 09:10, which saw it filled at 09:05
     assert [r for r in after if r.route in ORDER_ROUTES] == []
     assert len(sim.orders()) == 4  # nothing sent again
+
+
+async def test_a_fill_plan_of_the_simulator_is_followed_to_filled_and_tracking_ends_with_it(sim, tmp_path):
+    """The simulator's per-instrument setting (40 % two minutes after the open at one price, the rest at +25 min at
+    another): every account's order goes queued -> partly filled -> filled with the broker's average price (Ephoenix
+    from executedAmount, Exir from averageTradedPrice), and once all are filled the tracker stops reading."""
+    clock = daemon_clock(sim)
+    config = sim_config(
+        sim,
+        state_dir=str(tmp_path / "state"),
+        cache={"dir": str(tmp_path / "cache")},
+        executor={"clock_source": "none", "final_check_s": 1.0},
+        schedule={"warmup": "07:40", "open": "08:45", "arm_before_s": 60, "window_s": 30, "refresh_s": 600,
+                  "close": "12:30"},
+        tracking={"every_s": 30, "until": "09:00", "then_every_s": 300},
+    )  # fmt: skip
+    open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
+    sim.set_open_at(open_at)
+    (isin,) = {o.isin for a in config.accounts for o in a.orders}
+    band = sim.state.market.instruments[isin]
+    first, rest = band.maxap - 10, band.maxap - 20  # the fills' own prices, under the orders' limit
+    sim.set_fill(isin, f"0.4@2m:{first}", f"1@25m:{rest}")
+    runner = make_runner(config, clock, solver=SimulatorSolver(sim))
+    scheduler = DayScheduler(config, runner, clock, ClockAlarm(clock))
+    try:
+        scheduler.start()
+        await clock.sleep_until(open_at.replace(hour=12, minute=35))
+        await scheduler.stop()
+    finally:
+        await runner.aclose()
+
+    day = open_at.date()
+    rows = summarize(read_journal(config.state_dir, day))
+    assert len(rows) == 4 and all(r.accepted for r in rows)
+    for row in rows:
+        part = row.volume * 4 // 10
+        assert (row.fill_state, row.executed) == ("filled", row.volume)
+        assert row.average_price == pytest.approx((part * first + (row.volume - part) * rest) / row.volume)
+        assert row.fill_value == pytest.approx(part * first + (row.volume - part) * rest)
+        seen = [
+            (f["fill_state"], f["executed"])
+            for f in read_journal(config.state_dir, day)
+            if f["kind"] == "fill" and f["account"] == row.account
+        ]
+        assert seen == [("queued", 0), ("partly filled", part), ("filled", row.volume)]
+    last_read = max(r.time_ns for r in sim.request_log.records(route="orders"))
+    assert last_read < int((open_at + timedelta(minutes=31)).timestamp() * 1e9)  # every order ended: no more reads
