@@ -26,7 +26,7 @@ class Wiring:
         shared = getattr(self.cache.backend, "login_lock", None)
         self.login_lock: LoginLock = login_lock or (shared() if shared is not None else NoLoginLock())
         self.http = HttpPool(config.client.timeout_s, str(config.client.ca_bundle) if config.client.ca_bundle else None)
-        self.solver = solver or make_solver(config.captcha)
+        self.solver = solver or make_solver(config.captcha, clock=clock)
         self.limiter = HostRateLimiter(config.captcha.spacing_s, clock)
         self._clients: dict[str, BrokerClient] = {}
 
@@ -48,6 +48,12 @@ class Wiring:
 
     def clients(self, accounts: list[AccountSettings]) -> list[BrokerClient]:
         return [self.client(account) for account in accounts]
+
+    async def rest_solver(self) -> None:
+        """No login is pending (the warmup or the arm is done): a solver holding a process (OCR) lets it go now."""
+        rest = getattr(self.solver, "rest", None)
+        if rest is not None:
+            await rest()
 
     async def aclose(self) -> None:
         await self.http.close()
