@@ -315,7 +315,8 @@ async def test_the_worker_sees_no_password_of_the_environment(stand_in: Path, mo
     pid = solver.worker_pid
     assert pid is not None
     environ = Path(f"/proc/{pid}/environ").read_bytes()
-    assert b"password" not in environ.lower()
+    assert b"the-accounts-password" not in environ and b"another-password" not in environ
+    assert PASSWORD_ENV.encode() not in environ and b"BROKER_PASSWORD" not in environ
     assert b"PYTHONPATH=" in environ and b"PATH=" in environ  # what it needs to find Python and the model
     await solver.aclose()
 
