@@ -339,6 +339,7 @@ class CaptchaSettings(_Strict):
     spacing_s: float = Field(default=1.0, ge=0, le=DAY_S)
     cooldown_s: float = Field(default=420.0, ge=0, le=DAY_S)
     throttle_waits: int = Field(default=2, ge=0, le=1000)
+    worker_idle_s: float = Field(default=30.0, ge=0, le=DAY_S)
 
     @model_validator(mode="after")
     def _solver_needs(self) -> CaptchaSettings:

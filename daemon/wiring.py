@@ -29,7 +29,7 @@ class Wiring:
         shared = getattr(self.cache.backend, "login_lock", None)
         self.login_lock: LoginLock = login_lock or (shared() if shared is not None else NoLoginLock())
         self.http = HttpPool(config.client.timeout_s, str(config.client.ca_bundle) if config.client.ca_bundle else None)
-        self.solver = solver or make_solver(config.captcha)
+        self.solver = solver or make_solver(config.captcha, clock=clock)
         self.limiter = HostRateLimiter(config.captcha.spacing_s, clock)
         self._clients: dict[str, BrokerClient] = {}
 
@@ -58,6 +58,12 @@ class Wiring:
             client = self.client(account)
             if client.requests is not None:
                 log.info(event, account=account.name, broker=client.broker, **client.requests.summary())
+
+    async def rest_solver(self) -> None:
+        """No login is pending (the warmup or the arm is done): a solver holding a process (OCR) lets it go now."""
+        rest = getattr(self.solver, "rest", None)
+        if rest is not None:
+            await rest()
 
     async def aclose(self) -> None:
         await self.http.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import random
 import stat
 import sys
 import textwrap
@@ -27,6 +26,7 @@ from daemon.account import (
 )
 from daemon.config import CaptchaSettings
 from daemon.errors import UserError
+from tests.simhelp import needs_ocr
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 32
@@ -427,7 +427,7 @@ def test_manual_refuses_without_a_terminal(monkeypatch: pytest.MonkeyPatch, pty)
         _manual(pty[1], io.StringIO(), viewer=["no-such-viewer"])
 
 
-# --- ocr --------------------------------------------------------------------------------------------
+# --- ocr (its worker process: tests/test_ocr_worker.py) -------------------------------------------
 
 
 def test_ocr_without_the_extra_is_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -451,29 +451,8 @@ def _digits_image(digits: str, fmt: str) -> bytes:
     return buffer.getvalue()
 
 
-async def test_ocr_reads_png_and_jpeg_digits_and_loads_the_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    ddddocr = pytest.importorskip("ddddocr")
-    built = []
-    original = ddddocr.DdddOcr
-
-    def counting(*args, **kwargs):
-        built.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(ddddocr, "DdddOcr", counting)
-    solver = make_solver(CaptchaSettings(solver="ocr", timeout_s=60))
-    rng = random.Random(7)
-    cases = [("".join(rng.choice("0123456789") for _ in range(5)), fmt) for fmt in ("png", "jpeg") for _ in range(4)]
-    images = [_digits_image(digits, fmt) for digits, fmt in cases]
-    assert [sniff_image_format(i) for i in images] == [fmt for _, fmt in cases]
-    answers = await asyncio.gather(*(solver.solve(image) for image in images))
-    assert answers == [digits for digits, _ in cases]
-    assert built == [{"show_ad": False}]
-    await solver.aclose()
-
-
+@needs_ocr
 async def test_ocr_without_five_digits_is_unsolved() -> None:
-    pytest.importorskip("ddddocr")
     from PIL import Image
 
     solver = make_solver(CaptchaSettings(solver="ocr", timeout_s=60))
@@ -485,3 +464,4 @@ async def test_ocr_without_five_digits_is_unsolved() -> None:
         await solver.solve(blank.getvalue())
     with pytest.raises(CaptchaUnsolved, match="could not read the image"):
         await solver.solve(PNG)  # PNG magic, but no image after it
+    await solver.aclose()

@@ -3,7 +3,7 @@
 The login client fetches a captcha, hands its image bytes here and gets five digits back (four for a platform
 whose captcha shows four, Online+: `solve(image, digits=4)`), or a
 `CaptchaUnsolved` it answers by fetching a new captcha. Which solver runs is config
-(`captcha.solver`): an in-process OCR model, an external program, an HTTP service, or a person at a
+(`captcha.solver`): an OCR model in a worker process, an external program, an HTTP service, or a person at a
 terminal. Nothing here speaks to a broker. A captcha answer counts as a secret: it never appears in
 an exception message or a log line.
 """
@@ -15,17 +15,23 @@ import importlib.util
 import os
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
-import threading
 import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
 import orjson
 
+import daemon.account._ocr_worker as _ocr_worker
+from daemon.account._ocr_worker import MAX_FRAME, MISSING, OK, READY, FrameError, encode, read_frame
+from daemon.clock import Clock, SystemClock
 from daemon.config import CaptchaSettings
 from daemon.errors import UserError
 from daemon.logs import get_logger, scrub
@@ -301,44 +307,256 @@ class ManualSolver(_Solver):
             log.warning("captcha viewer failed", status=status)
 
 
+WORKER_SCRIPT = Path(_ocr_worker.__file__)
+WORKER_STOP_S = 2.0
+"""How long a worker told to end (its input closed) may take before it is killed."""
+_WORKER_ENV = ("PATH", "HOME", "TMPDIR", "LANG", "LC_ALL", "LC_CTYPE", "LD_LIBRARY_PATH")
+_WORKER_ENV_PREFIXES = ("PYTHON", "OMP_", "ORT_")
+
+
+def worker_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the worker may see of this process's environment: how to find Python, its libraries and threads;
+    never the accounts' passwords, which the config may name any variable for."""
+    return {k: v for k, v in environ.items() if k in _WORKER_ENV or k.startswith(_WORKER_ENV_PREFIXES)}
+
+
+class _WorkerEnded(Exception):
+    """The worker process ended, or broke the frame stream, before it answered."""
+
+
+class _Worker:
+    """One worker process, its pipes, and its stderr in a private temporary file (nothing to drain, its last line
+    at hand for the log when it ends). The blocking reads and writes run in a thread, never on the event loop."""
+
+    def __init__(self) -> None:
+        self.stderr = tempfile.TemporaryFile()
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-P", str(WORKER_SCRIPT)],  # -P: nothing from the script's folder shadows a module
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=self.stderr,
+                env=worker_env(os.environ),
+                start_new_session=True,  # a terminal's Ctrl-C is the daemon's to handle, not the worker's
+            )
+        except OSError:
+            self.stderr.close()
+            raise
+        self.pid = self.process.pid
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def exchange(self, image: bytes | None) -> bytes:
+        """Send `image` (None: nothing, wait for the first frame) and return the frame that answers it."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            if image is not None:
+                stdin.write(encode(image))
+                stdin.flush()
+            frame = read_frame(stdout)
+        except (OSError, ValueError, FrameError) as exc:  # ValueError: a pipe closed by a kill meanwhile
+            raise _WorkerEnded(type(exc).__name__) from None
+        if frame is None:
+            raise _WorkerEnded("end of its output")
+        return frame
+
+    def ended(self) -> str:
+        """How it ended, once it has (a broken stream alone gets it killed first); waits at most WORKER_STOP_S."""
+        try:
+            code = self.process.wait(WORKER_STOP_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return "its output broke off"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+
+    def said(self) -> str:
+        """Its last stderr line, scrubbed and cut (it never writes an answer there)."""
+        try:
+            self.stderr.seek(max(0, os.fstat(self.stderr.fileno()).st_size - 4096))
+            lines = self.stderr.read().decode("utf-8", "replace").strip().splitlines()
+        except (OSError, ValueError):
+            return ""
+        return scrub(lines[-1])[:200] if lines else ""
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+
+    def finish(self, *, kill: bool) -> None:
+        """End it (killed, or told to by closing its input) and reap it; blocking, so run in a thread."""
+        if kill:
+            self.kill()
+        try:
+            if self.process.stdin is not None:
+                self.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.process.wait(WORKER_STOP_S)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.process.wait()
+        for stream in (self.process.stdout, self.stderr):
+            if stream is not None:
+                stream.close()
+
+
 class OcrSolver(_Solver):
-    """ddddocr in this process: the model loads once, on first use; inference runs in a worker thread."""
+    """ddddocr in a worker process (`daemon.account._ocr_worker`), started on the first captcha and ended once no
+    solve has been pending for `idle_s` (or at `rest()` / `aclose()`), so this process never loads the model.
+
+    One image at a time goes to the worker (the model reads one at a time anyway); each gets the whole
+    `timeout_s` once it is its turn, worker start included. A worker that ends while reading is started again
+    once and asked again; a second end is a clear CaptchaUnsolved. A worker that overruns the timeout is
+    killed (its answer could come after the next image was sent): the next solve starts a fresh one.
+    """
 
     name = "ocr"
 
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, idle_s: float, clock: Clock) -> None:
         super().__init__(timeout_s)
-        if importlib.util.find_spec("ddddocr") is None:
+        if importlib.util.find_spec("ddddocr") is None:  # looks for it on the path, imports nothing
             raise UserError(OCR_EXTRA_MISSING)
-        self._model: Any = None
-        # ddddocr's predict() mutates shared charset state, so one inference at a time (about 15 ms each).
-        self._lock = threading.Lock()
+        if not sys.executable:
+            raise UserError(
+                "captcha solver 'ocr' runs its model in a child Python, but this Python cannot name its own program."
+            )
+        self.idle_s = idle_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._pending = 0
+        self._worker: _Worker | None = None
+        self._idle: asyncio.Task[None] | None = None
+        self._ending: set[asyncio.Task[None]] = set()
+        self._said = ""  # the last stderr line of the worker that ended last, for the log
 
-    def _read(self, image: bytes) -> str:
-        with self._lock:
-            if self._model is None:
-                try:
-                    import ddddocr
-                except ImportError:
-                    raise UserError(OCR_EXTRA_MISSING) from None
-                self._model = ddddocr.DdddOcr(show_ad=False)
-            return str(self._model.classification(image))
+    @property
+    def worker_pid(self) -> int | None:
+        """The running worker's process id, or None while there is none."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.alive() else None
+
+    async def solve(self, image: bytes, digits: int = DIGITS) -> str:
+        self._pending += 1
+        if self._idle is not None:
+            self._idle.cancel()  # a login is pending again: the worker stays
+            self._idle = None
+        try:
+            async with self._lock:
+                return await super().solve(image, digits)
+        finally:
+            self._pending -= 1
+            if not self._pending and self._worker is not None:
+                self._idle = asyncio.get_running_loop().create_task(self._stop_when_idle())
 
     async def _solve(self, image: bytes, fmt: str, digits: int) -> str:
+        if len(image) > MAX_FRAME:
+            raise CaptchaUnsolved(f"the captcha image is {len(image)} bytes, more than a captcha can be")
         try:
-            text = await asyncio.to_thread(self._read, image)
-        except UserError:
+            try:
+                reply = await self._ask(image)
+            except _WorkerEnded as first:
+                log.warning("captcha.worker_restarted", ended=str(first), said=self._said)
+                try:
+                    reply = await self._ask(image)
+                except _WorkerEnded as second:
+                    log.error("captcha.worker_failed", ended=str(second), said=self._said)
+                    raise CaptchaUnsolved(
+                        f"the OCR worker ended twice while reading one captcha ({second}); see the log's "
+                        "captcha.worker lines"
+                    ) from None
+        except BaseException:  # a timeout's cancellation among them: its answer must never meet the next image
+            if self._worker is not None:
+                self._let_go(self._worker, kill=True)
             raise
-        except Exception as exc:  # the model's own errors: an image it cannot decode, a broken model file
-            raise CaptchaUnsolved(f"the OCR model could not read the image ({type(exc).__name__})") from None
-        read = ascii_digits(text)
+        if reply[:1] != OK:
+            kind = reply[1:].decode("ascii", "replace")[:80]
+            raise CaptchaUnsolved(f"the OCR model could not read the image ({kind})")
+        read = ascii_digits(reply[1:].decode("utf-8", "replace"))
         if len(read) != digits:
             raise CaptchaUnsolved(f"the OCR model read {len(read)} digits, not {digits}")
         return read
 
+    async def _ask(self, image: bytes) -> bytes:
+        worker = await self._running()
+        try:
+            return await asyncio.to_thread(worker.exchange, image)
+        except _WorkerEnded:
+            raise _WorkerEnded(await self._ended(worker)) from None
 
-def make_solver(settings: CaptchaSettings, *, terminal: Terminal | None = None) -> CaptchaSolver:
-    """The solver `captcha.solver` names; a solver that cannot work here fails now, as a UserError."""
+    async def _running(self) -> _Worker:
+        """The worker, started and its model loaded if there is none."""
+        if self._worker is not None and self._worker.alive():
+            return self._worker
+        started = self._clock.monotonic_ns()
+        try:
+            worker = self._worker = _Worker()
+        except OSError as exc:
+            raise CaptchaUnsolved(f"the OCR worker could not be started ({type(exc).__name__})") from None
+        try:
+            ready = await asyncio.to_thread(worker.exchange, None)
+        except _WorkerEnded:
+            raise _WorkerEnded(await self._ended(worker)) from None
+        if ready != READY:
+            self._let_go(worker, kill=True)
+            kind = ready[1:].decode("ascii", "replace")[:80]
+            if kind == MISSING:
+                raise UserError(OCR_EXTRA_MISSING)
+            raise CaptchaUnsolved(
+                f"the OCR worker could not load the model ({kind}); see the log's captcha.worker lines"
+            )
+        load_s = (self._clock.monotonic_ns() - started) / 1e9
+        log.info("captcha.worker_started", pid=worker.pid, load_s=round(load_s, 3))
+        return worker
+
+    async def _ended(self, worker: _Worker) -> str:
+        """How `worker` ended, once reaped (for the messages); it is not this solver's worker any more."""
+        how = await asyncio.to_thread(worker.ended)
+        self._said = worker.said()
+        self._let_go(worker, kill=True)
+        return how
+
+    def _let_go(self, worker: _Worker, *, kill: bool) -> None:
+        """Forget `worker`, and end and reap it in the background (killed, or told to end)."""
+        if self._worker is worker:
+            self._worker = None
+        if kill:
+            worker.kill()  # at once: a thread still reading from it returns
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(worker.finish, kill=kill))
+        self._ending.add(task)
+        task.add_done_callback(self._ending.discard)
+
+    async def _stop_when_idle(self) -> None:
+        await self._clock.sleep_until(self._clock.now() + timedelta(seconds=self.idle_s))
+        self._stop("idle")
+
+    def _stop(self, why: str) -> None:
+        if self._worker is not None:
+            log.info("captcha.worker_stopped", pid=self._worker.pid, why=why)
+            self._let_go(self._worker, kill=False)
+
+    async def rest(self) -> None:
+        """End the worker now unless a solve is pending (the warmup or the arm is over); the next solve starts one."""
+        if self._pending:
+            return
+        await self.aclose("rest")
+
+    async def aclose(self, why: str = "closed") -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        self._stop(why)
+        while self._ending:
+            await asyncio.gather(*self._ending, return_exceptions=True)
+
+
+def make_solver(
+    settings: CaptchaSettings, *, terminal: Terminal | None = None, clock: Clock | None = None
+) -> CaptchaSolver:
+    """The solver `captcha.solver` names; a solver that cannot work here fails now, as a UserError. `clock` times
+    the OCR worker's idle end (the system clock unless a test injects one)."""
     if settings.solver == "command":
         assert settings.command  # the config validator requires it
         return CommandSolver(settings.command, settings.timeout_s)
@@ -347,4 +565,4 @@ def make_solver(settings: CaptchaSettings, *, terminal: Terminal | None = None) 
         return HttpSolver(settings.url, settings.timeout_s)
     if settings.solver == "manual":
         return ManualSolver(settings.timeout_s, settings.viewer, terminal)
-    return OcrSolver(settings.timeout_s)
+    return OcrSolver(settings.timeout_s, settings.worker_idle_s, clock or SystemClock())

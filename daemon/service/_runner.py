@@ -85,6 +85,7 @@ class DaemonRunner:
         await self.start()
         self._day = plan
         await self._warm(self.accounts, plan)
+        await self.services.rest_solver()  # the morning's logins are done: the OCR worker goes
 
     async def _warm(self, accounts: list[AccountSettings], plan: DayPlan) -> None:
         results = await warmup(self.services.clients(accounts), self.services.clock)
@@ -135,6 +136,7 @@ class DaemonRunner:
             if self.clock.now() > plan.arm + timedelta(seconds=LATE_ARM_S):
                 self.notify.restarted_in_window(plan.day, self.clock.now().astimezone(self.config.tz))
         await self._arm(self.accounts, plan)
+        await self.services.rest_solver()  # a login the arm needed is done: the armed service holds no OCR worker
 
     async def _arm(self, accounts: list[AccountSettings], plan: DayPlan) -> Executor:
         assert self._journal is not None
