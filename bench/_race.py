@@ -35,7 +35,7 @@ from daemon.clock import Clock, SystemClock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal
-from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
+from daemon.net import ClockReference, RealtimeWindow, ResponseReader, WireResponse, wait_until_monotonic
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
@@ -44,6 +44,7 @@ CONTENDERS = ("locust", "daemon", "raw")
 TOO_SOON, CLOSED = 1018, 1017
 SIM_START_ALLOWANCE_S = 4.0  # plus SIM_START_PER_ACCOUNT_S each: the simulator child is listening within this
 SIM_START_PER_ACCOUNT_S = 0.008  # measured at load average 7.5 on 2 vCPUs: 3.2-5.4 s at 100 accounts, 11.4 s at 1000
+SIM_START_MARGIN = 1.5  # and at least this times the slowest start seen so far (13-17 s at 5 accounts, load 13)
 WARMUP_BATCH = 200
 
 
@@ -58,6 +59,7 @@ class RaceOptions:
     brokers: tuple[str, ...] = ("gs", "shahr", "bbi")
     captcha_spacing_s: float = 0.002
     realtime: str | None = None  # executor.realtime for a plain "daemon" (None: the config's default, auto)
+    raw_realtime: str = "off"  # the same setting for a plain "raw" (off: normal priority, as before)
 
 
 @dataclass
@@ -162,6 +164,7 @@ class Race:
         self.cache_dir = self.dir / "cache"
         self.runs = 0
         self.warmup_s: float | None = None
+        self.slowest_start_s = 0.0  # the slowest simulator start seen: a loaded machine starts the child late
         use_sim_password()
 
     def config_data(self, sim: SimProcess, state: Path, realtime: str | None = None) -> dict[str, Any]:
@@ -178,7 +181,9 @@ class Race:
     async def warm(self) -> float:
         """Log every account in (OCR captchas, the simulator's login limit raised) into the shared cache;
         accounts already warm (a reused --workdir) cost no login. Returns the seconds it took."""
+        started = self.clock.monotonic_ns()
         with SimProcess(self.n, self.options.brokers) as sim:
+            self._started(started)
             config = validate_config(self.config_data(sim, self.dir / "warm"), source="bench config")
             started = self.clock.monotonic_ns()
             results = []
@@ -195,7 +200,7 @@ class Race:
 
     async def run(self, contender: str) -> Outcome:
         """One contender at a fresh open on a fresh simulator; `daemon rt=MODE` is the daemon with that
-        `executor.realtime`."""
+        `executor.realtime` (`raw rt=MODE` the raw loop at the same priority)."""
         self.runs += 1
         kind, _, realtime = contender.partition(" rt=")
         state = self.dir / f"{kind}{'-rt-' + realtime if realtime else ''}-{self.runs}"
@@ -203,11 +208,14 @@ class Race:
         state.mkdir(parents=True)
         # the daemon arms arm_lead_s ahead; the others need only open their connections (under 1 ms each)
         lead = self.options.arm_lead_s + 1.0 if kind == "daemon" else 3.0 + 0.004 * self.n
-        start = SIM_START_ALLOWANCE_S + SIM_START_PER_ACCOUNT_S * self.n
+        start = max(SIM_START_ALLOWANCE_S + SIM_START_PER_ACCOUNT_S * self.n, SIM_START_MARGIN * self.slowest_start_s)
         open_at = self.clock.now() + timedelta(seconds=start + lead)
         sim = SimProcess(self.n, self.options.brokers, open_at=open_at, request_log=state / "requests.jsonl")
+        starting = self.clock.monotonic_ns()
         with sim:
-            data = self.config_data(sim, state, realtime or (self.options.realtime if kind == "daemon" else None))
+            self._started(starting)
+            default = {"daemon": self.options.realtime, "raw": self.options.raw_realtime}.get(kind)
+            data = self.config_data(sim, state, realtime or default)
             config = validate_config(data, source="bench config")
             config_path = write_config(data, state / "config.yaml")
             runner = {"daemon": self._daemon, "raw": self._raw, "locust": self._locust}[kind]
@@ -215,6 +223,9 @@ class Race:
         outcome.contender = contender
         _add_arrivals(outcome, sim, open_at, [a.username for a in config.accounts])
         return outcome
+
+    def _started(self, since_ns: int) -> None:
+        self.slowest_start_s = max(self.slowest_start_s, (self.clock.monotonic_ns() - since_ns) / NS)
 
     # ---- the contenders ------------------------------------------------------------------------
 
@@ -283,6 +294,7 @@ class Race:
         clients: list[_Answered] = []
         waiting: list[asyncio.Future[None]] = []
         capture = None
+        window = RealtimeWindow(config.executor.realtime, config.executor.realtime_priority, self.clock)
         try:
             for start in range(0, len(orders), 100):  # pre-opened, a hundred at a time
                 opened = await asyncio.gather(
@@ -296,17 +308,21 @@ class Race:
             async with asyncio.timeout(30):
                 await asyncio.gather(*pings)
             waiting = [c.expect() for c in clients]
-            capture = open_capture(_ports(config))  # after the warming answers: the next request is the order
-            owners = {local_port(c.transport): o.username for c, o in zip(clients, orders)}
-            planned = ClockReference.take(self.clock).monotonic_of(_wall_ns(open_at))
-            ready_ahead = _require_ahead(planned, self.clock, "raw: connections were not open before the instant")
-            fire = raw_fire(clients, requests, self.clock)
-            woke = await wait_until_monotonic(planned, self.clock)
-            sent = fire()
+            # executor.realtime as the daemon takes it after its final check's pings: to the end of the loop,
+            # the memory kept locked until the answers are in
+            with window:
+                capture = open_capture(_ports(config))  # after the warming answers: the next request is the order
+                owners = {local_port(c.transport): o.username for c, o in zip(clients, orders)}
+                planned = ClockReference.take(self.clock).monotonic_of(_wall_ns(open_at))
+                ready_ahead = _require_ahead(planned, self.clock, "raw: connections were not open before the instant")
+                fire = raw_fire(clients, requests, self.clock)
+                woke = await wait_until_monotonic(planned, self.clock)
+                sent = fire()
             async with asyncio.timeout(30):
                 await asyncio.gather(*waiting, return_exceptions=True)
             segments = capture.collect() if capture is not None else []
         finally:
+            window.leave()
             if capture is not None:
                 capture.close()
             for waiter in waiting:
@@ -318,7 +334,7 @@ class Race:
             self.n,
             dispatch_ms=(sent[-1] - planned) / 1e6,
             first_send_error_ms=(sent[0] - planned) / 1e6,
-            note="one write per account, no retry, normal priority",
+            note=f"one write per account, no retry; executor.realtime {config.executor.realtime}",
             phases_s={
                 "ready_ahead": ready_ahead,
                 "wake_late": (woke - planned) / NS,
@@ -476,15 +492,19 @@ def ratios(outcomes: list[Outcome]) -> dict[str, float | None]:
         return round(a / b, 2) if a is not None and b not in (None, 0) else None
 
     daemons = [o.contender for o in outcomes if o.contender.startswith("daemon")] or ["daemon"]
+    raws = [o.contender for o in outcomes if o.contender.startswith("raw")] or ["raw"]
     out: dict[str, float | None] = {}
     for d in daemons:
-        out |= {
-            f"{d}/raw arrival max": ratio(d, "raw", "arrival_ms_max"),
-            f"{d}/raw arrival p50": ratio(d, "raw", "arrival_ms_p50"),
-            f"{d}/raw dispatch": ratio(d, "raw", "dispatch_ms"),
-            f"{d}/raw wire max": ratio(d, "raw", "wire_ms_max"),
-            f"{d}/raw wire p50": ratio(d, "raw", "wire_ms_p50"),
-        }
+        for r in raws:
+            if " rt=" in d and " rt=" in r and d.split(" rt=")[1] != r.split(" rt=")[1]:
+                continue  # both run both ways: like with like
+            out |= {
+                f"{d}/{r} arrival max": ratio(d, r, "arrival_ms_max"),
+                f"{d}/{r} arrival p50": ratio(d, r, "arrival_ms_p50"),
+                f"{d}/{r} dispatch": ratio(d, r, "dispatch_ms"),
+                f"{d}/{r} wire max": ratio(d, r, "wire_ms_max"),
+                f"{d}/{r} wire p50": ratio(d, r, "wire_ms_p50"),
+            }
     return out | {
         "locust/daemon arrival max": ratio("locust", daemons[0], "arrival_ms_max"),
         "locust/daemon arrival p50": ratio("locust", daemons[0], "arrival_ms_p50"),

@@ -16,7 +16,8 @@ stack, the kernel's stamps from a loopback capture; daemon and raw), spread (max
 Locust's from its users' first request times), NewOrder requests per account, accepted orders,
 self-caused 1018 rejections; then the ratios daemon/raw and locust/daemon, and the first send after the
 planned instant over every open (the journal's stamps, and the first segment on the wire after the open).
-`--realtime on,off` runs the daemon both ways in each run (`daemon rt=on`, `daemon rt=off`). JSON and a PNG of the
+`--realtime on,off` runs the daemon both ways in each run (`daemon rt=on`, `daemon rt=off`); `--raw-realtime`
+the same for the raw loop (default off: normal priority). JSON and a PNG of the
 arrival CDFs go to `--out` (default bench/results/). Only 127.0.0.1 is used; every wait is bounded.
 """
 
@@ -90,6 +91,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "mode in each run, side by side (default auto, the daemon's)",
     )
     parser.add_argument(
+        "--raw-realtime",
+        default="off",
+        metavar="MODE[,MODE]",
+        help="the same for the raw loop (default off: normal priority); with --realtime on,off too, each daemon "
+        "is compared with the raw loop of its own mode",
+    )
+    parser.add_argument(
         "--arm-lead-s",
         type=float,
         default=10.0,
@@ -132,8 +140,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not args.contender_list or set(args.contender_list) - set(CONTENDERS):
         parser.error(f"--contenders takes any of {','.join(CONTENDERS)}")
     args.realtime_modes = list(dict.fromkeys(m.strip() for m in args.realtime.split(",") if m.strip()))
-    if not args.realtime_modes or set(args.realtime_modes) - {"auto", "on", "off"}:
-        parser.error("--realtime takes auto, on or off, or several of them like on,off")
+    args.raw_realtime_modes = list(dict.fromkeys(m.strip() for m in args.raw_realtime.split(",") if m.strip()))
+    for modes, flag in ((args.realtime_modes, "--realtime"), (args.raw_realtime_modes, "--raw-realtime")):
+        if not modes or set(modes) - {"auto", "on", "off"}:
+            parser.error(f"{flag} takes auto, on or off, or several of them like on,off")
     if not (
         1 <= args.runs <= 30
         and 3 <= args.arm_lead_s <= 120
@@ -152,12 +162,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if "locust" in args.contender_list and locust_binary() is None:
         parser.error("locust is not installed (pip install '.[bench]'); leave it out with --contenders daemon,raw")
-    if len(args.realtime_modes) > 1:  # the daemon once per mode, in place of the one daemon
-        args.contender_list = [
-            v
-            for c in args.contender_list
-            for v in ([f"daemon rt={m}" for m in args.realtime_modes] if c == "daemon" else [c])
-        ]
+    variants = {"daemon": args.realtime_modes, "raw": args.raw_realtime_modes}
+    args.contender_list = [  # a contender run in several modes: once per mode, in its place
+        v
+        for c in args.contender_list
+        for v in ([f"{c} rt={m}" for m in variants[c]] if len(variants.get(c, ())) > 1 else [c])
+    ]
     return args
 
 
@@ -170,6 +180,7 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         final_check_s=args.final_check_s,
         brokers=tuple(b.strip() for b in args.brokers.split(",") if b.strip()),
         realtime=args.realtime_modes[0] if len(args.realtime_modes) == 1 else None,
+        raw_realtime=args.raw_realtime_modes[0] if len(args.raw_realtime_modes) == 1 else "off",
     )
     clock = SystemClock()
     machine_at_start = machine()
@@ -201,6 +212,7 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "final_check_s": args.final_check_s,
             "runs": args.runs,
             "realtime": args.realtime_modes,
+            "raw_realtime": args.raw_realtime_modes,
         },
         "warmup_s": warmups,
         "runs": runs,

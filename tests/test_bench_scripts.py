@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bench._capture import CaptureUnavailable, Segment, WireCapture, first_sends, local_port, parse_segment
-from bench._race import locust_binary
+from bench._race import Outcome, locust_binary, ratios
 from bench.open_race import ranges
 from daemon.clock import SystemClock
 from tests.processes import REPO_ROOT
@@ -63,6 +63,8 @@ def test_open_race_daemon_both_ways_and_raw_at_five_accounts(tmp_path: Path) -> 
         "daemon,raw",
         "--realtime",
         "on,off",
+        "--raw-realtime",
+        "on",
         "--arm-lead-s",
         "3",
         "--final-check-s",
@@ -95,6 +97,7 @@ def test_open_race_daemon_both_ways_and_raw_at_five_accounts(tmp_path: Path) -> 
         assert outcome["wire_ms_max"] <= outcome["arrival_ms_max"]
     assert "executor.realtime on" in by["daemon rt=on"]["note"]
     assert "executor.realtime off" in by["daemon rt=off"]["note"]
+    assert "executor.realtime on" in by["raw"]["note"]
     assert by["daemon rt=on"]["phases_s"]["final_check"] > 0
     for daemon in ("daemon rt=on", "daemon rt=off"):
         assert {f"{daemon}/raw arrival max", f"{daemon}/raw dispatch", f"{daemon}/raw wire max"} <= set(run["ratios"])
@@ -118,6 +121,25 @@ def test_raw_reference_prints_the_wire_beside_the_arrivals() -> None:
         assert 0 <= row["wire_first_us_p50"] and 0 <= row["wire_ms_p50"] <= row["wire_ms_max"] <= row["arrival_ms_max"]
     [ratios] = result["ratios"]
     assert ratios["wire/raw arrival max"] > 0 and (ratios["wire/raw on the wire max"] is not None) is CAN_CAPTURE
+
+
+def test_ratios_compare_like_with_like_when_both_run_both_ways() -> None:
+    def outcome(contender: str, wire_max: float) -> Outcome:
+        return Outcome(contender, 2, arrivals_ms=[1.0, 2.0], wire_ms={"a": 0.5, "b": wire_max})
+
+    both = ratios(
+        [
+            outcome("daemon rt=on", 1.0),
+            outcome("daemon rt=off", 3.0),
+            outcome("raw rt=on", 2.0),
+            outcome("raw rt=off", 4.0),
+        ]
+    )
+    assert both["daemon rt=on/raw rt=on wire max"] == 0.5 and both["daemon rt=off/raw rt=off wire max"] == 0.75
+    assert not any("rt=on/raw rt=off" in key or "rt=off/raw rt=on" in key for key in both)
+    one_raw = ratios([outcome("daemon rt=on", 1.0), outcome("daemon rt=off", 3.0), outcome("raw", 2.0)])
+    assert one_raw["daemon rt=on/raw wire max"] == 0.5 and one_raw["daemon rt=off/raw wire max"] == 1.5
+    assert ratios([outcome("daemon", 1.0), outcome("raw", 4.0)])["daemon/raw wire max"] == 0.25
 
 
 def test_a_tcp_segment_is_read_from_its_headers() -> None:
