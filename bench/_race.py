@@ -272,6 +272,9 @@ class Race:
                 "arm": (armed - started) / NS,
                 "final_check": (checked - checking) / NS,
                 "final_check_budget": config.executor.final_check_s,
+                # negative: the arm and the final check (run to their ends here, not cut at the budget as
+                # run_after_arm does) ended after the first planned send, which then went out that late
+                "ready_ahead": (check_at + int(config.executor.final_check_s * NS) - checked) / NS,
             },
         )
         if firsts:

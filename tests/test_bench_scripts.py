@@ -104,6 +104,8 @@ def test_open_race_daemon_both_ways_and_raw_at_five_accounts(tmp_path: Path) -> 
         assert (run["ratios"][f"{daemon}/raw wire max"] is not None) is CAN_CAPTURE
     first = {row["contender"]: row for row in result["first_send"]}
     assert set(first) == set(by) and all(row["opens"] == 1 for row in first.values())
+    late = by["daemon rt=on"]["phases_s"]["ready_ahead"] < 0
+    assert first["daemon rt=on"]["late_starts"] == late and first["raw"]["late_starts"] == 0
     assert first["raw"]["first_send_error_ms_max"] == by["raw"]["first_send_error_ms"]
     assert json.loads((out / "open_race.json").read_text())["runs"][0]["accounts"] == 5
 
