@@ -5,7 +5,10 @@ raw     pre-opened sockets and pre-built bytes, one `transport.write` per accoun
 locust  the earlier tool: Locust started at the instant, one user per account spraying NewOrder
 
 Arrival times are the simulator's own first-byte stamps (host wall clock) minus the open instant, so the
-three are measured by one yardstick. Every wait is bounded; only 127.0.0.1 is used.
+three are measured by one yardstick. On the wire (daemon and raw): when each account's first request left
+the client's TCP stack, the kernel's stamps from a loopback capture opened after the connections were warmed
+(`bench._capture`), on the same wall clock. `daemon rt=on` / `daemon rt=off`: the daemon with
+`executor.realtime` set so, when the race runs it both ways. Every wait is bounded; only 127.0.0.1 is used.
 """
 
 from __future__ import annotations
@@ -24,21 +27,24 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from bench._capture import Segment, first_sends, local_port
 from bench._prepared import prepared_orders
-from bench._raw import _raise_fd_limit, pct, raw_fire
+from bench._raw import _raise_fd_limit, open_capture, pct, raw_fire
 from bench._sim import REPO_ROOT, SimProcess, bench_config, child_env, use_sim_password, write_config
 from daemon.clock import Clock, SystemClock
 from daemon.config import Config, validate_config
 from daemon.executor import Executor
 from daemon.firing import Journal, read_journal
-from daemon.net import ClockReference, ResponseReader, WireResponse, wait_until_monotonic
+from daemon.net import ClockReference, RealtimeWindow, ResponseReader, WireResponse, wait_until_monotonic
 from daemon.warmup import warmup
 from daemon.wiring import Wiring
 
 NS = 1_000_000_000
 CONTENDERS = ("locust", "daemon", "raw")
 TOO_SOON, CLOSED = 1018, 1017
-SIM_START_ALLOWANCE_S = 3.0  # the simulator child is listening well within this, even on a busy machine
+SIM_START_ALLOWANCE_S = 4.0  # plus SIM_START_PER_ACCOUNT_S each: the simulator child is listening within this
+SIM_START_PER_ACCOUNT_S = 0.008  # measured at load average 7.5 on 2 vCPUs: 3.2-5.4 s at 100 accounts, 11.4 s at 1000
+SIM_START_MARGIN = 1.5  # and at least this times the slowest start seen so far (13-17 s at 5 accounts, load 13)
 WARMUP_BATCH = 200
 
 
@@ -52,6 +58,8 @@ class RaceOptions:
     final_check_s: float = 5.0  # the daemon's default: the final check starts this long before the instant
     brokers: tuple[str, ...] = ("gs", "shahr", "bbi")
     captcha_spacing_s: float = 0.002
+    realtime: str | None = None  # executor.realtime for a plain "daemon" (None: the config's default, auto)
+    raw_realtime: str = "off"  # the same setting for a plain "raw" (off: normal priority, as before)
 
 
 @dataclass
@@ -72,10 +80,15 @@ class Outcome:
     phases_s: dict[str, float] = field(default_factory=dict)  # how long the steps before the instant took
     by_platform: dict[str, dict[str, Any]] = field(default_factory=dict)  # daemon: dispatch per broker platform
     note: str = ""
+    arrival_by_account: dict[str, float] = field(default_factory=dict)  # username -> its first arrival, ms
+    wire_ms: dict[str, float] = field(default_factory=dict)  # username -> its first request on the wire, ms
+    wire_lost: int = 0  # segments the capture's buffer dropped (0, or the wire figures miss requests)
 
     def summary(self) -> dict[str, Any]:
         arrivals = self.arrivals_ms
+        wire = list(self.wire_ms.values())
         per_account = list(self.requests.values())
+        late = [u for u, w in self.wire_ms.items() if u in self.arrival_by_account and w > self.arrival_by_account[u]]
         return {
             "contender": self.contender,
             "accounts": self.accounts,
@@ -83,6 +96,13 @@ class Outcome:
             "arrival_ms_p50": _r(pct(arrivals, 50)) if arrivals else None,
             "arrival_ms_p99": _r(pct(arrivals, 99)) if arrivals else None,
             "arrival_ms_max": _r(max(arrivals)) if arrivals else None,
+            "wired": len(wire),
+            "wire_ms_p50": _r(pct(wire, 50)) if wire else None,
+            "wire_ms_p99": _r(pct(wire, 99)) if wire else None,
+            "wire_ms_max": _r(max(wire)) if wire else None,
+            "wire_first_ms": _r(min(wire)) if wire else None,
+            "wire_after_arrival": len(late),
+            "wire_lost": self.wire_lost,
             "spread_ms": _r(max(arrivals) - min(arrivals)) if arrivals else None,
             "dispatch_ms": _r(self.dispatch_ms),
             "first_send_error_ms": _r(self.first_send_error_ms),
@@ -101,7 +121,11 @@ class Outcome:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "arrivals_ms": [_r(a) for a in sorted(self.arrivals_ms)]}
+        return {
+            **self.summary(),
+            "arrivals_ms": [_r(a) for a in sorted(self.arrivals_ms)],
+            "wire_and_arrival_ms": sorted([_r(w), _r(self.arrival_by_account.get(u))] for u, w in self.wire_ms.items()),
+        }
 
 
 def _by_platform(config: Config, firsts: list[dict[str, Any]], planned: int) -> dict[str, dict[str, Any]]:
@@ -140,9 +164,10 @@ class Race:
         self.cache_dir = self.dir / "cache"
         self.runs = 0
         self.warmup_s: float | None = None
+        self.slowest_start_s = 0.0  # the slowest simulator start seen: a loaded machine starts the child late
         use_sim_password()
 
-    def config_data(self, sim: SimProcess, state: Path) -> dict[str, Any]:
+    def config_data(self, sim: SimProcess, state: Path, realtime: str | None = None) -> dict[str, Any]:
         return bench_config(
             sim.snippet,
             state,
@@ -150,12 +175,15 @@ class Race:
             clock_source=self.options.clock_source,
             captcha_spacing_s=self.options.captcha_spacing_s,
             final_check_s=self.options.final_check_s,
+            realtime=realtime,
         )
 
     async def warm(self) -> float:
         """Log every account in (OCR captchas, the simulator's login limit raised) into the shared cache;
         accounts already warm (a reused --workdir) cost no login. Returns the seconds it took."""
+        started = self.clock.monotonic_ns()
         with SimProcess(self.n, self.options.brokers) as sim:
+            self._started(started)
             config = validate_config(self.config_data(sim, self.dir / "warm"), source="bench config")
             started = self.clock.monotonic_ns()
             results = []
@@ -171,22 +199,33 @@ class Race:
         return self.warmup_s
 
     async def run(self, contender: str) -> Outcome:
-        """One contender at a fresh open on a fresh simulator."""
+        """One contender at a fresh open on a fresh simulator; `daemon rt=MODE` is the daemon with that
+        `executor.realtime` (`raw rt=MODE` the raw loop at the same priority)."""
         self.runs += 1
-        state = self.dir / f"{contender}-{self.runs}"
+        kind, _, realtime = contender.partition(" rt=")
+        state = self.dir / f"{kind}{'-rt-' + realtime if realtime else ''}-{self.runs}"
         shutil.rmtree(state, ignore_errors=True)
         state.mkdir(parents=True)
         # the daemon arms arm_lead_s ahead; the others need only open their connections (under 1 ms each)
-        lead = self.options.arm_lead_s + 1.0 if contender == "daemon" else 2.0 + 0.004 * self.n
-        open_at = self.clock.now() + timedelta(seconds=SIM_START_ALLOWANCE_S + lead)
+        lead = self.options.arm_lead_s + 1.0 if kind == "daemon" else 3.0 + 0.004 * self.n
+        start = max(SIM_START_ALLOWANCE_S + SIM_START_PER_ACCOUNT_S * self.n, SIM_START_MARGIN * self.slowest_start_s)
+        open_at = self.clock.now() + timedelta(seconds=start + lead)
         sim = SimProcess(self.n, self.options.brokers, open_at=open_at, request_log=state / "requests.jsonl")
+        starting = self.clock.monotonic_ns()
         with sim:
-            config = validate_config(self.config_data(sim, state), source="bench config")
-            config_path = write_config(self.config_data(sim, state), state / "config.yaml")
-            runner = {"daemon": self._daemon, "raw": self._raw, "locust": self._locust}[contender]
+            self._started(starting)
+            default = {"daemon": self.options.realtime, "raw": self.options.raw_realtime}.get(kind)
+            data = self.config_data(sim, state, realtime or default)
+            config = validate_config(data, source="bench config")
+            config_path = write_config(data, state / "config.yaml")
+            runner = {"daemon": self._daemon, "raw": self._raw, "locust": self._locust}[kind]
             outcome = await runner(config, config_path, open_at, state)
+        outcome.contender = contender
         _add_arrivals(outcome, sim, open_at, [a.username for a in config.accounts])
         return outcome
+
+    def _started(self, since_ns: int) -> None:
+        self.slowest_start_s = max(self.slowest_start_s, (self.clock.monotonic_ns() - since_ns) / NS)
 
     # ---- the contenders ------------------------------------------------------------------------
 
@@ -195,20 +234,31 @@ class Race:
         arm_at = reference.monotonic_of(_wall_ns(open_at) - int(self.options.arm_lead_s * NS))
         await wait_until_monotonic(arm_at, self.clock)
         day = open_at.astimezone(config.tz).date()
+        capture = None
+        owners: dict[int, str] = {}
+        segments: list[Segment] = []
         async with Wiring(config, self.clock) as services:
             executor = Executor.from_wiring(services, Journal(config.state_dir, day), day=day)
             try:
                 started = self.clock.monotonic_ns()
                 plans = await executor.arm(config.accounts, open_at.astimezone(config.tz))
                 armed = self.clock.monotonic_ns()
-                # run_after_arm's steps, timed: the final check must end before the instant
+                # run_after_arm's steps, timed: the final check must end before the instant; real-time priority
+                # (when the config allows it) from the final check to the end of the first-send loop, as there
                 check_at = min(p.send_at_ns for p in plans) - int(config.executor.final_check_s * NS)
                 await wait_until_monotonic(check_at, self.clock)
-                checking = self.clock.monotonic_ns()
-                await executor.final_check()
-                checked = self.clock.monotonic_ns()
-                await executor.fire()
+                with executor.realtime:
+                    checking = self.clock.monotonic_ns()
+                    await executor.final_check()
+                    checked = self.clock.monotonic_ns()
+                    capture = open_capture(_ports(config))  # after the pings' answers: the next request is the order
+                    owners = _daemon_ports(executor)
+                    await executor.fire()
+                owners |= _daemon_ports(executor)  # a connection reopened in the window
+                segments = capture.collect() if capture is not None else []
             finally:
+                if capture is not None:
+                    capture.close()
                 await executor.aclose()
         records = read_journal(config.state_dir, day)
         firsts = [r for r in records if r.get("kind") == "send" and r.get("attempt") == 1]
@@ -222,6 +272,9 @@ class Race:
                 "arm": (armed - started) / NS,
                 "final_check": (checked - checking) / NS,
                 "final_check_budget": config.executor.final_check_s,
+                # negative: the arm and the final check (run to their ends here, not cut at the budget as
+                # run_after_arm does) ended after the first planned send, which then went out that late
+                "ready_ahead": (check_at + int(config.executor.final_check_s * NS) - checked) / NS,
             },
         )
         if firsts:
@@ -230,6 +283,8 @@ class Race:
             outcome.dispatch_ms = (sent[-1] - planned) / 1e6
             outcome.first_send_error_ms = (sent[0] - planned) / 1e6
             outcome.by_platform = _by_platform(config, firsts, planned)
+        _add_wire(outcome, segments, owners, open_at, capture.dropped if capture is not None else 0)
+        outcome.note += f"; executor.realtime {config.executor.realtime}"
         return outcome
 
     async def _raw(self, config: Config, _path: Path, open_at: datetime, _state: Path) -> Outcome:
@@ -241,6 +296,8 @@ class Race:
         port = urlsplit(orders[0].trading_url).port
         clients: list[_Answered] = []
         waiting: list[asyncio.Future[None]] = []
+        capture = None
+        window = RealtimeWindow(config.executor.realtime, config.executor.realtime_priority, self.clock)
         try:
             for start in range(0, len(orders), 100):  # pre-opened, a hundred at a time
                 opened = await asyncio.gather(
@@ -254,30 +311,41 @@ class Race:
             async with asyncio.timeout(30):
                 await asyncio.gather(*pings)
             waiting = [c.expect() for c in clients]
-            planned = ClockReference.take(self.clock).monotonic_of(_wall_ns(open_at))
-            ready_ahead = _require_ahead(planned, self.clock, "raw: connections were not open before the instant")
-            fire = raw_fire(clients, requests, self.clock)
-            woke = await wait_until_monotonic(planned, self.clock)
-            sent = fire()
+            # executor.realtime as the daemon takes it after its final check's pings: to the end of the loop,
+            # the memory kept locked until the answers are in
+            with window:
+                capture = open_capture(_ports(config))  # after the warming answers: the next request is the order
+                owners = {local_port(c.transport): o.username for c, o in zip(clients, orders)}
+                planned = ClockReference.take(self.clock).monotonic_of(_wall_ns(open_at))
+                ready_ahead = _require_ahead(planned, self.clock, "raw: connections were not open before the instant")
+                fire = raw_fire(clients, requests, self.clock)
+                woke = await wait_until_monotonic(planned, self.clock)
+                sent = fire()
             async with asyncio.timeout(30):
                 await asyncio.gather(*waiting, return_exceptions=True)
+            segments = capture.collect() if capture is not None else []
         finally:
+            window.leave()
+            if capture is not None:
+                capture.close()
             for waiter in waiting:
                 waiter.cancel()  # no-op for the answered; an unanswered one is not an error to report twice
             for client in clients:
                 client.transport.close()
-        return Outcome(
+        outcome = Outcome(
             "raw",
             self.n,
             dispatch_ms=(sent[-1] - planned) / 1e6,
             first_send_error_ms=(sent[0] - planned) / 1e6,
-            note="one write per account, no retry",
+            note=f"one write per account, no retry; executor.realtime {config.executor.realtime}",
             phases_s={
                 "ready_ahead": ready_ahead,
                 "wake_late": (woke - planned) / NS,
                 "first_write": (sent[0] - woke) / NS,
             },
         )
+        _add_wire(outcome, segments, owners, open_at, capture.dropped if capture is not None else 0)
+        return outcome
 
     async def _locust(self, _config: Config, path: Path, open_at: datetime, state: Path) -> Outcome:
         binary = self.options.locust_bin or locust_binary()
@@ -372,6 +440,31 @@ def _wall_ns(when: datetime) -> int:
     return int(round(when.timestamp() * 1e6)) * 1000
 
 
+def _ports(config: Config) -> set[int]:
+    """The trading ports the accounts' orders go to (the simulator's one, here)."""
+    return {urlsplit(config.broker(a.broker).trading_url).port or 80 for a in config.accounts}
+
+
+def _daemon_ports(executor: Executor) -> dict[int, str]:
+    """Each open connection's local port -> its plan's username, read from outside (the daemon has no hook)."""
+    out = {}
+    for plan in executor.plans:
+        port = local_port(plan.conn._transport) if plan.conn is not None else None
+        if port is not None:
+            out[port] = plan.username
+    return out
+
+
+def _add_wire(
+    outcome: Outcome, segments: list[Segment], owners: dict[int | None, str], open_at: datetime, lost: int
+) -> None:
+    """Per account: its first request's segment as the kernel stamped it, in ms after the open."""
+    open_ns = _wall_ns(open_at)
+    stamps = first_sends(segments, {p: u for p, u in owners.items() if p is not None})
+    outcome.wire_ms = {u: (ns - open_ns) / 1e6 for u, ns in stamps.items()}
+    outcome.wire_lost = lost
+
+
 def _add_arrivals(outcome: Outcome, sim: SimProcess, open_at: datetime, usernames: list[str]) -> None:
     """Per account: its first NewOrder's arrival after the open, how many it sent, and the answers."""
     open_ns = _wall_ns(open_at)
@@ -387,22 +480,35 @@ def _add_arrivals(outcome: Outcome, sim: SimProcess, open_at: datetime, username
         outcome.too_soon += arrival.error_code == TOO_SOON
         outcome.closed += arrival.error_code == CLOSED
     outcome.arrivals_ms = [(ns - open_ns) / 1e6 for ns in first.values()]
+    outcome.arrival_by_account = {u: (ns - open_ns) / 1e6 for u, ns in first.items()}
     outcome.accounts_accepted = len(accepted)
     outcome.requests = {u: counts[u] for u in usernames if counts[u]}
 
 
 def ratios(outcomes: list[Outcome]) -> dict[str, float | None]:
-    """daemon / raw (how close the executor gets to the limit) and locust / daemon (what it saves)."""
+    """daemon / raw (how close the executor gets to the limit, per daemon variant) and locust / daemon (what it
+    saves)."""
     by = {o.contender: o.summary() for o in outcomes}
 
     def ratio(top: str, bottom: str, key: str) -> float | None:
         a, b = by.get(top, {}).get(key), by.get(bottom, {}).get(key)
         return round(a / b, 2) if a is not None and b not in (None, 0) else None
 
-    return {
-        "daemon/raw arrival max": ratio("daemon", "raw", "arrival_ms_max"),
-        "daemon/raw arrival p50": ratio("daemon", "raw", "arrival_ms_p50"),
-        "daemon/raw dispatch": ratio("daemon", "raw", "dispatch_ms"),
-        "locust/daemon arrival max": ratio("locust", "daemon", "arrival_ms_max"),
-        "locust/daemon arrival p50": ratio("locust", "daemon", "arrival_ms_p50"),
+    daemons = [o.contender for o in outcomes if o.contender.startswith("daemon")] or ["daemon"]
+    raws = [o.contender for o in outcomes if o.contender.startswith("raw")] or ["raw"]
+    out: dict[str, float | None] = {}
+    for d in daemons:
+        for r in raws:
+            if " rt=" in d and " rt=" in r and d.split(" rt=")[1] != r.split(" rt=")[1]:
+                continue  # both run both ways: like with like
+            out |= {
+                f"{d}/{r} arrival max": ratio(d, r, "arrival_ms_max"),
+                f"{d}/{r} arrival p50": ratio(d, r, "arrival_ms_p50"),
+                f"{d}/{r} dispatch": ratio(d, r, "dispatch_ms"),
+                f"{d}/{r} wire max": ratio(d, r, "wire_ms_max"),
+                f"{d}/{r} wire p50": ratio(d, r, "wire_ms_p50"),
+            }
+    return out | {
+        "locust/daemon arrival max": ratio("locust", daemons[0], "arrival_ms_max"),
+        "locust/daemon arrival p50": ratio("locust", daemons[0], "arrival_ms_p50"),
     }

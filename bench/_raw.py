@@ -1,10 +1,11 @@
 """Reusable core of the raw reference: a recording server in a child process, fire loops, and figures.
 
 The server (its own process, so its work does not share our event loop) stamps the monotonic time at
-which each request's first bytes were read, and answers every request with the same small 200. On
-Linux CLOCK_MONOTONIC is one clock for every process, so its stamps compare with ours directly.
-`fire_round` plans an instant, waits for it with `wait_until_monotonic`, calls a fire function that
-writes one pre-built request per connection, and collects what happened. The open-race benchmark
+which each request's first bytes were read (with the client's port), and answers every request with the
+same small 200. On Linux CLOCK_MONOTONIC is one clock for every process, so its stamps compare with ours
+directly. `fire_round` plans an instant, waits for it with `wait_until_monotonic`, calls a fire function
+that writes one pre-built request per connection, and collects what happened, including when each request
+left on the wire (the kernel's stamps from a loopback capture, `bench._capture`). The open-race benchmark
 imports these pieces to compare the executor with this physical limit.
 """
 
@@ -24,8 +25,9 @@ from typing import Any
 import httptools
 import orjson
 
+from bench._capture import CaptureUnavailable, WireCapture, first_sends, local_port
 from daemon.clock import Clock, SystemClock
-from daemon.net import WireConnection, build_request, wait_until_monotonic
+from daemon.net import ClockReference, WireConnection, build_request, wait_until_monotonic
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 ARRIVALS_PATH = "/__arrivals"
@@ -37,9 +39,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class _Recorder(asyncio.Protocol):
-    """Stamps each request's first bytes; `GET /__arrivals` answers (and clears) the stamps as JSON."""
+    """Stamps each request's first bytes; `GET /__arrivals` answers (and clears) [stamp, client port] pairs as JSON."""
 
-    def __init__(self, arrivals: list[int], mono: Callable[[], int]) -> None:
+    def __init__(self, arrivals: list[tuple[int, int]], mono: Callable[[], int]) -> None:
         self.arrivals, self.mono = arrivals, mono
         self.parser = httptools.HttpRequestParser(self)
         self.now = 0
@@ -47,6 +49,7 @@ class _Recorder(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
+        self.peer_port = transport.get_extra_info("peername")[1]
 
     def data_received(self, data: bytes) -> None:
         self.now = self.mono()
@@ -70,12 +73,12 @@ class _Recorder(asyncio.Protocol):
                 b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
             )
         else:
-            self.arrivals.append(self.begun)
+            self.arrivals.append((self.begun, self.peer_port))
             self.transport.write(OK_RESPONSE)
 
 
 async def _serve(max_seconds: float) -> None:
-    arrivals: list[int] = []
+    arrivals: list[tuple[int, int]] = []
     mono = SystemClock().monotonic_ns
     server = await asyncio.get_running_loop().create_server(
         lambda: _Recorder(arrivals, mono), "127.0.0.1", 0, backlog=4096
@@ -118,8 +121,8 @@ class RecordingServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def take_arrivals(self, clock: Clock) -> list[int]:
-        """The arrival stamps recorded since the last call (and forget them)."""
+    async def take_arrivals(self, clock: Clock) -> list[list[int]]:
+        """The [arrival stamp, client port] pairs recorded since the last call (and forget them)."""
         async with WireConnection(self.base_url, clock) as conn:
             conn.send_nowait(build_request("GET", self.base_url + ARRIVALS_PATH, {}))
             return (await conn.next_response(30)).json()
@@ -202,6 +205,8 @@ class Round:
     woke_ns: int
     sent_ns: list[int]
     arrivals_ns: list[int]
+    arrival_by_port: dict[int, int] = field(default_factory=dict)  # the server's stamp per client port
+    wire_by_port: dict[int, int] = field(default_factory=dict)  # when it left (kernel, on the monotonic clock)
 
     @property
     def first_send_error_ns(self) -> int:
@@ -218,7 +223,7 @@ class Figures:
     accounts: int
     rounds: list[Round] = field(default_factory=list)
 
-    def summary(self) -> dict[str, float]:
+    def summary(self) -> dict[str, Any]:
         dispatch = [r.dispatch_ns / 1e6 for r in self.rounds]
         first = [r.first_send_error_ns / 1e3 for r in self.rounds]
         woke = [(r.woke_ns - r.planned_ns) / 1e3 for r in self.rounds]
@@ -238,6 +243,24 @@ class Figures:
             "arrival_ms_p50": pct(arrivals, 50),
             "arrival_ms_p99": pct(arrivals, 99),
             "arrival_ms_max": max(arrivals),
+            **self.wire_summary(),
+        }
+
+    def wire_summary(self) -> dict[str, Any]:
+        """On the wire (the kernel's stamps) after the instant: every request, and each round's first; how many
+        requests have no stamp, and how many left after the server says they arrived (both 0 when sane)."""
+        wire = [(w - r.planned_ns) / 1e6 for r in self.rounds for w in r.wire_by_port.values()]
+        first = [(min(r.wire_by_port.values()) - r.planned_ns) / 1e3 for r in self.rounds if r.wire_by_port]
+        missing = sum(len(r.arrivals_ns) - len(r.wire_by_port) for r in self.rounds)
+        late = sum(w > r.arrival_by_port.get(port, w) for r in self.rounds for port, w in r.wire_by_port.items())
+        return {
+            "wire_ms_p50": pct(wire, 50) if wire else None,
+            "wire_ms_p99": pct(wire, 99) if wire else None,
+            "wire_ms_max": max(wire, default=None),
+            "wire_first_us_p50": pct(first, 50) if first else None,
+            "wire_first_us_p99": pct(first, 99) if first else None,
+            "wire_missing": missing,
+            "wire_after_arrival": late,
         }
 
 
@@ -278,18 +301,28 @@ async def fire_round(
     clock: Clock,
     lead_s: float = 0.05,
     response_timeout_s: float = 30.0,
+    capture: WireCapture | None = None,
+    ports: Sequence[int | None] = (),
 ) -> Round:
-    """Plan an instant `lead_s` ahead, wait for it, fire, await every answer, and collect the arrivals."""
+    """Plan an instant `lead_s` ahead, wait for it, fire, await every answer, and collect the arrivals (and, with
+    a capture, when each request on `ports`, the fired connections' local ports, left)."""
     waiting = expect()
+    if capture is not None:
+        capture.collect()  # the previous round's and the arrivals' requests: not this round's
+    reference = ClockReference.take(clock)
     planned = clock.monotonic_ns() + int(lead_s * 1e9)
     woke = await wait_until_monotonic(planned, clock)
     sent = fire()
     async with asyncio.timeout(response_timeout_s):
         await asyncio.gather(*waiting)
-    arrivals = await server.take_arrivals(clock)
-    if len(arrivals) != accounts:
-        raise RuntimeError(f"the server saw {len(arrivals)} requests, not {accounts}")
-    return Round(planned, woke, sent, sorted(arrivals))
+    wire: dict[int, int] = {}
+    if capture is not None:
+        stamps = first_sends(capture.collect(), {p: str(p) for p in ports if p is not None})
+        wire = {int(port): reference.monotonic_of(ns) for port, ns in stamps.items()}
+    pairs = await server.take_arrivals(clock)
+    if len(pairs) != accounts:
+        raise RuntimeError(f"the server saw {len(pairs)} requests, not {accounts}")
+    return Round(planned, woke, sent, sorted(a for a, _ in pairs), {p: a for a, p in pairs}, wire)
 
 
 async def measure(
@@ -305,8 +338,11 @@ async def measure(
     clock = clock or SystemClock()
     _raise_fd_limit(accounts * 2 * len(modes) + 256)
     requests = order_requests(server.base_url, accounts)
-    plans: list[tuple[Figures, FireFn, Callable[[], list[asyncio.Future]]]] = []
+    plans: list[tuple[Figures, FireFn, Callable[[], list[asyncio.Future]], list[int | None]]] = []
     closers: list[Callable[[], object]] = []
+    capture = open_capture([server.port])
+    if capture is not None:
+        closers.append(capture.close)
     try:
         for mode in modes:
             if mode == "raw":
@@ -317,6 +353,7 @@ async def measure(
                         Figures(mode, accounts),
                         raw_fire(clients, requests, clock),
                         lambda clients=clients: [c.expect_one() for c in clients],
+                        [local_port(c.transport) for c in clients],
                     )
                 )
             elif mode == "wire":
@@ -328,17 +365,31 @@ async def measure(
                         Figures(mode, accounts),
                         lambda pairs=pairs: fire_all(pairs),  # type: ignore[misc]
                         lambda conns=conns: [asyncio.ensure_future(c.next_response(30)) for c in conns],
+                        [local_port(c._transport) for c in conns],  # read from outside: the daemon has no hook
                     )
                 )
             else:
                 raise ValueError(f"unknown mode {mode!r}; use raw or wire")
         for _ in range(rounds):
-            for figures, fire, expect in plans:
-                figures.rounds.append(await fire_round(server, fire, expect, accounts, clock))
+            for figures, fire, expect, ports in plans:
+                figures.rounds.append(
+                    await fire_round(server, fire, expect, accounts, clock, capture=capture, ports=ports)
+                )
     finally:
         for close in closers:
             close()
-    return [figures for figures, _, _ in plans]
+    if capture is not None and capture.dropped:
+        print(f"on the wire: the capture lost {capture.dropped} segments; its figures miss them", file=sys.stderr)
+    return [figures for figures, _, _, _ in plans]
+
+
+def open_capture(ports: Sequence[int]) -> WireCapture | None:
+    """A loopback capture of the requests to `ports`, or None (said once on stderr) where it is not permitted."""
+    try:
+        return WireCapture(ports).open()
+    except CaptureUnavailable as exc:
+        print(f"{exc}.", file=sys.stderr)
+        return None
 
 
 class _NullTransport:

@@ -191,17 +191,23 @@ def bench_config(
     clock_source: str = "none",
     window_s: float = 5.0,
     final_check_s: float = 5.0,
+    realtime: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A config for the simulator in `snippet`: private state dir, shared cache, TTLs long enough that a
-    cache warmed at the start of the benchmark still serves its last contender."""
+    cache warmed at the start of the benchmark still serves its last contender; `realtime` None keeps the
+    executor's default (auto)."""
     data = sim_config_data(
         snippet,
         state_dir=workdir / "state",
         cache_dir=cache_dir,
         cache={"ttl": {"market": 3600, "buying_power": 3600, "order_params": 3600, "holdings": 3600}},
         captcha={"solver": "ocr", "spacing_s": captcha_spacing_s},
-        executor={"clock_source": clock_source, "final_check_s": final_check_s},
+        executor={
+            "clock_source": clock_source,
+            "final_check_s": final_check_s,
+            **({"realtime": realtime} if realtime else {}),
+        },
         schedule={"window_s": window_s},
         client={"cross_check": False, "timeout_s": 30},
     )

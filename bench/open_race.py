@@ -11,9 +11,13 @@ process (same seed, so the cached tokens hold) opening at its own instant a few 
   raw     pre-opened sockets and pre-built bytes, one write per account in one loop at the instant
 
 Printed per contender: first-order arrival after the open at the simulator (p50, p99, max; its own
-first-byte stamps), spread (max - min), dispatch (the instant -> the last account's first write;
+first-byte stamps), on the wire (p50, p99, max: when each account's first request left the client's TCP
+stack, the kernel's stamps from a loopback capture; daemon and raw), spread (max - min), dispatch (the instant -> the last account's first write;
 Locust's from its users' first request times), NewOrder requests per account, accepted orders,
-self-caused 1018 rejections; then the ratios daemon/raw and locust/daemon. JSON and a PNG of the
+self-caused 1018 rejections; then the ratios daemon/raw and locust/daemon, and the first send after the
+planned instant over every open (the journal's stamps, and the first segment on the wire after the open).
+`--realtime on,off` runs the daemon both ways in each run (`daemon rt=on`, `daemon rt=off`); `--raw-realtime`
+the same for the raw loop (default off: normal priority). JSON and a PNG of the
 arrival CDFs go to `--out` (default bench/results/). Only 127.0.0.1 is used; every wait is bounded.
 """
 
@@ -32,6 +36,7 @@ if __package__ in (None, ""):  # run as a script: import this checkout, not an i
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._race import CONTENDERS, Race, RaceOptions, locust_binary, ratios  # noqa: E402
+from bench._raw import pct  # noqa: E402
 from bench._sim import REPO_ROOT  # noqa: E402
 from daemon.cli.output import print_json, print_table  # noqa: E402
 from daemon.clock import SystemClock  # noqa: E402
@@ -42,6 +47,10 @@ COLUMNS = [
     ("arrival_ms_p50", "arrival p50 ms"),
     ("arrival_ms_p99", "p99"),
     ("arrival_ms_max", "max"),
+    ("wired", "wired"),
+    ("wire_ms_p50", "on the wire p50 ms"),
+    ("wire_ms_p99", "p99"),
+    ("wire_ms_max", "max"),
     ("spread_ms", "spread ms"),
     ("dispatch_ms", "dispatch ms"),
     ("first_send_error_ms", "first send ms"),
@@ -56,6 +65,10 @@ RANGE_KEYS = [
     "arrival_ms_p50",
     "arrival_ms_p99",
     "arrival_ms_max",
+    "wire_ms_p50",
+    "wire_ms_p99",
+    "wire_ms_max",
+    "wire_first_ms",
     "spread_ms",
     "dispatch_ms",
     "first_send_error_ms",
@@ -69,7 +82,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--accounts", default="10,100,1000", help="account counts, comma-separated (default 10,100,1000)"
     )
     parser.add_argument("--contenders", default=",".join(CONTENDERS), help="any of locust,daemon,raw (default all)")
-    parser.add_argument("--runs", type=int, default=1, help="opens per contender and count (default 1)")
+    parser.add_argument("--runs", type=int, default=1, help="opens per contender and count (default 1, at most 30)")
+    parser.add_argument(
+        "--realtime",
+        default="auto",
+        metavar="MODE[,MODE]",
+        help="the daemon's executor.realtime: auto, on or off; two or three (e.g. on,off) run the daemon once per "
+        "mode in each run, side by side (default auto, the daemon's)",
+    )
+    parser.add_argument(
+        "--raw-realtime",
+        default="off",
+        metavar="MODE[,MODE]",
+        help="the same for the raw loop (default off: normal priority); with --realtime on,off too, each daemon "
+        "is compared with the raw loop of its own mode",
+    )
     parser.add_argument(
         "--arm-lead-s",
         type=float,
@@ -112,14 +139,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("keep it bounded: --accounts counts between 1 and 2000")
     if not args.contender_list or set(args.contender_list) - set(CONTENDERS):
         parser.error(f"--contenders takes any of {','.join(CONTENDERS)}")
+    args.realtime_modes = list(dict.fromkeys(m.strip() for m in args.realtime.split(",") if m.strip()))
+    args.raw_realtime_modes = list(dict.fromkeys(m.strip() for m in args.raw_realtime.split(",") if m.strip()))
+    for modes, flag in ((args.realtime_modes, "--realtime"), (args.raw_realtime_modes, "--raw-realtime")):
+        if not modes or set(modes) - {"auto", "on", "off"}:
+            parser.error(f"{flag} takes auto, on or off, or several of them like on,off")
     if not (
-        1 <= args.runs <= 10
+        1 <= args.runs <= 30
         and 3 <= args.arm_lead_s <= 120
         and 1 <= args.locust_time_s <= 60
         and 0.5 <= args.final_check_s < args.arm_lead_s
     ):
         parser.error(
-            "keep it bounded: --runs 1..10, --arm-lead-s 3..120, --locust-time-s 1..60, "
+            "keep it bounded: --runs 1..30, --arm-lead-s 3..120, --locust-time-s 1..60, "
             "--final-check-s from 0.5 to below --arm-lead-s"
         )
     others = any(":" in b and not b.strip().endswith(":ephoenix") for b in args.brokers.split(","))
@@ -130,6 +162,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         )
     if "locust" in args.contender_list and locust_binary() is None:
         parser.error("locust is not installed (pip install '.[bench]'); leave it out with --contenders daemon,raw")
+    variants = {"daemon": args.realtime_modes, "raw": args.raw_realtime_modes}
+    args.contender_list = [  # a contender run in several modes: once per mode, in its place
+        v
+        for c in args.contender_list
+        for v in ([f"{c} rt={m}" for m in variants[c]] if len(variants.get(c, ())) > 1 else [c])
+    ]
     return args
 
 
@@ -141,6 +179,8 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         clock_source=args.clock_source,
         final_check_s=args.final_check_s,
         brokers=tuple(b.strip() for b in args.brokers.split(",") if b.strip()),
+        realtime=args.realtime_modes[0] if len(args.realtime_modes) == 1 else None,
+        raw_realtime=args.raw_realtime_modes[0] if len(args.raw_realtime_modes) == 1 else "off",
     )
     clock = SystemClock()
     machine_at_start = machine()
@@ -171,11 +211,36 @@ async def race(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "clock_source": args.clock_source,
             "final_check_s": args.final_check_s,
             "runs": args.runs,
+            "realtime": args.realtime_modes,
+            "raw_realtime": args.raw_realtime_modes,
         },
         "warmup_s": warmups,
         "runs": runs,
         "ranges": ranges(runs),
+        "first_send": first_send_over_opens(runs),
     }
+
+
+def first_send_over_opens(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per account count and contender, over every open: the first send after the planned instant (the contender's
+    own stamps: the daemon's journal, the raw loop's clock reads) and the first segment on the wire after the
+    open, p50 / p99 / max in ms (nearest rank: p99 of fewer than 100 opens is the largest); `late_starts` counts
+    the daemon's opens whose arm and final check ended after the instant (a loaded machine), which count too."""
+    grouped: dict[tuple[int, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        for outcome in run["outcomes"]:
+            grouped.setdefault((run["accounts"], outcome["contender"]), []).append(outcome)
+    out = []
+    for (n, contender), rows in grouped.items():
+        late = sum((r.get("phases_s") or {}).get("ready_ahead", 0) < 0 for r in rows)
+        row: dict[str, Any] = {"accounts": n, "contender": contender, "opens": len(rows), "late_starts": late}
+        for key in ("first_send_error_ms", "wire_first_ms"):
+            values = [r[key] for r in rows if r.get(key) is not None]
+            for p in (50, 99):
+                row[f"{key}_p{p}"] = pct(values, p) if values else None
+            row[f"{key}_max"] = max(values, default=None)
+        out.append(row)
+    return out
 
 
 def ranges(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -188,7 +253,7 @@ def ranges(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             grouped.setdefault((run["accounts"], outcome["contender"]), []).append(outcome)
     out = []
     for (n, contender), rows in grouped.items():
-        out.append({"accounts": n, "contender": contender, **{k: _span([r[k] for r in rows]) for k in RANGE_KEYS}})
+        out.append({"accounts": n, "contender": contender, **{k: _span([r.get(k) for r in rows]) for k in RANGE_KEYS}})
     for n, rows in ratio_groups.items():
         out.append({"accounts": n, "contender": "ratios", **{k: _span([r[k] for r in rows]) for k in rows[0]}})
     return out
@@ -228,14 +293,37 @@ def print_report(result: dict[str, Any]) -> None:
             rows.append([run["accounts"], run["run"], o["contender"], *(o[key] for key, _ in COLUMNS)])
     print_table(["N", "run", "contender", *(title for _, title in COLUMNS)], rows)
     print()
-    ratio_rows = [[run["accounts"], run["run"], *run["ratios"].values()] for run in result["runs"]]
+    ratio_rows = [
+        [run["accounts"], run["run"], pair, *(values.get(m) for m in RATIO_METRICS)]
+        for run in result["runs"]
+        for pair, values in ratio_table(run["ratios"]).items()
+    ]
     if ratio_rows:
-        print_table(["N", "run", *result["runs"][0]["ratios"].keys()], ratio_rows)
+        print_table(["N", "run", "ratio", *RATIO_METRICS], ratio_rows)
     notes = {o["contender"]: o["note"] for run in result["runs"] for o in run["outcomes"]}
     print()
     for contender, note in notes.items():
         print(f"{contender}: {note}")
     print("warmup (shared by the contenders): " + ", ".join(f"N={n} {s} s" for n, s in result["warmup_s"].items()))
+    print()
+    print("first send after the planned instant over every open (ms; wire: the first segment after the open):")
+    print_table(
+        ["N", "contender", "opens", "late starts", "first send p50", "p99", "max", "wire first p50", "p99", "max"],
+        [
+            [
+                row["accounts"],
+                row["contender"],
+                row["opens"],
+                row["late_starts"],
+                *(
+                    row[f"{key}_{stat}"]
+                    for key in ("first_send_error_ms", "wire_first_ms")
+                    for stat in ("p50", "p99", "max")
+                ),
+            ]
+            for row in result["first_send"]
+        ],
+    )
     mixed = [(run, o) for run in result["runs"] for o in run["outcomes"] if len(o.get("by_platform") or {}) > 1]
     if mixed:
         print()
@@ -256,6 +344,19 @@ def print_report(result: dict[str, Any]) -> None:
                 for name, figures in o["by_platform"].items()
             ],
         )
+
+
+RATIO_METRICS = ("arrival max", "arrival p50", "wire max", "wire p50", "dispatch")
+
+
+def ratio_table(ratios: dict[str, float | None]) -> dict[str, dict[str, float | None]]:
+    """{"daemon rt=on/raw wire max": 0.9, ...} as {"daemon rt=on/raw": {"wire max": 0.9, ...}}: one row per pair."""
+    out: dict[str, dict[str, float | None]] = {}
+    for key, value in ratios.items():
+        metric = next((m for m in RATIO_METRICS if key.endswith(" " + m)), None)
+        if metric is not None:
+            out.setdefault(key[: -len(metric) - 1], {})[metric] = value
+    return out
 
 
 def _over(top: float | None, bottom: float | None) -> float | None:
