@@ -56,7 +56,9 @@ def test_demo_fires_every_account_tracks_the_fills_notifies_and_leaks_no_secret(
     summary = data["summary"]
     assert summary["accepted"] == summary["orders"] == 6
     assert summary["offset_error_ms"] < 25
-    assert all(r["result"] == "accepted" and r["attempts"] == 1 for r in data["orders"])
+    # one attempt on a quiet machine; on a loaded one a first send can reach the broker a hair before its open (the
+    # offset is measured to within a few ms) and be refused "not yet", then sent again once: never more
+    assert all(r["result"] == "accepted" and 1 <= r["attempts"] <= 2 for r in data["orders"])
     # every platform: Ephoenix, Exir, Online+ and Mofid on easytrader (its order a draft made at the arm, batched once)
     assert {r["broker"] for r in data["orders"]} == {"gs", "shahr", "bbi", "khobregan", "hafez", "mofid"}
     # after the open the simulator's exchange filled half of the Exir, Online+ and easytrader orders; the tracker saw it
