@@ -1,7 +1,7 @@
 """The `ocr` captcha solver's worker process, through `make_solver`: a real worker reading the simulator's captcha
 images; a stand-in model (a `ddddocr` module put first on the worker's path) that crashes, hangs or cannot load, to
 kill the worker mid-read deterministically; the idle end on an injected clock; and a warmed, armed service process
-(a child) that never imported the model."""
+(a child) that never imported the model, nor redis-py, cryptography, apprise or matplotlib it does not use."""
 
 from __future__ import annotations
 
@@ -328,6 +328,10 @@ SERVICE = textwrap.dedent(
     import asyncio, json, sys
     from datetime import timedelta
 
+    from daemon.cli import build_parser
+    build_parser()  # every command module, as `python -m daemon run` imports them before it starts the service
+    import daemon.service  # the day runner's factory, daemon.cli.run's default
+
     from daemon.clock import SystemClock
     from daemon.config import load_config
     from daemon.executor import Executor
@@ -337,6 +341,7 @@ SERVICE = textwrap.dedent(
     from daemon.wiring import Wiring
 
     MODEL = ("ddddocr", "onnxruntime", "numpy", "cv2", "PIL")
+    UNUSED = ("redis", "cryptography", "apprise", "matplotlib")  # no group, no token key, no notify, no plot
 
     async def main(path):
         configure_logging("debug", stream=sys.stderr, json=True)
@@ -351,7 +356,8 @@ SERVICE = textwrap.dedent(
             try:
                 plans = await executor.arm(config.accounts, open_at)
                 armed = {"plans": len(plans), "worker": services.solver.worker_pid,
-                         "model": [m for m in MODEL if m in sys.modules]}
+                         "model": [m for m in MODEL if m in sys.modules],
+                         "unused": [m for m in UNUSED if m in sys.modules]}
             finally:
                 await executor.aclose()
         print(json.dumps({"ok": sum(r.ok for r in warmed), "worker_during_warmup": during, **armed}))
@@ -363,7 +369,7 @@ SERVICE = textwrap.dedent(
 
 @needs_ocr
 @pytest.mark.sim(accounts=3, brokers=("gs", "shahr"), real_time=True)
-async def test_a_warmed_and_armed_service_never_imported_the_model_nor_logged_an_answer(
+async def test_a_warmed_and_armed_service_never_imported_the_model_nor_unused_libraries_nor_logged_an_answer(
     sim: Simulator, tmp_path: Path
 ) -> None:
     answers: list[str] = []
@@ -399,6 +405,7 @@ async def test_a_warmed_and_armed_service_never_imported_the_model_nor_logged_an
     assert result["ok"] == 3 and result["plans"] == 3
     assert result["worker_during_warmup"] is not None  # the logins went through a worker...
     assert result["worker"] is None and result["model"] == []  # ...and the armed service holds none of it
+    assert result["unused"] == []  # files cache, no group, token key or notify: none of their libraries (issue 18)
     assert not alive(result["worker_during_warmup"])
     assert len(answers) >= 3
     events = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]

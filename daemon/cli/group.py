@@ -12,7 +12,6 @@ from daemon.clock import SystemClock
 from daemon.config import load_config
 from daemon.errors import UserError
 from daemon.service import Group
-from daemon.store import StoreUnavailable, connect, redact_url
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +26,8 @@ async def run(args: argparse.Namespace, clock: SystemClock | None = None) -> int
         raise UserError(
             "group shows leases kept in Redis; set cache.backend: redis and cache.redis_url (and group.enabled)."
         )
+    from daemon.store import StoreUnavailable, connect, redact_url  # redis-py: not in every command's process
+
     clock = clock or SystemClock()
     url = str(config.cache.redis_url)
     client = connect(url)

@@ -31,11 +31,13 @@ from typing import Any
 
 import orjson
 
-from daemon import metrics
+from daemon import (
+    metrics,
+    store,  # its Redis side (redis-py) loads at first use: a service without a group never imports it
+)
 from daemon.clock import Clock
 from daemon.config import AccountSettings, GroupSettings
 from daemon.logs import get_logger
-from daemon.store import COMMAND_TIMEOUT_S, NAMESPACE, StoreUnavailable, guarded
 
 log = get_logger("group")
 NS = 1_000_000_000
@@ -114,7 +116,7 @@ class Group:
         clock: Clock,
         *,
         where: str = "redis",
-        namespace: str = NAMESPACE,
+        namespace: str | None = None,
         on_change: OnChange | None = None,
         id: str | None = None,
     ) -> None:
@@ -123,7 +125,7 @@ class Group:
         self.accounts = {a.name: a for a in accounts}
         self.clock = clock
         self.where = where
-        self.namespace = namespace
+        self.namespace = store.NAMESPACE if namespace is None else namespace
         self.on_change = on_change
         self.me = Member(
             id or member_id(settings.member_name),
@@ -169,7 +171,7 @@ class Group:
         """Register, renew what is held, give away what another member should have, take what is ours."""
         try:
             change = await self._tick()
-        except StoreUnavailable as exc:
+        except store.StoreUnavailable as exc:
             if not self._failing:
                 log.error(
                     "group.redis_unavailable",
@@ -319,7 +321,7 @@ class Group:
         return views
 
     async def _call(self, call: Awaitable[Any]) -> Any:
-        return await guarded(call, self.where)
+        return await store.guarded(call, self.where)
 
     # ---- running ----------------------------------------------------------------------------------------
 
@@ -356,14 +358,14 @@ class Group:
         for task in tasks:
             task.cancel()
         if tasks:
-            await asyncio.wait(tasks, timeout=COMMAND_TIMEOUT_S + self.settings.heartbeat_s)
+            await asyncio.wait(tasks, timeout=store.COMMAND_TIMEOUT_S + self.settings.heartbeat_s)
         if release:
             names = list(self._held)
             self._held.clear()
             try:
                 await self._call(self._script_each(_RELEASE, names))
                 await self._call(self.redis.delete(self.member_key(self.me.id)))
-            except StoreUnavailable as exc:
+            except store.StoreUnavailable as exc:
                 log.warning("group.release_failed", reason=exc.strerror, consequence="the leases run out by themselves")
         metrics.leases_held(0)
 

@@ -3,7 +3,8 @@ a little noise.
 
 They are meant to be read, by people rehearsing and by the OCR solver being measured on them, so the
 digits stay large and upright; the noise is only there so a solver does not meet a perfectly clean image.
-Pillow's built-in scalable font is used, so no system font has to be installed.
+Pillow's built-in scalable font is used, so no system font has to be installed. Pillow is imported at the first
+picture: the service process imports the simulator's modules with its CLI but never draws (issue 18's memory).
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ from __future__ import annotations
 import io
 import random
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from PIL import Image, ImageDraw, ImageFont
+if TYPE_CHECKING:
+    from PIL import ImageDraw, ImageFont
 
 WIDTH, HEIGHT = 160, 56
 FONT_SIZE = 38
@@ -22,6 +25,8 @@ _BACKGROUND = (244, 244, 238)
 
 @lru_cache(maxsize=1)
 def _font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    from PIL import ImageFont
+
     return ImageFont.load_default(size=FONT_SIZE)
 
 
@@ -31,6 +36,8 @@ def render_captcha(digits: str, fmt: str, rng: random.Random) -> bytes:
         raise ValueError(f"captcha format {fmt!r} is not one of {', '.join(FORMATS)}")
     if not (digits.isascii() and digits.isalnum()):
         raise ValueError("a captcha shows ASCII digits and letters only")
+    from PIL import Image, ImageDraw
+
     image = Image.new("RGB", (WIDTH, HEIGHT), _BACKGROUND)
     draw = ImageDraw.Draw(image)
     _noise(draw, rng)

@@ -6,7 +6,8 @@ systemd's `$CREDENTIALS_DIRECTORY/token-key`; see `CacheSettings.resolve_token_k
 itself is sealed, so `cache list` still shows every entry's account, broker and times.
 
 A sealed value is `fernet:` and the Fernet token; no JWT starts that way, so sealed and plain values are
-told apart without a second field.
+told apart without a second field. `cryptography` is imported only once a key is in use (a cipher made, a key
+generated): a service with no token key never loads it (issue 18's memory).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import os
 from collections.abc import Hashable
 from pathlib import Path
-
-from cryptography.fernet import Fernet, InvalidToken
 
 from daemon.errors import ConfigError, UserError
 from daemon.logs import register_secret
@@ -39,6 +38,8 @@ class TokenCipher:
     """Seals and opens token strings with one Fernet key (AES-128-CBC and HMAC-SHA256, from `cryptography`)."""
 
     def __init__(self, key: str, source: str) -> None:
+        from cryptography.fernet import Fernet
+
         try:
             self._fernet = Fernet(key.strip().encode())
         except (ValueError, TypeError):
@@ -54,6 +55,8 @@ class TokenCipher:
 
     def open(self, value: str, slot: Hashable | None = None) -> str:
         """The token inside a sealed value, registered as a secret in `slot`; TokenKeyError when this key did not seal it."""
+        from cryptography.fernet import InvalidToken
+
         try:
             token = self._fernet.decrypt(value[len(SEALED_PREFIX) :].encode()).decode()
         except (InvalidToken, UnicodeError, ValueError):
@@ -63,6 +66,8 @@ class TokenCipher:
 
 
 def generate_key() -> str:
+    from cryptography.fernet import Fernet
+
     return Fernet.generate_key().decode("ascii")
 
 
