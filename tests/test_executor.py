@@ -276,7 +276,7 @@ async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(si
 
 async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_send_loop(sim, tmp_path, monkeypatch):
     """In fake time, with the OS calls recorded: FIFO and mlockall before the final check, the first sends inside,
-    the old policy before any follower reads an answer, munlockall (milliseconds) only once the window closed."""
+    the old policy before any answer is read, munlockall (milliseconds) only once the window closed."""
     from daemon import executor as executor_module
     from daemon.net import OsCalls, RealtimeWindow
 
@@ -290,7 +290,7 @@ async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_se
         unlock_memory=lambda: events.append("unlock"),
     )
     ex.realtime = RealtimeWindow("on", 20, daemon_clock(sim), calls)
-    check, fire_all, follow = ex.final_check, executor_module.fire_all, ex._follow
+    check, fire_all, answer_of = ex.final_check, executor_module.fire_all, ex._answer_of
 
     async def final_check():
         events.append("check")
@@ -300,13 +300,13 @@ async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_se
         events.append("send")
         return fire_all(batch)
 
-    async def follower(*args):
+    def answer(*args, **kwargs):
         events.append("follow")
-        await follow(*args)
+        return answer_of(*args, **kwargs)
 
     monkeypatch.setattr(ex, "final_check", final_check)
     monkeypatch.setattr(executor_module, "fire_all", sends)
-    monkeypatch.setattr(ex, "_follow", follower)
+    monkeypatch.setattr(ex, "_answer_of", answer)
     async with services:
         try:
             await ex.run_after_arm()
