@@ -48,7 +48,8 @@ class Journal:
         self.path = journal_path(state_dir, day)
         self._pending: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
-        self._background: set[asyncio.Task[bool]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._writing = False
         self._failed = False
         self._lock_fd: int | None = None
         self.write_failures = 0
@@ -97,12 +98,22 @@ class Journal:
         self._pending.append(fields)
 
     def flush_soon(self) -> None:
-        """Write what is queued in the background (never waits: for the fire window)."""
-        if not self._pending:
+        """Write what is queued in the background (never waits: for the fire window). One writer at a time takes
+        whatever was queued meanwhile too, so a burst of final answers costs a few writes, not a task and a
+        thread hand-off each."""
+        if not self._pending or self._writing:
             return
-        task = asyncio.ensure_future(self.flush())
+        self._writing = True
+        task = asyncio.ensure_future(self._write_behind())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _write_behind(self) -> None:
+        try:
+            while self._pending and await self.flush():
+                pass  # lines recorded while the last batch was written go next; a failed write waits for a later call
+        finally:
+            self._writing = False
 
     async def flush(self, durable: bool = False) -> bool:
         """Write what is queued (in a thread); `durable` also fsyncs (the intents, the window's end).
