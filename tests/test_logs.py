@@ -92,6 +92,26 @@ def test_a_day_of_logins_leaves_one_secret_per_account():
     assert scrub("day-token-day-b-199") == REDACTED
 
 
+def test_with_a_thousand_tokens_registered_every_secret_in_a_text_is_still_replaced_longest_first():
+    """Past a few secrets scrub tries only those whose first characters occur in the text, and remembers short
+    texts it scrubbed: a secret registered after a text was remembered is still replaced in it."""
+    for n in range(1000):
+        register_secret(f"many-token-{n:04d}-tail", slot=token_slot(f"many-{n}", "gs"))
+    assert len(logs._longest_first) > 1000
+    register_secret("many-token-0007-tail-longer")  # shares its head and its start with a shorter one
+    assert scrub("x many-token-0007-tail-longer y many-token-0999-tail") == f"x {REDACTED} y {REDACTED}"
+    assert scrub("executor.outcome") == scrub("executor.outcome") == "executor.outcome"
+    assert scrub("mtok") == "mtok"
+    late = token_slot("many-late", "gs")
+    register_secret("xecutor.outc", slot=late)
+    try:
+        assert scrub("executor.outcome") == f"e{REDACTED}ome"
+    finally:
+        register_secret("many-late-forgotten", slot=late)  # the rest of the session logs executor.outcome
+    assert scrub("executor.outcome") == "executor.outcome"
+    assert scrub("a" * 200 + "many-token-0500-tail") == "a" * 200 + REDACTED
+
+
 @pytest.mark.parametrize("sealed", [False, True])
 async def test_the_cache_registers_tokens_per_account_so_a_new_login_forgets_the_old(tmp_path, sealed):
     clock = FakeClock()
