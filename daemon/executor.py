@@ -156,6 +156,8 @@ class Executor:
         self._budgets: dict[str, RequestBudget] = {}
         """The request budget of each account whose platform caps requests (easytrader): what the executor sends
         itself (batches, probes) is charged there too, and nothing is sent past the cap."""
+        self._log: Any = log
+        """The executor's logger; in the window one bound once (structlog's proxy builds a logger per call)."""
         self.realtime = RealtimeWindow(settings.realtime, settings.realtime_priority, clock)
         """SCHED_FIFO with memory locked from just before the final check to the end of the first-send loop."""
 
@@ -756,6 +758,7 @@ class Executor:
                 consequence="firing anyway: a restart may not see these intents",
             )
         followers = _Followers(AnswerWatch(self.clock))
+        self._log = log.bind()  # a thousand outcome lines in the window: one logger, not one per line
         unsure = [p for p in self.plans if p.unsure_since is not None]
         for plan in unsure:  # the broker decides first whether these are sent at all
             followers.start(self._follow(plan, None, window_end_ns))
@@ -787,8 +790,11 @@ class Executor:
                         self._free_at[scope] = max(self._free_at.get(scope, 0), result + self._spacing(plan))
                 self.journal.flush_soon()
                 self._await_first_answers(group, sent, followers, window_end_ns)
-        with no_retries():
-            await followers.wait()
+        try:
+            with no_retries():
+                await followers.wait()
+        finally:
+            self._log = log
         self.realtime.release_memory()  # the first-send loop kept it locked (munlockall costs ms): now it may go
         complete = await self.journal.close()
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
@@ -1160,7 +1166,7 @@ class Executor:
             tracking_number=tracking,
         )
         self.journal.flush_soon()
-        (log.info if state == "accepted" else log.warning)(
+        (self._log.info if state == "accepted" else self._log.warning)(
             "executor.outcome", account=account, isin=isin, side=side, state=state, code=code, reason=reason
         )
 
