@@ -136,7 +136,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--log-level", default="info", help="the daemon's log level, lines to /dev/null (default info: the service's)"
     )
-    parser.add_argument("--workdir", type=Path, help="keep the warm cache here for the next invocation")
+    parser.add_argument("--workdir", type=Path, help="keep the warm cache (and each run's journal) here")
+    parser.add_argument("--log-file", type=Path, help="the daemon's log lines go here (default: nowhere)")
     parser.add_argument("--profile", type=Path, help="write a cProfile of the measured span here (inflates it)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
@@ -159,11 +160,12 @@ async def one_open(
 ) -> dict[str, Any]:
     """A fresh simulator opening ahead, the executor armed, checked and fired with the two instants stamped."""
     clock = race.clock
-    state = race.dir / f"follow-{run}"
+    state = race.dir / f"follow-{os.getpid()}-{run}"  # kept: a run unlike the others can be looked into
     shutil.rmtree(state, ignore_errors=True)
     state.mkdir(parents=True)
     open_at = clock.now() + timedelta(seconds=SIM_START_ALLOWANCE_S + options.arm_lead_s + 1.0)
     stamps = Stamps(profile=profile)
+    checks: list[float] = []
     load_before = os.getloadavg()[0]
     fire_all = executor_module.fire_all
 
@@ -189,6 +191,16 @@ async def one_open(
                 try:
                     plans = await executor.arm(config.accounts, open_at.astimezone(config.tz))
                     stamps.planned = len(plans)
+                    check = executor.final_check
+
+                    async def timed_check() -> None:
+                        started = time.perf_counter()
+                        try:
+                            await check()
+                        finally:  # a check cut short at its budget ends here too (the cancel passes through)
+                            checks.append(time.perf_counter() - started)
+
+                    executor.final_check = timed_check  # type: ignore[method-assign]
                     await executor.run_after_arm()
                 finally:
                     await executor.aclose()
@@ -198,7 +210,8 @@ async def one_open(
                 profile.disable()  # a run whose orders were not all answered: its profile ends with it
         accepted = sum(r.accepted for r in executor.outcome())
         troubles = _troubles(read_journal(config.state_dir, day))
-    return {**_figures(run, stamps, accepted, load_before), **troubles}
+    check_s = round(checks[0], 2) if checks else None
+    return {**_figures(run, stamps, accepted, load_before), **troubles, "final_check_s": check_s}
 
 
 def _troubles(records: list[dict[str, Any]]) -> dict[str, int]:
@@ -255,6 +268,7 @@ COLUMNS = [
     ("first_writes_failed", "writes failed"),
     ("answers_late", "late"),
     ("resends", "resends"),
+    ("final_check_s", "check s"),
     ("load_1m", "load 1m"),
 ]
 
@@ -286,7 +300,7 @@ async def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    with open(os.devnull, "w") as sink:
+    with open(args.log_file or os.devnull, "w") as sink:
         configure_logging(args.log_level, stream=sink, json=True)  # the service's JSON lines, written nowhere
         with tempfile.TemporaryDirectory(prefix="follow-cpu-") as scratch:
             result = asyncio.run(measure(args, args.workdir or Path(scratch)))
