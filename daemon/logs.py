@@ -29,10 +29,11 @@ _slots: dict[Hashable, str] = {}  # one value per slot: the token an account and
 _lock = threading.Lock()  # registration may come from worker threads; scrubbing reads one tuple, lock-free
 _longest_first: tuple[str, ...] = ()  # kept sorted on registration, not on every scrub (one per journal line)
 _FEW = 16  # up to this many secrets the plain loop is cheapest; beyond, only the secrets whose head is in the text
-_index: tuple[dict[str, tuple[str, ...]], dict[str, str]] = ({}, {})
-"""Rebuilt with every registration, read as one: the secrets by their first _MIN_SECRET_LEN characters (longest
-first), and short texts already scrubbed against this registry (a log line's event, level, side and state repeat
-on every order)."""
+_index: tuple[dict[str, tuple[str, ...]], dict[str, int], int, int, dict[str, str]] = ({}, {}, 1, 0, {})
+"""Rebuilt with every registration, read as one: the secrets by each of their first `stride` 4-character pieces,
+each secret's rank in `_longest_first` (ties replace in the same order as ever), the stride (the shortest
+secret's length less 3), that shortest length, and short texts already scrubbed against this registry (a log
+line's event, level, side and state repeat on every order)."""
 _SEEN_LEN, _SEEN_MAX = 64, 1024
 
 
@@ -56,11 +57,24 @@ def register_secret(value: str | None, *, slot: Hashable | None = None) -> None:
                 return
             _slots[slot] = value
         ordered = tuple(sorted(_lasting.union(_slots.values()), key=len, reverse=True))
-        heads: dict[str, list[str]] = {}
-        for secret in ordered:
-            heads.setdefault(secret[:_MIN_SECRET_LEN], []).append(secret)
-        _index = ({head: tuple(found) for head, found in heads.items()}, {})  # first: scrub reads _longest_first first
+        _index = _indexed(ordered)  # first: scrub reads _longest_first first
         _longest_first = ordered
+
+
+def _indexed(
+    ordered: tuple[str, ...],
+) -> tuple[dict[str, tuple[str, ...]], dict[str, int], int, int, dict[str, str]]:
+    """Any occurrence of a secret at least `shortest` long covers a text position that is a multiple of
+    `stride`, where the text's 4 characters are one of the secret's first `stride` pieces: so scrub looks up
+    one piece of the text in every `stride`, not every position."""
+    shortest = len(ordered[-1]) if ordered else _MIN_SECRET_LEN
+    stride = max(shortest - _MIN_SECRET_LEN + 1, 1)
+    pieces: dict[str, dict[str, None]] = {}
+    for secret in ordered:
+        for at in range(stride):
+            pieces.setdefault(secret[at : at + _MIN_SECRET_LEN], {})[secret] = None
+    rank = {secret: at for at, secret in enumerate(ordered)}
+    return {piece: tuple(found) for piece, found in pieces.items()}, rank, stride, shortest, {}
 
 
 def token_slot(username: str, broker: str) -> tuple[str, str, str]:
@@ -72,20 +86,23 @@ def scrub(text: str) -> str:
     """`text` with every registered secret replaced; for messages that leave the process (errors, output).
 
     With a thousand accounts' tokens registered, testing each against every log value cost ~0.1 ms per value
-    (most of the fire window's CPU at info): past a few secrets only those whose first characters occur in
-    `text` are tried, longest first as before."""
-    secrets, (heads, seen) = _longest_first, _index
+    (most of the fire window's CPU at log level info): past a few secrets only those sharing a piece with the
+    text at one position in every stride (`_indexed`) are tried, longest first as before."""
+    secrets, (pieces, rank, stride, shortest, seen) = _longest_first, _index
     if len(secrets) <= _FEW:
         return _replaced(text, secrets)
-    if len(text) < _MIN_SECRET_LEN:
+    if len(text) < shortest:
         return text
     short = len(text) <= _SEEN_LEN
     if short and (done := seen.get(text)) is not None:
         return done
     size = _MIN_SECRET_LEN
-    hits = heads.keys() & {text[i : i + size] for i in range(len(text) - size + 1)}
-    found = {secret for head in hits for secret in heads[head]}
-    result = _replaced(text, sorted(found, key=len, reverse=True)) if found else text
+    hits = pieces.keys() & {text[i : i + size] for i in range(0, len(text) - size + 1, stride)}
+    found = {secret for piece in hits for secret in pieces[piece]}
+    if len(found) * 4 > len(secrets):  # pieces many secrets share (a JWT's header): testing each in turn is cheaper
+        result = _replaced(text, secrets)
+    else:
+        result = _replaced(text, sorted(found, key=rank.__getitem__)) if found else text
     if short:
         if len(seen) >= _SEEN_MAX:
             seen.clear()
