@@ -28,12 +28,13 @@ _lasting: set[str] = set()  # registered without a slot: passwords, keys; kept f
 _slots: dict[Hashable, str] = {}  # one value per slot: the token an account and broker use now
 _lock = threading.Lock()  # registration may come from worker threads; scrubbing reads one tuple, lock-free
 _longest_first: tuple[str, ...] = ()  # kept sorted on registration, not on every scrub (one per journal line)
+_longest_first_set: set[str] = set()  # the same secrets, to tell a registration's new one
 _FEW = 16  # up to this many secrets the plain loop is cheapest; beyond, only the secrets whose head is in the text
-_index: tuple[dict[str, tuple[str, ...]], dict[str, int], int, int, dict[str, str]] = ({}, {}, 1, 0, {})
-"""Rebuilt with every registration, read as one: the secrets by each of their first `stride` 4-character pieces,
-each secret's rank in `_longest_first` (ties replace in the same order as ever), the stride (the shortest
-secret's length less 3), that shortest length, and short texts already scrubbed against this registry (a log
-line's event, level, side and state repeat on every order)."""
+_index: tuple[dict[str, frozenset[str]], int, int, dict[str, str]] = ({}, 1, 1 << 30, {})
+"""Replaced with every registration, read as one: the secrets by each of their first `stride` 4-character pieces,
+the stride (the shortest secret's length less 3 when the index was last built whole), the shortest secret's
+length now, and short texts already scrubbed against this registry (a log line's event, level, side and state
+repeat on every order)."""
 _SEEN_LEN, _SEEN_MAX = 64, 1024
 
 
@@ -44,37 +45,61 @@ def register_secret(value: str | None, *, slot: Hashable | None = None) -> None:
     is registered elsewhere too: a token that was replaced has ended, and keeping every one would grow the
     registry (and the cost of each scrub) for the life of the service.
     """
-    global _longest_first, _index
+    global _longest_first, _longest_first_set, _index
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     with _lock:
+        old = None
         if slot is None:
             if value in _lasting:
                 return
             _lasting.add(value)
         else:
-            if _slots.get(slot) == value:
+            if (old := _slots.get(slot)) == value:
                 return
             _slots[slot] = value
-        ordered = tuple(sorted(_lasting.union(_slots.values()), key=len, reverse=True))
-        _index = _indexed(ordered)  # first: scrub reads _longest_first first
-        _longest_first = ordered
+        current = _lasting.union(_slots.values())
+        ordered = tuple(sorted(sorted(current), key=len, reverse=True))  # longest first, then by value (_order)
+        removed = {old} if old is not None and old not in current else set()
+        added = set() if value in _longest_first_set else {value}
+        _index = _reindexed(_index, ordered, added, removed)  # first: scrub reads _longest_first first
+        _longest_first, _longest_first_set = ordered, current
 
 
-def _indexed(
+def _order(secret: str) -> tuple[int, str]:
+    """Longest first (a secret inside a longer one is replaced after it), then by value."""
+    return -len(secret), secret
+
+
+def _reindexed(
+    index: tuple[dict[str, frozenset[str]], int, int, dict[str, str]],
     ordered: tuple[str, ...],
-) -> tuple[dict[str, tuple[str, ...]], dict[str, int], int, int, dict[str, str]]:
-    """Any occurrence of a secret at least `shortest` long covers a text position that is a multiple of
-    `stride`, where the text's 4 characters are one of the secret's first `stride` pieces: so scrub looks up
-    one piece of the text in every `stride`, not every position."""
-    shortest = len(ordered[-1]) if ordered else _MIN_SECRET_LEN
-    stride = max(shortest - _MIN_SECRET_LEN + 1, 1)
-    pieces: dict[str, dict[str, None]] = {}
-    for secret in ordered:
-        for at in range(stride):
-            pieces.setdefault(secret[at : at + _MIN_SECRET_LEN], {})[secret] = None
-    rank = {secret: at for at, secret in enumerate(ordered)}
-    return {piece: tuple(found) for piece, found in pieces.items()}, rank, stride, shortest, {}
+    added: set[str],
+    removed: set[str],
+) -> tuple[dict[str, frozenset[str]], int, int, dict[str, str]]:
+    """The index for `ordered`, changed from the last one by the secrets added and removed (each piece's
+    set is replaced, never changed: a scrub in another thread reads whole ones); built whole only when a secret
+    shorter than the stride allows comes.
+
+    Any occurrence of a secret covers `stride` consecutive text positions that start one of its 4-character
+    pieces, its last `stride` ones (tokens share their first characters, a JWT's header), and one of those
+    positions is a multiple of `stride`: so scrub looks up one piece of the text in every `stride`."""
+    pieces, stride, _, _ = index
+    shortest = len(ordered[-1]) if ordered else 1 << 30
+    if not pieces or (ordered and shortest - _MIN_SECRET_LEN + 1 < stride):
+        stride, pieces, removed, added = max(min(shortest, 1 << 10) - _MIN_SECRET_LEN + 1, 1), {}, set(), set(ordered)
+    for secret, put in [*((s, False) for s in removed), *((s, True) for s in added)]:
+        tail = len(secret) - _MIN_SECRET_LEN - stride + 1
+        for at in range(tail, tail + stride):
+            piece = secret[at : at + _MIN_SECRET_LEN]
+            found = pieces.get(piece, frozenset())
+            if put:
+                pieces[piece] = found | {secret}
+            elif left := found - {secret}:
+                pieces[piece] = left
+            else:
+                pieces.pop(piece, None)
+    return pieces, stride, shortest, {}
 
 
 def token_slot(username: str, broker: str) -> tuple[str, str, str]:
@@ -87,8 +112,8 @@ def scrub(text: str) -> str:
 
     With a thousand accounts' tokens registered, testing each against every log value cost ~0.1 ms per value
     (most of the fire window's CPU at log level info): past a few secrets only those sharing a piece with the
-    text at one position in every stride (`_indexed`) are tried, longest first as before."""
-    secrets, (pieces, rank, stride, shortest, seen) = _longest_first, _index
+    text at one position in every stride (`_reindexed`) are tried, longest first as before."""
+    secrets, (pieces, stride, shortest, seen) = _longest_first, _index
     if len(secrets) <= _FEW:
         return _replaced(text, secrets)
     if len(text) < shortest:
@@ -98,11 +123,11 @@ def scrub(text: str) -> str:
         return done
     size = _MIN_SECRET_LEN
     hits = pieces.keys() & {text[i : i + size] for i in range(0, len(text) - size + 1, stride)}
-    found = {secret for piece in hits for secret in pieces[piece]}
+    found = {secret for piece in hits for secret in pieces.get(piece, ())}
     if len(found) * 4 > len(secrets):  # pieces many secrets share (a JWT's header): testing each in turn is cheaper
         result = _replaced(text, secrets)
     else:
-        result = _replaced(text, sorted(found, key=rank.__getitem__)) if found else text
+        result = _replaced(text, sorted(found, key=_order)) if found else text
     if short:
         if len(seen) >= _SEEN_MAX:
             seen.clear()
