@@ -26,6 +26,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -58,6 +59,8 @@ class Stamp:
     user_s: float
     system_s: float
     collections: int
+    full_collections: int
+    threads: dict[str, int]
 
     @classmethod
     def now(cls) -> Stamp:
@@ -69,7 +72,26 @@ class Stamp:
             usage.ru_utime,
             usage.ru_stime,
             sum(s["collections"] for s in gc.get_stats()),
+            gc.get_stats()[-1]["collections"],
+            _thread_ticks(),
         )
+
+
+def _thread_ticks() -> dict[str, int]:
+    """Each thread's user + system clock ticks (/proc), summed by its Python name (the main thread, the journal's
+    writer in asyncio's default executor, ...; a thread Python did not start is named by its native name)."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    ticks: dict[str, int] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            raw = (task / "stat").read_text()
+        except OSError:
+            continue  # it ended meanwhile
+        native = raw[raw.index("(") + 1 : raw.rindex(")")]
+        name = names.get(int(task.name), f"{native} (native)").split("_")[0]
+        fields = raw[raw.rindex(")") + 2 :].split()
+        ticks[name] = ticks.get(name, 0) + int(fields[11]) + int(fields[12])
+    return ticks
 
 
 @dataclass
@@ -250,6 +272,12 @@ def _figures(run: int, stamps: Stamps, accepted: int, load_before: float) -> dic
         "system_ms": round((end.system_s - start.system_s) * 1e3, 1),
         "wall_ms": round((end.wall_ns - start.wall_ns) / 1e6, 1),
         "gc_collections": end.collections - start.collections,
+        "gc_full": end.full_collections - start.full_collections,
+        "threads_ms": {
+            name: (count - start.threads.get(name, 0)) * 1000 // os.sysconf("SC_CLK_TCK")
+            for name, count in end.threads.items()
+            if count != start.threads.get(name, 0)
+        },
     }
 
 
@@ -265,6 +293,7 @@ COLUMNS = [
     ("system_ms", "system"),
     ("wall_ms", "wall ms"),
     ("gc_collections", "GCs"),
+    ("gc_full", "full"),
     ("first_writes_failed", "writes failed"),
     ("answers_late", "late"),
     ("resends", "resends"),
