@@ -6,22 +6,25 @@ final_check()  seconds before the open: buying power and holdings re-read, volum
                whose volume is not positive is never sent), requests rebuilt, connections pinged.
                After it, nothing but NewOrder reaches the broker until the window ends.
 fire()         waits for the instant on the event loop's clock with a short final spin, writes every
-               account's first request in one tight loop, then one task per order reads answers and
-               resends after 1017/1018 no closer than the account's spacing, until it is accepted, a
-               terminal answer comes, the attempts run out or the window closes.
+               account's first request in one tight loop, then each first answer is read in its
+               connection's callback (one shared timer for the deadlines); an order it does not end gets
+               a task that resends after 1017/1018 no closer than the account's spacing, until it is
+               accepted, a terminal answer comes, the attempts run out or the window closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
 import ssl
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, tzinfo
+from functools import partial
 from typing import Any, Literal
 
 from daemon import metrics
@@ -48,6 +51,7 @@ from daemon.firing import (
 )
 from daemon.logs import get_logger, scrub
 from daemon.net import (
+    AnswerWatch,
     ClockReference,
     ClockSyncError,
     OffsetEstimate,
@@ -152,6 +156,8 @@ class Executor:
         self._budgets: dict[str, RequestBudget] = {}
         """The request budget of each account whose platform caps requests (easytrader): what the executor sends
         itself (batches, probes) is charged there too, and nothing is sent past the cap."""
+        self._log: Any = log
+        """The executor's logger; in the window one bound once (structlog's proxy builds a logger per call)."""
         self.realtime = RealtimeWindow(settings.realtime, settings.realtime_priority, clock)
         """SCHED_FIFO with memory locked from just before the final check to the end of the first-send loop."""
 
@@ -751,13 +757,15 @@ class Executor:
                 path=str(self.journal.path),
                 consequence="firing anyway: a restart may not see these intents",
             )
-        followers: list[asyncio.Task[None]] = []
+        followers = _Followers(AnswerWatch(self.clock))
+        self._log = log.bind()  # a thousand outcome lines in the window: one logger, not one per line
         unsure = [p for p in self.plans if p.unsure_since is not None]
         for plan in unsure:  # the broker decides first whether these are sent at all
-            followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
+            followers.start(self._follow(plan, None, window_end_ns))
         # In the window the plan itself is the retry policy. Real-time from here when fire runs alone; the loop's end
         # leaves it either way (run_after_arm took it before the final check).
         with self.realtime, no_retries(), _no_gc_pause():
+            followers.context = contextvars.copy_context()  # what a follower started from an answer runs in
             for group in _groups([p for p in self.plans if p.unsure_since is None]):
                 if self._budgets:  # charged before the wait: a capped account's batch past its cap never goes
                     group = [p for p in group if self._may_send(p)]
@@ -781,25 +789,25 @@ class Executor:
                         scope = self._scope(plan)
                         self._free_at[scope] = max(self._free_at.get(scope, 0), result + self._spacing(plan))
                 self.journal.flush_soon()
-                for plan, result in zip(group, sent):
-                    followers.append(asyncio.ensure_future(self._follow(plan, result, window_end_ns)))
-        with no_retries():
-            await asyncio.gather(*followers)
+                self._await_first_answers(group, sent, followers, window_end_ns)
+        try:
+            with no_retries():
+                await followers.wait()
+        finally:
+            self._log = log
         self.realtime.release_memory()  # the first-send loop kept it locked (munlockall costs ms): now it may go
         complete = await self.journal.close()
         log.info("executor.window_closed", orders=len(self.plans), accepted=len(self._done), journal_complete=complete)
         metrics.fire_done(self.outcome)
 
-    def _defer_busy(
-        self, group: list[FirePlan], followers: list[asyncio.Task[None]], window_end_ns: int
-    ) -> list[FirePlan]:
+    def _defer_busy(self, group: list[FirePlan], followers: _Followers, window_end_ns: int) -> list[FirePlan]:
         """The plans of `group` whose scope is free now; the others are sent by a follower at their turn."""
         now, ready = self.clock.monotonic_ns(), []
         for plan in group:
             if self._free_at.get(self._scope(plan), 0) <= now:
                 ready.append(plan)
             else:
-                followers.append(asyncio.ensure_future(self._follow(plan, None, window_end_ns)))
+                followers.start(self._follow(plan, None, window_end_ns))
         return ready
 
     def _record_intents(self) -> None:
@@ -818,11 +826,61 @@ class Executor:
                 prepared=plan.prepared,
             )
 
-    async def _follow(self, plan: FirePlan, first: int | WireError | None, window_end_ns: int) -> None:
+    def _await_first_answers(
+        self, group: list[FirePlan], sent: list[int | WireError], followers: _Followers, window_end_ns: int
+    ) -> None:
+        """Each sent order of a first-send loop waits for its answer on its connection's callback, under one shared
+        timer; a write that failed goes to a follower at once (nothing reached the broker: no answer to wait for)."""
+        now = self.clock.monotonic_ns()
+        timeout = min(self.settings.answer_timeout_s, max((window_end_ns - now) / NS, 0.05))
+        for plan, result in zip(group, sent):
+            if isinstance(result, WireError):
+                followers.start(self._follow(plan, result, window_end_ns))
+                continue
+            followers.hold()
+            followers.watch.expect(
+                plan.conn,  # type: ignore[arg-type]
+                timeout,
+                partial(self._first_answer, followers, plan, result, window_end_ns),
+                now,
+            )
+
+    def _first_answer(
+        self,
+        followers: _Followers,
+        plan: FirePlan,
+        sent_ns: int,
+        window_end_ns: int,
+        outcome: WireResponse | WireError,
+    ) -> None:
+        """A first answer, a lost connection or the deadline, in the protocol's callback (what `_read_answer` makes
+        of them); an order that ends on it ends here, any other gets a follower task from there on."""
+        try:
+            if isinstance(outcome, WireError):
+                read = self._answer_lost(plan, 1, outcome)
+            else:
+                answer = self._answer_of(plan, 1, outcome)
+                if answer.verdict is not Verdict.UNKNOWN and self._ended(plan, 1, answer, answer):
+                    followers.end()
+                    return
+                read = (None if answer.verdict is Verdict.UNKNOWN else answer), False
+            followers.start(self._follow(plan, sent_ns, window_end_ns, read), followers.context)
+            followers.end()
+        except Exception as exc:  # a follower's error ends the wait as it would a gather of tasks
+            followers.fail(exc)
+
+    async def _follow(
+        self,
+        plan: FirePlan,
+        first: int | WireError | None,
+        window_end_ns: int,
+        read: tuple[Answer | None, bool] | None = None,
+    ) -> None:
         """One order after its first send (already journaled): read answers, resend on 1017/1018 after the
         spacing, stop when it ends. A lost answer is settled before anything is sent again: a late answer on
         the connection, or the broker's lists (unknown is not absent). `first` None: not sent yet (an order an
-        earlier process may have sent is settled first; one whose scope was busy waits for its turn)."""
+        earlier process may have sent is settled first; one whose scope was busy waits for its turn). `read`:
+        what reading the first answer gave already (`_read_answer`'s pair)."""
         spacing_ns = self._spacing(plan)
         attempt, sent_ns = 1, first
         if sent_ns is None:
@@ -844,7 +902,10 @@ class Executor:
                 last_send = self.clock.monotonic_ns()
             else:
                 last_send = sent_ns
-                answer, pending = await self._read_answer(plan, attempt, window_end_ns)
+                if read is not None:
+                    (answer, pending), read = read, None
+                else:
+                    answer, pending = await self._read_answer(plan, attempt, window_end_ns)
                 if answer is None:  # lost: a late answer on the connection or the broker's lists decide
                     settled = await self._settle(
                         plan,
@@ -861,18 +922,8 @@ class Executor:
                     elif plan.conn is not None:
                         plan.conn.close()  # a late answer must never be read as the resend's
             last_answer = answer or last_answer
-            if answer is not None and answer.verdict is Verdict.ACCEPTED:
-                return self._outcome(plan, "accepted", 0, "accepted", answer=answer)
-            if answer is not None and answer.verdict is Verdict.TERMINAL:
-                return self._outcome(plan, "rejected", answer.code, answer.message or "rejected", answer=answer)
-            if attempt >= self.settings.max_attempts:
-                return self._outcome(
-                    plan,
-                    "not placed",
-                    last_answer.code if last_answer else None,
-                    "attempts used up",
-                    answer=last_answer,
-                )
+            if self._ended(plan, attempt, answer, last_answer):
+                return
             # Nothing reached the broker after a failed write, so no spacing is owed then; the account's other
             # orders take their turns too (`_take_turn`).
             next_ns = self._take_turn(
@@ -891,6 +942,19 @@ class Executor:
             attempt += 1
             sent_ns = await self._resend(plan)
             self._journal_attempt(plan, attempt, sent_ns)
+
+    def _ended(self, plan: FirePlan, attempt: int, answer: Answer | None, last_answer: Answer | None) -> bool:
+        """The order's outcome when this answer ends it (accepted, rejected, or its last attempt's); False: go on."""
+        if answer is not None and answer.verdict is Verdict.ACCEPTED:
+            self._outcome(plan, "accepted", 0, "accepted", answer=answer)
+        elif answer is not None and answer.verdict is Verdict.TERMINAL:
+            self._outcome(plan, "rejected", answer.code, answer.message or "rejected", answer=answer)
+        elif attempt >= self.settings.max_attempts:
+            code = last_answer.code if last_answer else None
+            self._outcome(plan, "not placed", code, "attempts used up", answer=last_answer)
+        else:
+            return False
+        return True
 
     async def _settle(
         self,
@@ -985,16 +1049,20 @@ class Executor:
         try:
             response = await plan.conn.next_response(timeout)  # type: ignore[union-attr]
         except WireError as exc:
-            self.journal.record(
-                "error",
-                **plan.journal_fields(),
-                attempt=attempt,
-                monotonic_ns=self.clock.monotonic_ns(),
-                reason=f"answer lost: {exc}",
-            )
-            return None, isinstance(exc, WireTimeout)
+            return self._answer_lost(plan, attempt, exc)
         answer = self._answer_of(plan, attempt, response)
         return (None if answer.verdict is Verdict.UNKNOWN else answer), False
+
+    def _answer_lost(self, plan: FirePlan, attempt: int, exc: WireError) -> tuple[None, bool]:
+        """Journaled; the flag says the request may still be answered late (a timeout, not a closed connection)."""
+        self.journal.record(
+            "error",
+            **plan.journal_fields(),
+            attempt=attempt,
+            monotonic_ns=self.clock.monotonic_ns(),
+            reason=f"answer lost: {exc}",
+        )
+        return None, isinstance(exc, WireTimeout)
 
     def _answer_of(self, plan: FirePlan, attempt: int, response: WireResponse, late: bool = False) -> Answer:
         answer = plan.codec.classify(response.status, response.body)  # type: ignore[union-attr]
@@ -1098,7 +1166,7 @@ class Executor:
             tracking_number=tracking,
         )
         self.journal.flush_soon()
-        (log.info if state == "accepted" else log.warning)(
+        (self._log.info if state == "accepted" else self._log.warning)(
             "executor.outcome", account=account, isin=isin, side=side, state=state, code=code, reason=reason
         )
 
@@ -1153,6 +1221,67 @@ class Executor:
                 await self.fire()
                 return
         await self.fire()
+
+
+class _Followers:
+    """Every order's follow-up in the window, waited for as one (as a gather of a task per order was): an order
+    waiting for its first answer is held by `watch` (its connection's callback, one shared timer); only one that
+    needs more (a resend, a lost answer, a restart's lookup) runs as a task. The first error ends the wait."""
+
+    def __init__(self, watch: AnswerWatch) -> None:
+        self.watch = watch
+        self.context: contextvars.Context | None = None
+        self._open = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._done: asyncio.Future[None] | None = None
+        self._error: BaseException | None = None
+
+    def start(self, follow: Coroutine[Any, Any, None], context: contextvars.Context | None = None) -> None:
+        """A follower task (in a copy of `context`, else of the caller's context, as `ensure_future` does)."""
+        task = asyncio.get_running_loop().create_task(follow, context=context.copy() if context else None)
+        self._open += 1
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def hold(self) -> None:
+        self._open += 1
+
+    def end(self) -> None:
+        self._open -= 1
+        if self._open == 0 and self._done is not None and not self._done.done():
+            self._done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+        if self._done is not None and not self._done.done():
+            self._done.set_exception(exc)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            self.fail(asyncio.CancelledError())
+        elif (exc := task.exception()) is not None:
+            self.fail(exc)
+        else:
+            self.end()
+
+    async def wait(self) -> None:
+        """Until every order ended; a cancel ends the followers too, and nothing is waited for after it."""
+        try:
+            if self._error is not None:
+                raise self._error
+            if self._open:
+                self._done = asyncio.get_running_loop().create_future()
+                await self._done
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():  # fire itself was cancelled, not one follower
+                for task in self._tasks:
+                    task.cancel()
+            raise
+        finally:
+            self.watch.close()
 
 
 @contextmanager

@@ -236,6 +236,30 @@ def test_memory_bench_measures_daemon_run_and_an_armed_executor() -> None:
     assert with_model["ocr_model_loaded"] is False  # a captcha solved, by the worker: no model in this process
 
 
+def test_follow_cpu_bench_stamps_the_loop_end_and_the_last_first_answer(tmp_path: Path) -> None:
+    result = run_bench(
+        "bench.follow_cpu",
+        "--accounts",
+        "4",
+        "--runs",
+        "1",
+        "--arm-lead-s",
+        "3",
+        "--final-check-s",
+        "1",
+        "--window-s",
+        "5",
+        "--workdir",
+        str(tmp_path / "work"),
+    )
+    [run] = result["runs"]
+    assert run["orders"] == run["answered"] == run["accepted"] == 4  # every order's first answer was seen
+    assert run["first_writes_failed"] == run["answers_late"] == run["resends"] == 0
+    assert run["cpu_ms"] > 0 and 0 <= run["loop_thread_ms"] <= run["cpu_ms"] and run["wall_ms"] > 0
+    assert run["cpu_ms"] == pytest.approx(run["loop_thread_ms"] + run["other_threads_ms"], abs=0.2)
+    assert result["cpu_ms_median"] == run["cpu_ms"]
+
+
 def test_ranges_span_the_runs_per_count_and_contender() -> None:
     def outcome(contender: str, value: float) -> dict[str, Any]:
         return {

@@ -70,6 +70,39 @@ async def test_every_account_gets_exactly_one_accepted_order(sim, tmp_path):
     assert token not in ex.journal.path.read_text()
 
 
+async def test_orders_accepted_at_their_first_answer_cost_no_task_and_no_timer_each(sim, tmp_path, monkeypatch):
+    """After the first-send loop the answers are read in the connections' callbacks under one shared timer: no
+    follower task and no per-read timeout for an order its first answer ends; a 1017 still gets its follower."""
+    ex, services, accounts, config = await armed(sim, tmp_path)
+    loop = asyncio.get_running_loop()
+    started: list[str] = []
+    timers: list[str] = []
+    call_at = loop.call_at
+
+    def task_factory(loop, coro, **kwargs):
+        started.append(coro.__qualname__)
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    def counting_call_at(when, callback, *args, **kwargs):
+        timers.append(getattr(callback, "__qualname__", repr(callback)))
+        return call_at(when, callback, *args, **kwargs)
+
+    async with services:
+        try:
+            await ex.final_check()
+            loop.set_task_factory(task_factory)
+            monkeypatch.setattr(loop, "call_at", counting_call_at)
+            await ex.fire()
+        finally:
+            loop.set_task_factory(None)
+            monkeypatch.undo()
+            await ex.aclose()
+    assert len(sim.orders()) == 20 and all(r.accepted for r in ex.outcome())
+    assert "Executor._follow" not in started and started.count("Journal._write_behind") <= 20
+    assert timers.count("AnswerWatch._expire") == 1
+    assert not [t for t in timers if "Timeout" in t]  # no asyncio.timeout per answer read
+
+
 async def test_sends_before_the_open_are_retried_after_1017_without_self_caused_1018(sim, tmp_path):
     ex, services, accounts, config = await armed(sim, tmp_path, accounts=3, lead_ms=450)
     async with services:
@@ -276,7 +309,7 @@ async def test_fire_dry_run_lists_every_account_the_unready_with_their_reason(si
 
 async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_send_loop(sim, tmp_path, monkeypatch):
     """In fake time, with the OS calls recorded: FIFO and mlockall before the final check, the first sends inside,
-    the old policy before any follower reads an answer, munlockall (milliseconds) only once the window closed."""
+    the old policy before any answer is read, munlockall (milliseconds) only once the window closed."""
     from daemon import executor as executor_module
     from daemon.net import OsCalls, RealtimeWindow
 
@@ -290,7 +323,7 @@ async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_se
         unlock_memory=lambda: events.append("unlock"),
     )
     ex.realtime = RealtimeWindow("on", 20, daemon_clock(sim), calls)
-    check, fire_all, follow = ex.final_check, executor_module.fire_all, ex._follow
+    check, fire_all, answer_of = ex.final_check, executor_module.fire_all, ex._answer_of
 
     async def final_check():
         events.append("check")
@@ -300,13 +333,13 @@ async def test_real_time_is_held_from_the_final_check_to_the_end_of_the_first_se
         events.append("send")
         return fire_all(batch)
 
-    async def follower(*args):
+    def answer(*args, **kwargs):
         events.append("follow")
-        await follow(*args)
+        return answer_of(*args, **kwargs)
 
     monkeypatch.setattr(ex, "final_check", final_check)
     monkeypatch.setattr(executor_module, "fire_all", sends)
-    monkeypatch.setattr(ex, "_follow", follower)
+    monkeypatch.setattr(ex, "_answer_of", answer)
     async with services:
         try:
             await ex.run_after_arm()

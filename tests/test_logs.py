@@ -1,5 +1,6 @@
 import io
 import json
+import random
 from datetime import timedelta
 
 import pytest
@@ -90,6 +91,47 @@ def test_a_day_of_logins_leaves_one_secret_per_account():
     assert len(logs._longest_first) == before + 3
     assert scrub("day-token-day-a-198") == "day-token-day-a-198"
     assert scrub("day-token-day-b-199") == REDACTED
+
+
+def test_with_a_thousand_tokens_registered_every_secret_in_a_text_is_still_replaced_longest_first():
+    """Past a few secrets scrub tries only those whose first characters occur in the text, and remembers short
+    texts it scrubbed: a secret registered after a text was remembered is still replaced in it."""
+    for n in range(1000):
+        register_secret(f"many-token-{n:04d}-tail", slot=token_slot(f"many-{n}", "gs"))
+    assert len(logs._longest_first) > 1000
+    register_secret("many-token-0007-tail-longer")  # shares its head and its start with a shorter one
+    assert scrub("x many-token-0007-tail-longer y many-token-0999-tail") == f"x {REDACTED} y {REDACTED}"
+    assert scrub("executor.outcome") == scrub("executor.outcome") == "executor.outcome"
+    assert scrub("mtok") == "mtok"
+    late = token_slot("many-late", "gs")
+    register_secret("xecutor.outc", slot=late)
+    try:
+        assert scrub("executor.outcome") == f"e{REDACTED}ome"
+    finally:
+        register_secret("many-late-forgotten", slot=late)  # the rest of the session logs executor.outcome
+    assert scrub("executor.outcome") == "executor.outcome"
+    assert scrub("a" * 200 + "many-token-0500-tail") == "a" * 200 + REDACTED
+
+
+def test_the_indexed_scrub_replaces_what_testing_every_secret_in_turn_does():
+    """Seeded random secrets of 4 to 30 characters over a small alphabet (so they overlap and nest) in random
+    texts: scrub's pieces at one position per stride find every one the plain loop over all secrets finds."""
+    rng = random.Random(18)
+    alphabet = "ẞẟǂǁ01"  # nothing else in the session logs these
+    secrets = {"".join(rng.choice(alphabet) for _ in range(rng.randint(4, 30))) for _ in range(300)}
+    for n, secret in enumerate(secrets):
+        register_secret(secret, slot=token_slot(f"indexed-{n}", "gs"))
+    in_turn = logs._longest_first  # what scrub tested in turn before it had an index
+    for _ in range(300):
+        parts = [rng.choice(list(secrets)) if rng.random() < 0.3 else rng.choice(alphabet) for _ in range(40)]
+        text = "".join(parts)
+        expected = text
+        for secret in in_turn:
+            if secret in expected:
+                expected = expected.replace(secret, REDACTED)
+        assert scrub(text) == expected
+    for n in range(len(secrets)):
+        register_secret(f"indexed-forgotten-{n:04d}", slot=token_slot(f"indexed-{n}", "gs"))
 
 
 @pytest.mark.parametrize("sealed", [False, True])

@@ -3,9 +3,9 @@
 It is the write-ahead log of the exactly-once promise. Recording is a list append (no I/O on the hot
 path). Before the first send every plan's intent is fsynced (`flush(durable=True)`); right after the
 first-send loop and at every final answer the queued lines are written in a worker thread
-(`flush_soon`): an `os.write` without fsync is enough then, since a SIGKILL loses nothing the kernel
-already has. A write that fails is kept queued, retried at the next flush and counted
-(`write_failures`), so the summary and the exit code can say that the journal is incomplete. A torn
+(`flush_soon`: one write at a time, starting at most every `WRITE_GAP_S`): an `os.write` without fsync is
+enough then, since a SIGKILL loses nothing the kernel already has. A write that fails is kept queued,
+retried at the next flush and counted (`write_failures`), so the summary and the exit code can say that the journal is incomplete. A torn
 last line (a crash mid-write) is skipped on read, never fatal.
 """
 
@@ -31,6 +31,9 @@ RETRY_PAUSE_S = 0.1
 LOCK_WAIT_S = 2.0
 """How long `acquire` waits for a lock whose holder is dying (the kernel drops it when the process ends)."""
 LOCK_POLL_S = 0.05
+WRITE_GAP_S = 0.01
+"""A background write starts at most this long after the one before it started: lines that come meanwhile (a
+burst of answers, about one per loop turn) go in one write, not a thread hand-off and an open/write/close each."""
 
 
 class JournalBusy(UserError):
@@ -48,7 +51,11 @@ class Journal:
         self.path = journal_path(state_dir, day)
         self._pending: list[dict[str, Any]] = []
         self._lock = asyncio.Lock()
-        self._background: set[asyncio.Task[bool]] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._writing = False
+        self._dir_ready = False
+        """The directory was made private and the last write succeeded: the next writes skip that check (a failed
+        one makes it again, so a journal directory removed mid-window is made anew, as before)."""
         self._failed = False
         self._lock_fd: int | None = None
         self.write_failures = 0
@@ -97,12 +104,30 @@ class Journal:
         self._pending.append(fields)
 
     def flush_soon(self) -> None:
-        """Write what is queued in the background (never waits: for the fire window)."""
-        if not self._pending:
+        """Write what is queued in the background (never waits: for the fire window). One writer at a time takes
+        whatever was queued meanwhile too, so a burst of final answers costs a few writes, not a task and a
+        thread hand-off each."""
+        if not self._pending or self._writing:
             return
-        task = asyncio.ensure_future(self.flush())
+        self._writing = True
+        task = asyncio.ensure_future(self._write_behind())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _write_behind(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                started = loop.time()
+                if not await self.flush():
+                    break  # kept queued; the next flush_soon or flush tries again
+                if self._pending:  # a rate, not a synchronization: what comes in the next few ms goes along
+                    await asyncio.sleep(max(started + WRITE_GAP_S - loop.time(), 0))
+        finally:
+            self._writing = False
+        self._dir_ready = False
+        """The directory was made private and the last write succeeded: the next writes skip that check (a failed
+        one makes it again, so a journal directory removed mid-window is made anew, as before)."""
 
     async def flush(self, durable: bool = False) -> bool:
         """Write what is queued (in a thread); `durable` also fsyncs (the intents, the window's end).
@@ -155,7 +180,9 @@ class Journal:
         return written + [dict(r) for r in self._pending]
 
     def _append(self, data: bytes, durable: bool) -> None:
-        ensure_private_dir(self.path.parent)
+        if not self._dir_ready:
+            ensure_private_dir(self.path.parent)
+        self._dir_ready = False
         fd = open_private_append(self.path)
         try:
             view = memoryview(data)
@@ -165,6 +192,7 @@ class Journal:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        self._dir_ready = True
 
 
 def _line(record: dict[str, Any]) -> bytes:

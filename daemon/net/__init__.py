@@ -1,6 +1,8 @@
-"""The net part: pre-built HTTP/1.1 requests written on pre-opened connections (TLS always verified), and the
-broker's clock measured against ours. It knows no broker's JSON: platforms hand it bytes and read its answers."""
+"""The net part: pre-built HTTP/1.1 requests written on pre-opened connections (TLS always verified), their
+answers awaited many at once (callbacks and one timer), and the broker's clock measured against ours. It knows
+no broker's JSON: platforms hand it bytes and read its answers."""
 
+from daemon.net._answers import AnswerWatch
 from daemon.net._clocksync import (
     NS,
     ClockReference,
@@ -43,6 +45,7 @@ from daemon.net._wire import (
 
 __all__ = [
     "NS",
+    "AnswerWatch",
     "ClockReference",
     "ClockSyncError",
     "OffsetEstimate",

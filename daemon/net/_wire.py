@@ -305,7 +305,8 @@ class _Protocol(asyncio.Protocol):
 class WireConnection:
     """One connection to one origin, opened ahead of time; one request in flight at a time.
 
-    Responses queue in arrival order and are taken with `next_response`. After the server closes
+    Responses queue in arrival order and are taken with `next_response`, or handed to a callback
+    (`when_answered`: the executor's followers, without a task each). After the server closes
     (keep-alive dropped) or resets, `is_alive()` turns False and `ping`/`reconnect` open a fresh
     connection on the same object, so the executor can keep its references. For many https
     connections build one `tls_context()` and pass it as `ssl_context` (loading a trust store per
@@ -322,6 +323,7 @@ class WireConnection:
         "_protocol",
         "_responses",
         "_waiter",
+        "_callback",
         "_error",
         "_in_flight",
         "connects",
@@ -347,6 +349,7 @@ class WireConnection:
         self._protocol: _Protocol | None = None
         self._responses: deque[WireResponse] = deque()
         self._waiter: asyncio.Future[WireResponse] | None = None
+        self._callback: Callable[[WireResponse | WireError], None] | None = None
         self._error: WireError | None = WireClosedError(f"connection to {self.origin} is not open")
         self._in_flight = 0
         self.connects = 0
@@ -421,6 +424,22 @@ class WireConnection:
         finally:
             self._waiter = None
 
+    def when_answered(self, callback: Callable[[WireResponse | WireError], None]) -> None:
+        """Hand the next response, or the error that ends the connection first, to `callback` from the protocol's
+        own callbacks: no task, future or timer per request (the caller keeps one deadline for many). At once
+        when one is here already; `forget_answer` takes it back (a late response then queues for
+        `next_response`)."""
+        if self._responses:
+            callback(self._responses.popleft())
+        elif self._error is not None:
+            callback(type(self._error)(str(self._error)))
+        else:
+            self._callback = callback
+
+    def forget_answer(self) -> None:
+        """No callback for the next response any more (the caller's deadline passed)."""
+        self._callback = None
+
     def has_response(self) -> bool:
         """A response arrived that nobody has read yet."""
         return bool(self._responses)
@@ -482,6 +501,11 @@ class WireConnection:
             self._in_flight -= 1
         if not response.keep_alive:
             self._error = WireClosedError(f"{self.origin} announced it closes the connection")
+        callback = self._callback
+        if callback is not None:
+            self._callback = None
+            callback(response)
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(response)
@@ -493,6 +517,11 @@ class WireConnection:
             return  # a replaced connection's late news
         if self._error is None:
             self._error = error
+        callback = self._callback
+        if callback is not None:
+            self._callback = None
+            callback(error)
+            return
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_exception(error)
