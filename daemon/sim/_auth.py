@@ -30,6 +30,24 @@ def b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+def signed_jwt(header: dict[str, Any], payload: dict[str, Any], sign: Callable[[str], str]) -> str:
+    """A compact JWT whose signature is `sign(signing input)`: each simulated platform signs its own way."""
+    signing_input = f"{b64url(orjson.dumps(header))}.{b64url(orjson.dumps(payload))}"
+    return f"{signing_input}.{sign(signing_input)}"
+
+
+def jwt_payload(token: str | None, sign: Callable[[str], str]) -> dict[str, Any] | None:
+    """The payload of a JWT `sign` made (expired or not); None for anything else, never an exception."""
+    parts = (token or "").split(".")
+    if len(parts) != 3 or not hmac.compare_digest(parts[2], sign(f"{parts[0]}.{parts[1]}")):
+        return None
+    try:
+        payload = orjson.loads(b64url_decode(parts[1]))
+    except (ValueError, TypeError):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
 class CaptchaBook:
     """Issues captcha salts and checks answers against the hash, with nothing stored per captcha for the check.
 
@@ -96,8 +114,6 @@ class Claims:
 class TokenSigner:
     """HS256 JWTs carrying the username, the broker and `exp`; the signature keeps forgeries out."""
 
-    _HEADER = b64url(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
-
     def __init__(self, secret: bytes) -> None:
         self._secret = secret
 
@@ -116,21 +132,14 @@ class TokenSigner:
             "exp": now_s + ttl_s,
             "jti": secrets.token_hex(8),
         }
-        signing_input = f"{self._HEADER}.{b64url(orjson.dumps(payload))}"
-        return f"{signing_input}.{self._sign(signing_input)}", ttl_s
+        return signed_jwt({"alg": "HS256", "typ": "JWT"}, payload, self._sign), ttl_s
 
     def verify(self, token: str) -> Claims | None:
         """The claims of a token this simulator signed, expired or not; None for anything else."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            return None
-        signing_input = f"{parts[0]}.{parts[1]}"
-        if not hmac.compare_digest(parts[2], self._sign(signing_input)):
-            return None
+        payload = jwt_payload(token, self._sign)
         try:
-            payload = orjson.loads(b64url_decode(parts[1]))
             return Claims(str(payload["broker"]), str(payload["sub"]), int(payload["gen"]), int(payload["exp"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
+        except (ValueError, KeyError, TypeError):
             return None
 
 

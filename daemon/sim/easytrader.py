@@ -45,7 +45,7 @@ import orjson
 from aiohttp import web
 
 from daemon.sim import rlc
-from daemon.sim._auth import b64url, b64url_decode
+from daemon.sim._auth import b64url, jwt_payload, signed_jwt
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._fills import Execution
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
@@ -265,19 +265,13 @@ class EasytraderState:
         return b64url(hmac.new(self._secret, "\x00".join(parts).encode(), hashlib.sha256).digest())
 
     def jwt(self, payload: dict[str, Any]) -> str:
-        head = b64url(orjson.dumps({"alg": "HS256", "typ": "at+jwt"}))
-        signing_input = f"{head}.{b64url(orjson.dumps(payload))}"
-        return f"{signing_input}.{self.mac('jwt', signing_input)}"
+        return signed_jwt({"alg": "HS256", "typ": "at+jwt"}, payload, self._jwt_mac)
 
     def claims(self, token: str) -> dict[str, Any] | None:
-        parts = token.split(".")
-        if len(parts) != 3 or not hmac.compare_digest(parts[2], self.mac("jwt", f"{parts[0]}.{parts[1]}")):
-            return None
-        try:
-            payload = orjson.loads(b64url_decode(parts[1]))
-        except (ValueError, TypeError):
-            return None
-        return payload if isinstance(payload, dict) else None
+        return jwt_payload(token, self._jwt_mac)
+
+    def _jwt_mac(self, signing_input: str) -> str:
+        return self.mac("jwt", signing_input)
 
 
 _SIDES: Sides[EasytraderState] = Sides(EasytraderState)

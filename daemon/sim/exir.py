@@ -33,11 +33,10 @@ from decimal import Decimal
 from typing import Any, Literal
 
 import jdatetime
-import orjson
 from aiohttp import web
 
 from daemon.sim import rlc
-from daemon.sim._auth import b64url, b64url_decode
+from daemon.sim._auth import b64url, jwt_payload, signed_jwt
 from daemon.sim._captcha_image import render_captcha
 from daemon.sim._fills import Execution
 from daemon.sim._http import ERROR_CODE, NO_IMAGE, USERNAME, add_route, json_response, read_json
@@ -200,24 +199,14 @@ class ExirState:
 
     # ---- signed tokens (HS256 JWTs) -----------------------------------------------------------------
     def jwt(self, payload: dict[str, Any]) -> str:
-        head = b64url(orjson.dumps({"alg": "HS256", "typ": "JWT"}))
-        signing_input = f"{head}.{b64url(orjson.dumps(payload))}"
-        mac = hmac.new(self._secret, signing_input.encode("ascii"), hashlib.sha256).digest()
-        return f"{signing_input}.{b64url(mac)}"
+        return signed_jwt({"alg": "HS256", "typ": "JWT"}, payload, self._jwt_mac)
 
     def claims(self, token: str | None) -> dict[str, Any] | None:
         """The payload of a token this simulator signed; None for anything else."""
-        parts = (token or "").split(".")
-        if len(parts) != 3:
-            return None
-        mac = hmac.new(self._secret, f"{parts[0]}.{parts[1]}".encode("ascii"), hashlib.sha256).digest()
-        if not hmac.compare_digest(parts[2], b64url(mac)):
-            return None
-        try:
-            payload = orjson.loads(b64url_decode(parts[1]))
-        except (ValueError, TypeError):
-            return None
-        return payload if isinstance(payload, dict) else None
+        return jwt_payload(token, self._jwt_mac)
+
+    def _jwt_mac(self, signing_input: str) -> str:
+        return b64url(hmac.new(self._secret, signing_input.encode("ascii"), hashlib.sha256).digest())
 
 
 _SIDES: Sides[ExirState] = Sides(ExirState)
