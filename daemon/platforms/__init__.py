@@ -26,6 +26,8 @@ from daemon.platforms._models import (
     Token,
     TokenRefused,
     Verdict,
+    finite,
+    whole,
 )
 
 __all__ = [
@@ -48,11 +50,13 @@ __all__ = [
     "Token",
     "TokenRefused",
     "Verdict",
+    "finite",
     "names",
     "order_spacing_ms",
     "order_origin",
     "platform_for",
     "register",
+    "whole",
 ]
 
 if TYPE_CHECKING:

@@ -6,14 +6,13 @@ journal), else by the platform codec's `find_order` (same ISIN and side, entered
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from daemon.firing import FillState, ReportRow
-from daemon.platforms import BrokerOrder
+from daemon.platforms import BrokerOrder, finite, whole
 
 Match = Callable[..., Mapping[str, Any] | None]
 """A codec's `find_order(orders, isin, side, since, tz, serial_number)`."""
@@ -49,10 +48,10 @@ def read_fill(order: Mapping[str, Any], ordered: int | None) -> Reading:
     """What `order` (a row of the broker's list) became. With no average price from the broker the value is
     executed x the order's own price (an upper bound for a buy: what a fill at its limit costs)."""
     typed = order if isinstance(order, BrokerOrder) else None
-    executed = _whole(typed.executed if typed else order.get("executedVolume")) or 0
-    volume = _whole(typed.volume if typed else order.get("volume")) or ordered
+    executed = whole(typed.executed if typed else order.get("executedVolume")) or 0
+    volume = whole(typed.volume if typed else order.get("volume")) or ordered
     average = typed.average_price if typed else None
-    price = average if average is not None else _number(typed.price if typed else order.get("price"))
+    price = average if average is not None else finite(typed.price if typed else order.get("price"))
     if typed is not None and typed.cancelled:
         state: FillState = "cancelled"
     elif volume and executed >= volume:
@@ -71,28 +70,9 @@ def changed(row: ReportRow, reading: Reading) -> bool:
 
 
 def _serial(order: Mapping[str, Any]) -> int | None:
-    return order.serial if isinstance(order, BrokerOrder) else _whole(order.get("serialNumber"))
+    return order.serial if isinstance(order, BrokerOrder) else whole(order.get("serialNumber"))
 
 
 def _tracking(order: Mapping[str, Any]) -> str | None:
     value = order.tracking if isinstance(order, BrokerOrder) else order.get("trackingNumber")
     return str(value) if value not in (None, "") else None
-
-
-def _whole(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    number = _number(value)
-    return int(number) if number is not None and number.is_integer() else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        return None
-    try:
-        number = float(value)
-    except (OverflowError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
