@@ -19,7 +19,9 @@ ORDER_ROUTES = ("new_order", "batch")
 pytestmark = [pytest.mark.sim(accounts=4, brokers=((KH, "exir"), "gs"), loop_time=True), pytest.mark.looptime]
 
 
-async def test_the_tracker_finds_the_fills_the_report_shows_them_and_its_reads_stay_within_the_cadence(sim, tmp_path):
+def morning(sim, tmp_path, close: str, then_every_s: int):
+    """A day opening at 08:45 on the simulator's fake clock, tracked every 30 s until 09:00, then every
+    `then_every_s` until `close`: the daemon's clock, its config and the open."""
     clock = daemon_clock(sim)
     config = sim_config(
         sim,
@@ -27,11 +29,16 @@ async def test_the_tracker_finds_the_fills_the_report_shows_them_and_its_reads_s
         cache={"dir": str(tmp_path / "cache")},
         executor={"clock_source": "none", "final_check_s": 1.0},
         schedule={"warmup": "07:40", "open": "08:45", "arm_before_s": 60, "window_s": 30, "refresh_s": 600,
-                  "close": "10:00"},
-        tracking={"every_s": 30, "until": "09:00", "then_every_s": 600},
+                  "close": close},
+        tracking={"every_s": 30, "until": "09:00", "then_every_s": then_every_s},
     )  # fmt: skip
     open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
     sim.set_open_at(open_at)
+    return clock, config, open_at
+
+
+async def test_the_tracker_finds_the_fills_the_report_shows_them_and_its_reads_stay_within_the_cadence(sim, tmp_path):
+    clock, config, open_at = morning(sim, tmp_path, close="10:00", then_every_s=600)
     window_end, close = open_at + timedelta(seconds=30), open_at.replace(hour=10, minute=0)
     runner = make_runner(config, clock, solver=SimulatorSolver(sim))
     scheduler = DayScheduler(config, runner, clock, ClockAlarm(clock))
@@ -79,18 +86,7 @@ async def test_a_fill_plan_of_the_simulator_is_followed_to_filled_and_tracking_e
     """The simulator's per-instrument setting (40 % two minutes after the open at one price, the rest at +25 min at
     another): every account's order goes queued -> partly filled -> filled with the broker's average price (Ephoenix
     from executedAmount, Exir from averageTradedPrice), and once all are filled the tracker stops reading."""
-    clock = daemon_clock(sim)
-    config = sim_config(
-        sim,
-        state_dir=str(tmp_path / "state"),
-        cache={"dir": str(tmp_path / "cache")},
-        executor={"clock_source": "none", "final_check_s": 1.0},
-        schedule={"warmup": "07:40", "open": "08:45", "arm_before_s": 60, "window_s": 30, "refresh_s": 600,
-                  "close": "12:30"},
-        tracking={"every_s": 30, "until": "09:00", "then_every_s": 300},
-    )  # fmt: skip
-    open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
-    sim.set_open_at(open_at)
+    clock, config, open_at = morning(sim, tmp_path, close="12:30", then_every_s=300)
     (isin,) = {o.isin for a in config.accounts for o in a.orders}
     band = sim.state.market.instruments[isin]
     first, rest = band.maxap - 10, band.maxap - 20  # the fills' own prices, under the orders' limit
