@@ -43,6 +43,11 @@ class Receiver:
         self.got: list[tuple[datetime, str, dict[str, Any]]] = []
         self.port = 0
 
+    @property
+    def env(self) -> dict[str, str]:
+        """What `hook_url()` needs in the environment to reach this receiver."""
+        return {"NOTIFY_PORT": str(self.port), "NOTIFY_TOKEN": TOKEN}
+
     async def handle(self, request: web.Request) -> web.Response:
         self.got.append((self.clock.now(), request.path, await request.json()))
         return web.Response(status=500) if self.fail else web.json_response({})
@@ -52,13 +57,18 @@ class Receiver:
 
 
 @asynccontextmanager
-async def receiver(clock: Clock, fail: bool = False) -> AsyncIterator[Receiver]:
+async def receiver(clock: Clock, monkeypatch: Any = None, fail: bool = False) -> AsyncIterator[Receiver]:
+    """A loopback webhook; `hook_url()` reaches it through NOTIFY_PORT and NOTIFY_TOKEN, set in this process's
+    environment when `monkeypatch` is given (a child process is given `hook.env`)."""
     hook = Receiver(clock, fail)
     app = web.Application()
     app.router.add_post("/{tail:.*}", hook.handle)
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     hook.port = server.port
+    if monkeypatch is not None:
+        for name, value in hook.env.items():
+            monkeypatch.setenv(name, value)
     try:
         yield hook
     finally:
@@ -95,9 +105,7 @@ async def test_a_morning_tells_the_warmup_failure_at_once_and_the_fire_only_afte
     sim, tmp_path, monkeypatch
 ):
     clock = daemon_clock(sim)
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", "not-the-password")
         config = morning_config(sim, tmp_path)
         now = clock.now().astimezone(config.tz)
@@ -142,9 +150,7 @@ async def test_a_login_that_cannot_be_renewed_after_a_good_warmup_is_told_once(s
     """Tokens cached for 5 minutes, refreshes every 10: after the warmup the password changes (as if someone
     changed it at the broker), so each refresh's login fails; the user hears it once per account, before the arm."""
     clock = daemon_clock(sim)
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", os.environ["OPENING_BELL_SIM_PASSWORD"])  # good at warmup
         config = morning_config(sim, tmp_path, cache={"ttl": {"tokens": 300}})
         open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
@@ -171,9 +177,7 @@ async def test_a_login_that_cannot_be_renewed_after_a_good_warmup_is_told_once(s
 @pytest.mark.looptime
 async def test_a_start_inside_the_window_is_told_after_the_window_with_the_summary(sim, tmp_path, monkeypatch):
     clock = daemon_clock(sim)
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", os.environ["OPENING_BELL_SIM_PASSWORD"])  # both accounts good
         config = morning_config(sim, tmp_path)
         open_at = clock.now().astimezone(config.tz).replace(hour=8, minute=45, second=0, microsecond=0)
@@ -200,9 +204,7 @@ async def test_a_failing_receiver_is_tried_a_bounded_number_of_times_logged_once
     sim, tmp_path, monkeypatch
 ):
     clock = daemon_clock(sim)
-    async with receiver(clock, fail=True) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch, fail=True) as hook:
         monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", "not-the-password")
         config = morning_config(sim, tmp_path, attempts=3, on=["fire_summary", "warmup_failed"])
         runner = make_runner(config, clock, solver=SimulatorSolver(sim))
@@ -238,9 +240,7 @@ async def test_the_fill_summary_comes_at_the_close_per_account_in_shares_and_ria
     """Tracking to a 09:30 close: the Exir order is half filled by the exchange after the open, the Ephoenix one
     stays queued; the summary is sent once, at the close, and nothing before it but the fire summary."""
     clock = daemon_clock(sim)
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         monkeypatch.setenv("NOTIFY_WRONG_PASSWORD", os.environ["OPENING_BELL_SIM_PASSWORD"])  # both accounts good
         data = sim_config_data(
             sim,
@@ -307,9 +307,7 @@ def test_the_fill_summary_in_persian_digits_and_an_unknown_one_says_why():
 
 async def test_the_fill_summary_is_sent_once_a_day_and_only_with_accepted_orders(monkeypatch):
     clock = SystemClock()
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         notify = Notifications.from_config(validate_config({"notify": {"urls": [hook_url()]}}), clock)
         assert notify is not None
         day = date(2026, 12, 1)
@@ -415,9 +413,7 @@ def test_persian_digits_are_the_numbers_only():
 
 async def test_events_left_out_of_notify_on_are_not_sent(monkeypatch):
     clock = SystemClock()
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         config = validate_config({"notify": {"urls": [hook_url()], "on": ["warmup_failed"]}})
         notify = Notifications.from_config(config, clock)
         assert notify is not None
@@ -432,9 +428,7 @@ async def test_events_left_out_of_notify_on_are_not_sent(monkeypatch):
 
 async def test_an_unknown_order_is_its_own_alert_beside_the_summary(monkeypatch):
     clock = SystemClock()
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         config = validate_config({"notify": {"urls": [hook_url()], "persian_digits": True}})
         notify = Notifications.from_config(config, clock)
         assert notify is not None
@@ -458,9 +452,7 @@ async def test_an_unknown_order_is_its_own_alert_beside_the_summary(monkeypatch)
 
 async def test_a_renewal_failure_is_told_once_a_day_and_not_after_the_warmup_said_not_ready(monkeypatch):
     clock = SystemClock()
-    async with receiver(clock) as hook:
-        monkeypatch.setenv("NOTIFY_PORT", str(hook.port))
-        monkeypatch.setenv("NOTIFY_TOKEN", TOKEN)
+    async with receiver(clock, monkeypatch) as hook:
         notify = Notifications.from_config(validate_config({"notify": {"urls": [hook_url()]}}), clock)
         assert notify is not None
         day = date(2026, 12, 1)
@@ -506,11 +498,10 @@ def write_config(path: Path, data: dict[str, Any], mode: int = 0o600) -> Path:
 async def test_notify_test_sends_one_message_and_says_so(tmp_path):
     async with receiver(SystemClock()) as hook:
         config = write_config(tmp_path / "config.yaml", {"notify": {"urls": [hook_url()]}})
-        env = {"NOTIFY_PORT": str(hook.port), "NOTIFY_TOKEN": TOKEN}
-        code, out, err = await run_cli("notify", "--test", "--config", str(config), env=env)
+        code, out, err = await run_cli("notify", "--test", "--config", str(config), env=hook.env)
         assert (code, hook.titles()) == (0, ["opening-bell: test"]), err
         assert "notify.urls[0] (JSON)  sent" in out
-        code, out, err = await run_cli("notify", "--test", "--json", "--config", str(config), env=env)
+        code, out, err = await run_cli("notify", "--test", "--json", "--config", str(config), env=hook.env)
         assert code == 0 and '"sent": true' in out
     assert TOKEN not in out + err
     assert hook.got[0][1] == f"/hook/{TOKEN}"
@@ -519,8 +510,7 @@ async def test_notify_test_sends_one_message_and_says_so(tmp_path):
 async def test_notify_test_to_a_failing_receiver_exits_1_with_the_reason_and_no_secret(tmp_path):
     async with receiver(SystemClock(), fail=True) as hook:
         config = write_config(tmp_path / "config.yaml", {"notify": {"urls": [hook_url()]}})
-        env = {"NOTIFY_PORT": str(hook.port), "NOTIFY_TOKEN": TOKEN}
-        code, out, err = await run_cli("notify", "--test", "--config", str(config), env=env)
+        code, out, err = await run_cli("notify", "--test", "--config", str(config), env=hook.env)
     assert code == 1 and len(hook.got) == 1  # the test sends once: its answer is what the user needs to see
     assert "notify.urls[0] (JSON)" in out and "500" in out
     assert TOKEN not in out + err
