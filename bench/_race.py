@@ -243,17 +243,20 @@ class Race:
                 started = self.clock.monotonic_ns()
                 plans = await executor.arm(config.accounts, open_at.astimezone(config.tz))
                 armed = self.clock.monotonic_ns()
-                # run_after_arm's steps, timed: the final check must end before the instant; real-time priority
-                # (when the config allows it) from the final check to the end of the first-send loop, as there
-                check_at = min(p.send_at_ns for p in plans) - int(config.executor.final_check_s * NS)
-                await wait_until_monotonic(check_at, self.clock)
-                with executor.realtime:
-                    checking = self.clock.monotonic_ns()
-                    await executor.final_check()
+                first_send = min(p.send_at_ns for p in plans)
+                check_at = first_send - int(config.executor.final_check_s * NS)
+                checking = max(check_at, armed)
+                checked = 0
+
+                def ready() -> None:  # after the pings' answers: the next request on each connection is the order
+                    nonlocal capture, owners, checked
                     checked = self.clock.monotonic_ns()
-                    capture = open_capture(_ports(config))  # after the pings' answers: the next request is the order
+                    capture = open_capture(_ports(config))
                     owners = _daemon_ports(executor)
-                    await executor.fire()
+
+                # as the service runs it: the final check cut at its budget, real-time priority (when the config
+                # allows it) from the final check to the end of the first-send loop
+                await executor.run_after_arm(before_fire=ready)
                 owners |= _daemon_ports(executor)  # a connection reopened in the window
                 segments = capture.collect() if capture is not None else []
             finally:
@@ -272,9 +275,9 @@ class Race:
                 "arm": (armed - started) / NS,
                 "final_check": (checked - checking) / NS,
                 "final_check_budget": config.executor.final_check_s,
-                # negative: the arm and the final check (run to their ends here, not cut at the budget as
-                # run_after_arm does) ended after the first planned send, which then went out that late
-                "ready_ahead": (check_at + int(config.executor.final_check_s * NS) - checked) / NS,
+                # negative: the arm ended after the first planned send (the final check is cut at its budget,
+                # FINAL_CHECK_MARGIN_NS before it), which then went out that late
+                "ready_ahead": (first_send - checked) / NS,
             },
         )
         if firsts:
@@ -446,10 +449,10 @@ def _ports(config: Config) -> set[int]:
 
 
 def _daemon_ports(executor: Executor) -> dict[int, str]:
-    """Each open connection's local port -> its plan's username, read from outside (the daemon has no hook)."""
+    """Each open connection's local port -> its plan's username."""
     out = {}
     for plan in executor.plans:
-        port = local_port(plan.conn._transport) if plan.conn is not None else None
+        port = plan.conn.local_port if plan.conn is not None else None
         if port is not None:
             out[port] = plan.username
     return out

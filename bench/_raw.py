@@ -365,7 +365,7 @@ async def measure(
                         Figures(mode, accounts),
                         lambda pairs=pairs: fire_all(pairs),  # type: ignore[misc]
                         lambda conns=conns: [asyncio.ensure_future(c.next_response(30)) for c in conns],
-                        [local_port(c._transport) for c in conns],  # read from outside: the daemon has no hook
+                        [c.local_port for c in conns],
                     )
                 )
             else:

@@ -240,6 +240,49 @@ async def test_the_signature_made_before_the_wait_is_the_one_sent_and_verified_w
         assert {second for _, second in asked} == {int(whole.timestamp())}  # the open's second, never rebuilt
 
 
+async def test_a_wake_late_across_a_second_s_edge_sends_that_second_s_signature(sim, tmp_path):
+    """The open 3 ms before a second's edge, the loop held busy from 10 ms before the send to 10 ms past it: the
+    executor wakes in the next second, and the bytes it sends are signed for that second (made once, after the
+    wait), so the broker, allowing no skew, accepts them."""
+    exir_state(sim).settings.signature_skew_s = 0
+    config = make_config(sim, tmp_path, executor={"lead_ms": 0})
+    accounts = exir_accounts(config)
+    edge = sim.now().replace(microsecond=0) + timedelta(seconds=4)
+    open_at = (edge - timedelta(milliseconds=3)).astimezone(config.tz)
+    recorders: dict[str, RecordingSigned] = {}
+
+    def record(services) -> None:
+        for account in accounts:
+            codec = services.client(account).codec
+            build = codec.order_request
+
+            def recording(*args, build=build, name=account.name):
+                recorders[name] = RecordingSigned(build(*args), services.clock)
+                return recorders[name]
+
+            codec.order_request = recording
+
+    async def hold_the_loop_across_the_edge(ex: Executor, services) -> None:
+        send_at = min(p.send_at_ns for p in ex.plans)
+        mono = services.clock.monotonic_ns
+
+        def busy() -> None:  # a callback that keeps the loop past the instant: the wake is late, by construction
+            while mono() < send_at + 10_000_000:
+                pass
+
+        asyncio.get_running_loop().call_later((send_at - 10_000_000 - mono()) / 1e9, busy)
+
+    ex, _ = await fire(sim, config, accounts, open_at=open_at, warm=record, armed=hold_the_loop_across_the_edge)
+    assert all(r.error_code == 0 for r in new_orders(sim)), [r.error_code for r in new_orders(sim)]
+    assert sorted(o.username for o in sim.orders()) == sorted(a.username for a in accounts)
+    sends = {r["account"]: r for r in read_journal(config.state_dir, ex.day) if r["kind"] == "send"}
+    for plan in ex.plans:
+        assert sends[plan.account]["monotonic_ns"] >= plan.send_at_ns + 10_000_000  # woken late
+        seconds = [second for _, second in recorders[plan.account].asked]
+        assert seconds[0] == int(edge.timestamp()) - 1 and seconds[-1] == int(edge.timestamp())  # re-signed once
+        assert seconds.count(int(edge.timestamp())) == 1
+
+
 @pytest.mark.slow
 async def test_the_broker_clock_offset_moves_the_signature_s_second(tmp_path, monkeypatch):
     """The simulator's clock runs 2.5 s ahead and, from just before the first send, allows no skew at all: signed on

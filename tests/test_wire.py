@@ -215,10 +215,12 @@ async def test_send_and_receive_on_one_kept_alive_connection() -> None:
                 }
                 assert sent_ns <= resp.first_byte_ns <= resp.last_byte_ns
                 assert conn.in_flight == 0 and conn.is_alive()
+            port = conn.local_port
         finally:
             conn.close()
     assert len(peers) == 3 and len(set(peers)) == 1, "all three requests used the one pre-opened connection"
-    assert conn.connects == 1
+    assert peers[0][1] == port, "local_port is this end's port, as the server sees it"  # type: ignore[index]
+    assert conn.connects == 1 and conn.local_port is None
 
 
 async def test_fire_all_writes_every_live_connection_and_reports_the_dead_one(clock: FakeClock) -> None:

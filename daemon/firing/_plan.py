@@ -71,9 +71,12 @@ class FirePlan:
         else:
             self.signed, self.signed_second = made, -1
 
-    def sign_for(self, utc_second: int) -> None:
+    def sign_for(self, utc_second: int) -> bool:
+        """The bytes for `utc_second`; True when they had to be made anew."""
         if self.signed is not None and utc_second != self.signed_second:
             self.request, self.signed_second = self.signed.at(utc_second), utc_second
+            return True
+        return False
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -397,6 +397,16 @@ class WireConnection:
     async def reconnect(self) -> None:
         await self.connect()
 
+    @property
+    def local_port(self) -> int | None:
+        """This end's TCP port while open (None when closed): what ties a packet capture, or a broker's connection
+        log, to an account."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return None
+        name = transport.get_extra_info("sockname")
+        return name[1] if name else None
+
     def send_nowait(self, data: bytes) -> int:
         """Write `data` now (the hot path: no await, no copy); returns the monotonic ns just after."""
         transport = self._transport
