@@ -35,6 +35,9 @@ from daemon.wiring import Wiring
 log = get_logger("demo")
 
 DEMO_PASSWORD = "demo-pass-not-secret"
+DEMO_SEED = (
+    1405  # the simulator's draws (captchas, serial numbers): the same demo each run, unless --seed says otherwise
+)
 DEMO_BROKERS: tuple[str | tuple[str, str], ...] = (
     "gs",
     "shahr",
@@ -159,16 +162,18 @@ async def run_demo(
     spacing_s: float = 0.2,
     workdir: Path | None = None,
     notify_url: str | None = None,
+    seed: int | None = DEMO_SEED,
 ) -> DemoResult:
     """Simulator up, warmup, open `lead_s` after the warmup on the simulator's (skewed) clock, fire, track the
-    fills, report; `notify_url` (apprise) gets the fire and the fill summaries."""
+    fills, report; `notify_url` (apprise) gets the fire and the fill summaries. `seed` fixes the simulator's draws
+    (captchas, serial numbers), so two demos meet the same captchas; None draws afresh."""
     own_dir = None if workdir else tempfile.TemporaryDirectory(prefix="opening-bell-demo-")
     root = Path(workdir or own_dir.name)  # type: ignore[union-attr]
     os.environ[PASSWORD_ENV] = DEMO_PASSWORD
     sim = Simulator.default(
         accounts=accounts,
         brokers=list(DEMO_BROKERS),
-        settings=SimSettings(skew_ms=skew_ms),
+        settings=SimSettings(skew_ms=skew_ms, seed=seed),
         clock=clock,
         password=DEMO_PASSWORD,
     )

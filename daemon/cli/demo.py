@@ -9,7 +9,7 @@ from daemon.cli import add_common
 from daemon.cli.output import print_json, print_table
 from daemon.clock import SystemClock
 from daemon.config import validate_config
-from daemon.demo import run_demo
+from daemon.demo import DEMO_SEED, run_demo
 from daemon.errors import ConfigError, UserError
 from daemon.logs import register_secret
 from daemon.notify import Notifications
@@ -26,6 +26,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--skew-ms", type=float, default=1500.0, help="how far the simulated broker's clock is off (default 1500)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=DEMO_SEED,
+        help=f"the simulator's draws (captchas, serial numbers); the same seed, the same demo (default {DEMO_SEED})",
     )
     parser.add_argument(
         "--dir", type=Path, help="keep the demo's cache, journal and config here (default: a temporary folder)"
@@ -63,7 +69,12 @@ async def run(args: argparse.Namespace) -> int:
             flush=True,
         )
     result = await run_demo(
-        SystemClock(), accounts=args.accounts, skew_ms=args.skew_ms, workdir=args.dir, notify_url=args.notify
+        SystemClock(),
+        accounts=args.accounts,
+        skew_ms=args.skew_ms,
+        workdir=args.dir,
+        notify_url=args.notify,
+        seed=args.seed,
     )
     summary = result.summary()
     if args.json:
