@@ -57,7 +57,7 @@ class Service:
     def wait_for(self, event: str) -> dict[str, object]:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            self.events.append(json.loads(line))  # every stdout line is JSON: journalctl -o cat | jq works
+            self.events.append(_event(line))  # every stdout line is JSON: journalctl -o cat | jq works
             if self.events[-1]["event"] == event:
                 return self.events[-1]
         raise AssertionError(f"the service ended before logging {event!r}: {[e['event'] for e in self.events]}")
@@ -67,11 +67,20 @@ class Service:
             self.proc.send_signal(signum)
         out, err = self.proc.communicate(timeout=TIMEOUT_S)
         self._killer.cancel()
-        self.events += [json.loads(line) for line in out.splitlines()]
+        # split on newlines only, as journald does: str.splitlines() would also cut a line at U+2028 or U+0085
+        self.events += [_event(line) for line in out.split("\n") if line]
         return self.proc.returncode, err
 
     def names(self) -> list[str]:
         return [str(e["event"]) for e in self.events]
+
+
+def _event(line: str) -> dict[str, object]:
+    """One stdout line as JSON; a line that is not is shown as it came (repr), so a failure says what wrote it."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise AssertionError(f"a stdout line is not JSON ({exc}): {line!r}") from None
 
 
 class NotifySocket:
