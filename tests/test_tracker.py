@@ -126,6 +126,44 @@ async def test_a_new_process_resumes_from_the_journal_without_repeating_a_record
     assert [f["executed"] for f in fills(tmp_path)] == [40, 70]
 
 
+class Killed(Exception):
+    """The process dies here."""
+
+
+class DiesAtTheSummary(Heard):
+    def fill_summary(self, day: date, rows: list[Any]) -> None:
+        raise Killed
+
+
+async def test_a_summary_lost_to_a_kill_is_sent_on_restart_and_a_sent_one_never_again(tmp_path):
+    await accepted(tmp_path, "ali", 1001)
+    with pytest.raises(Killed):  # the last change is on disk, the summary never went out
+        await tracker(tmp_path, [Lists("ali", [order(1001, 100)])], DiesAtTheSummary()).beat()
+    assert [f["fill_state"] for f in fills(tmp_path)] == ["filled"]
+    heard = Heard()
+    restarted = Lists("ali", [order(1001, 100)])
+    assert await tracker(tmp_path, [restarted], heard).beat() is True
+    assert [[(r.account, r.fill_state) for r in rows] for rows in heard.fills] == [[("ali", "filled")]]
+    assert restarted.calls == 0  # nothing left to read: the summary came from the journal
+    again = Heard()
+    assert await tracker(tmp_path, [Lists("ali", [order(1001, 100)])], again).beat() is True
+    assert again.fills == []  # told once; the `tracked` record is in no report row
+    assert [r.fill_state for r in summarize(read_journal(tmp_path, DAY))] == ["filled"]
+
+
+async def test_a_summary_told_for_some_accounts_is_still_owed_for_the_others(tmp_path):
+    await accepted(tmp_path, "ali", 1001)
+    await accepted(tmp_path, "bahar", 2002)
+    await tracker(tmp_path, [Lists("ali", [order(1001, 100)])], Heard()).beat()  # one process held ali: told
+    with pytest.raises(Killed):  # another held bahar and died before telling
+        await tracker(tmp_path, [Lists("bahar", [order(2002, 100)])], DiesAtTheSummary()).beat()
+    both = [Lists("ali", [order(1001, 100)]), Lists("bahar", [order(2002, 100)])]
+    heard, again = Heard(), Heard()
+    await tracker(tmp_path, both, heard).beat()
+    await tracker(tmp_path, both, again).beat()
+    assert [sorted(r.account for r in rows) for rows in heard.fills] == [["ali", "bahar"]] and again.fills == []
+
+
 async def test_a_cancelled_order_ends_with_what_had_traded_and_the_average_the_broker_gives(tmp_path):
     await accepted(tmp_path, "ali", 1001)
     t = tracker(tmp_path, [Lists("ali", [order(1001, 30, average_price=5570.5, cancelled=True)])])

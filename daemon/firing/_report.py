@@ -3,7 +3,8 @@
 Journal record kinds (written by the executor): `arm`, `window` (the open on the local monotonic clock, the
 clock offset), `plan`, `intent` (written ahead of the first send, with its planned instant), `send`,
 `answer`, `error`, `lookup` (what the broker's order lists said), `skip` and `outcome`; after the window the
-tracker adds `fill` (what the broker's lists show of an accepted order: see `FILL_FIELDS`). The report is a
+tracker adds `fill` (what the broker's lists show of an accepted order: see `FILL_FIELDS`) and, once it has
+told the user, `tracked` (the accounts whose fill summary went out; not part of any row). The report is a
 pure function of them, so it is the same right after the window, days later, or in a process restarted
 inside the window: records from before and after a restart merge into one row per order (first send
 ever, attempts in all, the final answer). The same reading tells a restarted executor what is left to do

@@ -9,6 +9,8 @@ only reads: nothing here places, edits or cancels an order.
 A read that fails is counted (`metrics.tracker_error`), logged once per account and streak, and tried again on
 the next beat; an account whose hourly request budget is low is not read that beat. At the close (the final
 beat) an order that was never read or found is recorded `unknown` with the reason, and the user is told.
+When tracking ends, the fill summary goes out and a `tracked` record says so: a process killed between the last
+change and the summary sends it on restart, and one killed after it does not send it again.
 """
 
 from __future__ import annotations
@@ -91,8 +93,11 @@ class Tracker:
             return True
         clients = {c.account.name: c for c in self._clients()}
         followed = [r for r in self.rows() if r.accepted and r.account in clients and r.fill_state not in FINAL]
-        if not followed:
+        if not followed:  # ended earlier; a process killed before its summary went out owes it still
             self.ended = True
+            mine = [r for r in self.rows() if r.accepted and r.account in clients]
+            if mine and not self._told(mine):
+                await self._finish(mine, final, [])
             return True
         by_account: dict[str, list[ReportRow]] = {}
         for row in followed:
@@ -125,7 +130,12 @@ class Tracker:
         if left:
             return False
         self.ended = True
-        mine = [r for r in self.rows() if r.accepted and r.account in clients]
+        await self._finish([r for r in self.rows() if r.accepted and r.account in clients], final, unknown)
+        return True
+
+    async def _finish(self, mine: list[ReportRow], final: bool, unknown: list[ReportRow]) -> None:
+        """The day's end of tracking for these orders: logged, the user told, and a `tracked` record so a restart
+        neither tells it twice nor, killed before this, forgets to."""
         log.info(
             "tracking.done",
             day=self.day.isoformat(),
@@ -139,7 +149,16 @@ class Tracker:
             if unknown:
                 self._notify.unknown_fills(self.day, [r for r in mine if r.key in {u.key for u in unknown}])
             self._notify.fill_summary(self.day, mine)
-        return True
+        self.journal.record("tracked", accounts=sorted({r.account for r in mine}), at_close=final)
+        await self.journal.flush(durable=True)
+
+    def _told(self, mine: list[ReportRow]) -> bool:
+        """Whether a `tracked` record already covers every account of `mine`."""
+        told: set[str] = set()
+        for record in self.journal.records():
+            if record.get("kind") == "tracked" and isinstance(record.get("accounts"), list):
+                told.update(str(a) for a in record["accounts"])
+        return {r.account for r in mine} <= told
 
     async def _read(self, client: OrderLists) -> tuple[list[BrokerOrder] | None, str | None]:
         """The account's orders of the day, or (None, why) when they could not be read this beat."""
