@@ -214,6 +214,28 @@ async def test_wait_on_the_system_clock_reaches_the_deadline() -> None:
     assert reached >= deadline
 
 
+async def test_a_long_wait_sleeps_to_a_short_way_before_the_deadline_then_to_the_spin(monkeypatch) -> None:
+    """A long sleep wakes late by the kernel's slack (0.1 % of it): it ends `approach_s` before the deadline, and
+    only a short sleep (late by epoll's ms rounding at most) ends where the spin starts."""
+    import daemon.net._clocksync as clocksync
+
+    clock, loop = SystemClock(), asyncio.get_running_loop()
+    real_sleep, asked = asyncio.sleep, []
+
+    async def recording_sleep(seconds: float) -> None:
+        asked.append((loop.time(), seconds))
+        await real_sleep(seconds)
+
+    monkeypatch.setattr(clocksync.asyncio, "sleep", recording_sleep)
+    deadline = clock.monotonic_ns() + 80 * MS
+    loop_deadline = loop.time() + 0.08
+    assert await wait_until_monotonic(deadline, clock, spin_s=0.002, approach_s=0.02) >= deadline
+    ends_before = [loop_deadline - (at + seconds) for at, seconds in asked]
+    assert ends_before[0] == pytest.approx(0.02, abs=0.002)  # the long sleep: 20 ms short of the deadline
+    if len(asked) > 1:  # unless the machine woke it past its approach
+        assert ends_before[-1] == pytest.approx(0.002, abs=0.002) and asked[-1][1] < 0.02
+
+
 # ---------------------------------------------------------------- sampling on a fake clock (no real time)
 
 
