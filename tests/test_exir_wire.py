@@ -209,16 +209,11 @@ class RecordingSigned:
         return self.inner.at(utc_second)
 
 
-async def test_the_signature_made_before_the_wait_is_the_one_sent_and_verified_with_no_skew_allowed(sim, tmp_path):
-    exir_state(sim).settings.signature_skew_s = 0
-    config = make_config(sim, tmp_path, executor={"lead_ms": 0})
-    accounts = exir_accounts(config)
-    whole = sim.now().replace(microsecond=0) + timedelta(seconds=4)
-    open_at = (whole + timedelta(milliseconds=5)).astimezone(config.tz)  # just after a second's edge
-    recorders: dict[str, RecordingSigned] = {}
+def recording_requests(accounts, recorders: dict[str, RecordingSigned]):
+    """A `warm` step: each account's codec hands the executor recording requests (the final check's are the ones
+    sent), kept in `recorders` by account."""
 
     def record(services) -> None:
-        """Each account's codec hands the executor recording requests (the final check's are the ones sent)."""
         for account in accounts:
             codec = services.client(account).codec
             build = codec.order_request
@@ -229,7 +224,17 @@ async def test_the_signature_made_before_the_wait_is_the_one_sent_and_verified_w
 
             codec.order_request = recording
 
-    ex, _ = await fire(sim, config, accounts, open_at=open_at, warm=record)
+    return record
+
+
+async def test_the_signature_made_before_the_wait_is_the_one_sent_and_verified_with_no_skew_allowed(sim, tmp_path):
+    exir_state(sim).settings.signature_skew_s = 0
+    config = make_config(sim, tmp_path, executor={"lead_ms": 0})
+    accounts = exir_accounts(config)
+    whole = sim.now().replace(microsecond=0) + timedelta(seconds=4)
+    open_at = (whole + timedelta(milliseconds=5)).astimezone(config.tz)  # just after a second's edge
+    recorders: dict[str, RecordingSigned] = {}
+    ex, _ = await fire(sim, config, accounts, open_at=open_at, warm=recording_requests(accounts, recorders))
     assert sorted(o.username for o in sim.orders()) == sorted(a.username for a in accounts)
     assert all(r.error_code == 0 for r in new_orders(sim))
     sends = {r["account"]: r for r in read_journal(config.state_dir, ex.day) if r["kind"] == "send"}
@@ -251,17 +256,6 @@ async def test_a_wake_late_across_a_second_s_edge_sends_that_second_s_signature(
     open_at = (edge - timedelta(milliseconds=3)).astimezone(config.tz)
     recorders: dict[str, RecordingSigned] = {}
 
-    def record(services) -> None:
-        for account in accounts:
-            codec = services.client(account).codec
-            build = codec.order_request
-
-            def recording(*args, build=build, name=account.name):
-                recorders[name] = RecordingSigned(build(*args), services.clock)
-                return recorders[name]
-
-            codec.order_request = recording
-
     async def hold_the_loop_across_the_edge(ex: Executor, services) -> None:
         send_at = min(p.send_at_ns for p in ex.plans)
         mono = services.clock.monotonic_ns
@@ -272,7 +266,14 @@ async def test_a_wake_late_across_a_second_s_edge_sends_that_second_s_signature(
 
         asyncio.get_running_loop().call_later((send_at - 10_000_000 - mono()) / 1e9, busy)
 
-    ex, _ = await fire(sim, config, accounts, open_at=open_at, warm=record, armed=hold_the_loop_across_the_edge)
+    ex, _ = await fire(
+        sim,
+        config,
+        accounts,
+        open_at=open_at,
+        warm=recording_requests(accounts, recorders),
+        armed=hold_the_loop_across_the_edge,
+    )
     assert all(r.error_code == 0 for r in new_orders(sim)), [r.error_code for r in new_orders(sim)]
     assert sorted(o.username for o in sim.orders()) == sorted(a.username for a in accounts)
     sends = {r["account"]: r for r in read_journal(config.state_dir, ex.day) if r["kind"] == "send"}
