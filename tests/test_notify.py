@@ -281,6 +281,8 @@ async def test_the_fill_summary_comes_at_the_close_per_account_in_shares_and_ria
         f"{exir.name} (khobregan): {half:,} shares, {half * order.price:,} rial: IRO1FOLD0001 {half:,} of {order.volume:,} partly filled",
         f"{ephoenix.name} (gs): 0 shares, 0 rial: IRO1FOLD0001 0 of {sim.orders('gs')[0].volume:,} queued",
     ])  # fmt: skip
+    tracked = [r for r in read_journal(config.state_dir, open_at.date()) if r["kind"] == "tracked"]
+    assert [sorted(r["accounts"]) for r in tracked] == [sorted(a.name for a in config.accounts)]  # once delivered
 
 
 def test_the_fill_summary_in_persian_digits_and_an_unknown_one_says_why():

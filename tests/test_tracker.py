@@ -54,7 +54,7 @@ class Lists:
         return answer
 
 
-class Heard:
+class Told:
     def __init__(self) -> None:
         self.fills: list[list[Any]] = []
         self.unknown: list[list[Any]] = []
@@ -64,6 +64,13 @@ class Heard:
 
     def unknown_fills(self, day: date, rows: list[Any]) -> None:
         self.unknown.append(list(rows))
+
+    async def delivered(self, event: str) -> bool:
+        return self.reached
+
+
+class Heard(Told):
+    reached = True  # every message reaches the user
 
 
 async def accepted(state_dir: Path, account: str, serial: int, isin: str = ISIN) -> None:
@@ -151,6 +158,17 @@ async def test_a_summary_lost_to_a_kill_is_sent_on_restart_and_a_sent_one_never_
     assert [r.fill_state for r in summarize(read_journal(tmp_path, DAY))] == ["filled"]
 
 
+async def test_a_summary_that_never_reached_the_user_is_sent_again_by_a_restart(tmp_path):
+    await accepted(tmp_path, "ali", 1001)
+    unreached = Told()
+    unreached.reached = False  # every destination refused it: no `tracked` record
+    await tracker(tmp_path, [Lists("ali", [order(1001, 100)])], unreached).beat()
+    assert len(unreached.fills) == 1
+    heard = Heard()
+    await tracker(tmp_path, [Lists("ali", [order(1001, 100)])], heard).beat()
+    assert len(heard.fills) == 1
+
+
 async def test_a_summary_told_for_some_accounts_is_still_owed_for_the_others(tmp_path):
     await accepted(tmp_path, "ali", 1001)
     await accepted(tmp_path, "bahar", 2002)
@@ -161,7 +179,7 @@ async def test_a_summary_told_for_some_accounts_is_still_owed_for_the_others(tmp
     heard, again = Heard(), Heard()
     await tracker(tmp_path, both, heard).beat()
     await tracker(tmp_path, both, again).beat()
-    assert [sorted(r.account for r in rows) for rows in heard.fills] == [["ali", "bahar"]] and again.fills == []
+    assert [sorted(r.account for r in rows) for rows in heard.fills] == [["bahar"]] and again.fills == []  # ali: told
 
 
 async def test_a_cancelled_order_ends_with_what_had_traded_and_the_average_the_broker_gives(tmp_path):

@@ -289,6 +289,7 @@ async def wait_until_monotonic(
         return now
     loop_time = loop.time
     loop_deadline = loop_time() + (deadline_ns - now) / NS
+    approach_s = max(approach_s, spin_s)  # the long sleep never ends inside the spin
     while (left := loop_deadline - loop_time()) > spin_s:
         await asyncio.sleep(left - approach_s if left > approach_s + spin_s else left - spin_s)
     give_up = loop_deadline + max_spin_s

@@ -101,6 +101,14 @@ class Notifications:
                 results.append((target.name, None))
         return results
 
+    async def delivered(self, event: str) -> bool:
+        """Whether `event` has reached a destination, once what is queued went out or was given up (bounded by
+        the outbox's drain); True for an event the user does not want (nothing is owed)."""
+        if not self.wants(event):
+            return True
+        await self.outbox.drain()
+        return any(sent == event for sent, _ in self.outbox.sent)
+
     async def aclose(self) -> None:
         await self.outbox.aclose()
 

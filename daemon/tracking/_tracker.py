@@ -9,8 +9,9 @@ only reads: nothing here places, edits or cancels an order.
 A read that fails is counted (`metrics.tracker_error`), logged once per account and streak, and tried again on
 the next beat; an account whose hourly request budget is low is not read that beat. At the close (the final
 beat) an order that was never read or found is recorded `unknown` with the reason, and the user is told.
-When tracking ends, the fill summary goes out and a `tracked` record says so: a process killed between the last
-change and the summary sends it on restart, and one killed after it does not send it again.
+When tracking ends, the fill summary goes out and, once it reached a destination, a `tracked` record says so: a
+process killed between the last change and the delivery sends it on restart, and one restarted after it does not
+tell those accounts again.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class Told(Protocol):
 
     def unknown_fills(self, day: date, rows: Sequence[ReportRow]) -> None: ...
 
+    async def delivered(self, event: str) -> bool: ...
+
 
 class Tracker:
     def __init__(
@@ -96,7 +99,7 @@ class Tracker:
         if not followed:  # ended earlier; a process killed before its summary went out owes it still
             self.ended = True
             mine = [r for r in self.rows() if r.accepted and r.account in clients]
-            if mine and not self._told(mine):
+            if mine:
                 await self._finish(mine, final, [])
             return True
         by_account: dict[str, list[ReportRow]] = {}
@@ -134,8 +137,13 @@ class Tracker:
         return True
 
     async def _finish(self, mine: list[ReportRow], final: bool, unknown: list[ReportRow]) -> None:
-        """The day's end of tracking for these orders: logged, the user told, and a `tracked` record so a restart
-        neither tells it twice nor, killed before this, forgets to."""
+        """The day's end of tracking for these orders: logged, the user told of the accounts not told yet today,
+        and, once the summary reached a destination, a `tracked` record, so a restart neither tells an account
+        twice nor, killed before the summary went out, forgets to."""
+        told = self._told()
+        mine = [r for r in mine if r.account not in told]
+        if not mine:
+            return
         log.info(
             "tracking.done",
             day=self.day.isoformat(),
@@ -149,16 +157,20 @@ class Tracker:
             if unknown:
                 self._notify.unknown_fills(self.day, [r for r in mine if r.key in {u.key for u in unknown}])
             self._notify.fill_summary(self.day, mine)
+            if not await self._notify.delivered("fill_summary"):
+                log.warning("tracking.summary_unsent", day=self.day.isoformat(), consequence="a restart today sends it")
+                return
         self.journal.record("tracked", accounts=sorted({r.account for r in mine}), at_close=final)
-        await self.journal.flush(durable=True)
+        if not await self.journal.flush(durable=True):
+            log.warning("tracking.record_unwritten", path=str(self.journal.path), consequence="a restart tells again")
 
-    def _told(self, mine: list[ReportRow]) -> bool:
-        """Whether a `tracked` record already covers every account of `mine`."""
+    def _told(self) -> set[str]:
+        """The accounts a `tracked` record of today says the user was told of."""
         told: set[str] = set()
         for record in self.journal.records():
             if record.get("kind") == "tracked" and isinstance(record.get("accounts"), list):
                 told.update(str(a) for a in record["accounts"])
-        return {r.account for r in mine} <= told
+        return told
 
     async def _read(self, client: OrderLists) -> tuple[list[BrokerOrder] | None, str | None]:
         """The account's orders of the day, or (None, why) when they could not be read this beat."""
