@@ -35,9 +35,8 @@ from daemon.wiring import Wiring
 log = get_logger("demo")
 
 DEMO_PASSWORD = "demo-pass-not-secret"
-DEMO_SEED = (
-    1405  # the simulator's draws (captchas, serial numbers): the same demo each run, unless --seed says otherwise
-)
+# the simulator's draws (captchas, serial numbers): the same demo each run, unless --seed says otherwise
+DEMO_SEED = 1405
 DEMO_BROKERS: tuple[str | tuple[str, str], ...] = (
     "gs",
     "shahr",

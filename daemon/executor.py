@@ -779,7 +779,8 @@ class Executor:
                 pairs = [(p.conn, p.request) for p in group]
                 # a later slot: an account whose last send left late may still be busy at the instant (asked now,
                 # for the plans busy at the earliest instant the wait can end: the rest are free then too)
-                busy = [p for p in group if self._free_at.get(self._scope(p), 0) > group[0].send_at_ns]
+                free_by = group[0].send_at_ns
+                busy = [p for p in group if self._free_at.get(self._scope(p), 0) > free_by] if self._free_at else []
                 await wait_until_monotonic(group[0].send_at_ns, self.clock)
                 changed = False
                 if signed:  # woken late across a second's edge: that second's bytes
@@ -826,11 +827,10 @@ class Executor:
     ) -> list[FirePlan]:
         """`group` less those of `busy` whose scope is still not free now: a follower sends each at its turn."""
         now = self.clock.monotonic_ns()
-        later = {id(p) for p in busy if self._free_at.get(self._scope(p), 0) > now}
-        for plan in busy:
-            if id(plan) in later:
-                followers.start(self._follow(plan, None, window_end_ns))
-        return [p for p in group if id(p) not in later] if later else group
+        later = [p for p in busy if self._free_at.get(self._scope(p), 0) > now]
+        for plan in later:
+            followers.start(self._follow(plan, None, window_end_ns))
+        return [p for p in group if p not in later] if later else group  # FirePlan compares by identity
 
     def _record_intents(self) -> None:
         """What is about to be sent and when, on both clocks: what a restart reads to know what may be out."""

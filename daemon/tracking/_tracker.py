@@ -98,9 +98,7 @@ class Tracker:
         followed = [r for r in self.rows() if r.accepted and r.account in clients and r.fill_state not in FINAL]
         if not followed:  # ended earlier; a process killed before its summary went out owes it still
             self.ended = True
-            mine = [r for r in self.rows() if r.accepted and r.account in clients]
-            if mine:
-                await self._finish(mine, final, [])
+            await self._finish(clients, final, [])
             return True
         by_account: dict[str, list[ReportRow]] = {}
         for row in followed:
@@ -133,15 +131,17 @@ class Tracker:
         if left:
             return False
         self.ended = True
-        await self._finish([r for r in self.rows() if r.accepted and r.account in clients], final, unknown)
+        await self._finish(clients, final, unknown)
         return True
 
-    async def _finish(self, mine: list[ReportRow], final: bool, unknown: list[ReportRow]) -> None:
-        """The day's end of tracking for these orders: logged, the user told of the accounts not told yet today,
-        and, once the summary reached a destination, a `tracked` record, so a restart neither tells an account
-        twice nor, killed before the summary went out, forgets to."""
-        told = self._told()
-        mine = [r for r in mine if r.account not in told]
+    async def _finish(self, clients: Mapping[str, OrderLists], final: bool, unknown: list[ReportRow]) -> None:
+        """The day's end of tracking for these accounts' accepted orders: logged, the user told of the accounts not
+        told yet today, and, once the summary reached a destination, a `tracked` record, so a restart neither tells
+        an account twice nor, killed before the summary went out, forgets to."""
+        records = self.journal.records()
+        told = {str(a) for r in records if r.get("kind") == "tracked" and isinstance(r.get("accounts"), list)
+                for a in r["accounts"]}  # fmt: skip
+        mine = [r for r in summarize(records) if r.accepted and r.account in clients and r.account not in told]
         if not mine:
             return
         log.info(
@@ -163,14 +163,6 @@ class Tracker:
         self.journal.record("tracked", accounts=sorted({r.account for r in mine}), at_close=final)
         if not await self.journal.flush(durable=True):
             log.warning("tracking.record_unwritten", path=str(self.journal.path), consequence="a restart tells again")
-
-    def _told(self) -> set[str]:
-        """The accounts a `tracked` record of today says the user was told of."""
-        told: set[str] = set()
-        for record in self.journal.records():
-            if record.get("kind") == "tracked" and isinstance(record.get("accounts"), list):
-                told.update(str(a) for a in record["accounts"])
-        return told
 
     async def _read(self, client: OrderLists) -> tuple[list[BrokerOrder] | None, str | None]:
         """The account's orders of the day, or (None, why) when they could not be read this beat."""
